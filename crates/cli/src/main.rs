@@ -1,0 +1,42 @@
+//! `meshwa`: the command-line entry point.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// meshwa: many tenants' WebAssembly functions in one address space, each request in a fresh
+/// sandbox.
+#[derive(Parser)]
+#[command(name = "meshwa", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the functions of one or more apps (each a meshwa.toml) over HTTP.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("meshwa: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

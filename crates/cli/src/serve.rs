@@ -1,0 +1,180 @@
+//! `meshwa serve`: load apps, bind, serve until SIGINT/SIGTERM, drain, exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use meshwa_gateway::{GatewayConfig, Router};
+use meshwa_manifest::{Manifest, check_route_collisions};
+use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The apps to serve: paths to meshwa.toml files, one per tenant app.
+    #[arg(value_name = "MANIFEST", required = true)]
+    manifests: Vec<PathBuf>,
+
+    /// Address for function traffic (HTTP/1.1 and HTTP/2). Port 0 picks a free port.
+    #[arg(long, env = "MESHWA_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Where compiled code (and later, state) is kept.
+    #[arg(long, env = "MESHWA_DATA_DIR", default_value = ".meshwa")]
+    data_dir: PathBuf,
+
+    /// Instance allocator: `auto` uses the pooling allocator if its address space can be
+    /// reserved and falls back to on-demand allocation otherwise.
+    #[arg(long, value_enum, default_value_t = Allocator::Auto)]
+    allocator: Allocator,
+
+    /// Memory protection keys (MPK) to pack more pooled sandboxes into the address space:
+    /// `auto` uses them when the CPU (`pku`) and kernel offer them. The choice is logged.
+    #[arg(long, value_enum, default_value_t = Mpk::Auto)]
+    mpk: Mpk,
+
+    /// Most instances live at once (the pool's size); more requests wait for a slot.
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+
+    /// Ceiling on any one instance's linear memory; functions asking for more are refused.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    max_instance_memory: u64,
+
+    /// How long in-flight requests may run after SIGINT/SIGTERM before the server exits.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Allocator {
+    Auto,
+    Pooling,
+    OnDemand,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mpk {
+    Auto,
+    Enable,
+    Disable,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|s| s.as_u64())
+        .map_err(|e| format!("{text:?} is not a size like \"256MiB\": {e}"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like \"10s\": {e}"))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("meshwa-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+
+    // Validate every manifest before touching the engine: the cheapest errors first.
+    let mut manifests = Vec::with_capacity(args.manifests.len());
+    for path in &args.manifests {
+        manifests.push(Manifest::load(path)?);
+    }
+    check_route_collisions(&manifests)?;
+    let mut apps = std::collections::BTreeSet::new();
+    for m in &manifests {
+        if !apps.insert((m.tenant.clone(), m.app.clone())) {
+            bail!(
+                "{}: app {}/{} is loaded twice",
+                m.source.display(),
+                m.tenant,
+                m.app
+            );
+        }
+    }
+
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let settings = EngineSettings {
+        allocator: match args.allocator {
+            Allocator::Auto => AllocatorChoice::Auto,
+            Allocator::Pooling => AllocatorChoice::Pooling,
+            Allocator::OnDemand => AllocatorChoice::OnDemand,
+        },
+        mpk: match args.mpk {
+            Mpk::Auto => MpkChoice::Auto,
+            Mpk::Enable => MpkChoice::Enable,
+            Mpk::Disable => MpkChoice::Disable,
+        },
+        max_instances: args.max_instances,
+        max_instance_memory: args.max_instance_memory,
+        ..EngineSettings::default()
+    };
+    let runtime = Runtime::new(settings, &args.data_dir)?;
+
+    let (mut compiled, mut cached) = (0, 0);
+    let mut routes = Vec::new();
+    for manifest in &manifests {
+        for spec in &manifest.functions {
+            let function = runtime.load_http_function(manifest.function_id(spec), spec)?;
+            match function.cache_outcome() {
+                CacheOutcome::Compiled => compiled += 1,
+                CacheOutcome::Hit => cached += 1,
+            }
+            if let Some(route) = &spec.route {
+                routes.push((route.clone(), Arc::new(function)));
+            }
+        }
+    }
+    let router = Arc::new(Router::new(routes));
+
+    let listener = meshwa_gateway::bind(args.listen).await?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
+    tracing::info!(
+        apps = manifests.len(),
+        functions = compiled + cached,
+        compiled,
+        from_cache = cached,
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "startup complete"
+    );
+    // The one line on stdout: scripts and tests read the bound address from it.
+    println!("meshwa listening on http://{local}");
+
+    meshwa_gateway::serve(
+        listener,
+        router,
+        GatewayConfig {
+            shutdown_grace: args.shutdown_grace,
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,243 @@
+//! The HTTP front door of meshwa.
+//!
+//! Accepts HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on one listener, routes each request
+//! by longest path prefix to a function, runs it in a fresh instance through
+//! [`meshwa_runtime::HttpFunction::handle`], and turns every failure into a status that says whose
+//! fault it was, with an error id that also appears in the log. Shutdown stops accepting, lets
+//! in-flight requests finish within a grace period, then returns.
+
+mod router;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use meshwa_runtime::{Fault, InvokeError, ResponseBody};
+use tokio::net::TcpListener;
+
+pub use router::Router;
+
+/// Why the gateway stopped with an error. Accept errors on single connections are logged and
+/// survived; only failures of the listener itself end up here.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read the listener's address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
+/// How the gateway behaves at the edges.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Binds `addr` (use port 0 in tests and read [`TcpListener::local_addr`] back).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests for at
+/// most `config.shutdown_grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    let local = listener.local_addr().map_err(GatewayError::LocalAddr)?;
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    tracing::info!(%local, routes = router.routes().count(), "gateway listening");
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(dispatch(&router, request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight requests");
+    match tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    Ok(())
+}
+
+/// Routes and runs one request; never fails (failures become responses).
+pub async fn dispatch(router: &Router, request: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let invocation = next_invocation_id();
+    let path = request.uri().path().to_owned();
+    let Some(function) = router.lookup(&path) else {
+        tracing::info!(
+            target: "meshwa::invocation",
+            invocation = %invocation,
+            status = 404,
+            path = %truncate(&path, 200),
+            "no route"
+        );
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no function is routed at this path",
+            &invocation,
+        );
+    };
+    let id = function.id();
+    match function.handle(request, &invocation).await {
+        Ok(response) => {
+            tracing::info!(
+                target: "meshwa::invocation",
+                invocation = %invocation,
+                tenant = %id.tenant,
+                app = %id.app,
+                function = %id.function,
+                status = response.status().as_u16(),
+                duration_us = started.elapsed().as_micros() as u64,
+                "ok"
+            );
+            response
+        }
+        Err(error) => {
+            let status = status_for(&error);
+            tracing::warn!(
+                target: "meshwa::invocation",
+                invocation = %invocation,
+                error_id = %invocation,
+                tenant = %id.tenant,
+                app = %id.app,
+                function = %id.function,
+                status = status.as_u16(),
+                duration_us = started.elapsed().as_micros() as u64,
+                kind = error.kind(),
+                fault = ?error.fault(),
+                error = %error,
+                "failed"
+            );
+            error_response(status, error.kind(), &error.to_string(), &invocation)
+        }
+    }
+}
+
+/// The status for an invocation failure: 4xx for the client's fault, 5xx for the guest's or the
+/// host's.
+pub fn status_for(error: &InvokeError) -> StatusCode {
+    match error {
+        InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::OutOfMemory { .. } | InvokeError::Overloaded => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        other => match other.fault() {
+            Fault::Client => StatusCode::BAD_REQUEST,
+            Fault::Guest | Fault::Host => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+    }
+}
+
+/// Header carrying the error id of a failed request; the same id is in the log line.
+pub const ERROR_ID_HEADER: &str = "x-meshwa-error-id";
+
+fn error_response(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    invocation: &str,
+) -> Response<ResponseBody> {
+    let body = serde_json::json!({
+        "error": kind,
+        "message": message,
+        "error_id": invocation,
+    });
+    let mut bytes = body.to_string().into_bytes();
+    bytes.push(b'\n');
+    let mut response = Response::new(
+        Full::new(Bytes::from(bytes))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(invocation) {
+        headers.insert(ERROR_ID_HEADER, value);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A process-unique, restart-unique id: the process start time in microseconds and a counter.
+fn next_invocation_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:013x}-{n:x}", epoch & 0x1f_ffff_ffff_ffff)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}

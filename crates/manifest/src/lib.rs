@@ -1,0 +1,177 @@
+//! `meshwa.toml`: one tenant's app, parsed strictly.
+//!
+//! A manifest names a tenant and an app and lists the app's functions. Parsing is strict in the way
+//! Firecracker's config is: an unknown key, a malformed name, a size or duration that does not parse,
+//! a component file that does not exist or two functions on one route are all errors, and every error
+//! names the manifest file and, where there is one, the line. Nothing here touches wasmtime: this
+//! crate is pure validation so that it can run at deploy time, in tests and in tools alike.
+//!
+//! ```toml
+//! tenant = "acme"
+//! app = "greeter"
+//!
+//! [[functions]]
+//! name = "hello"
+//! component = "hello.wasm"         # relative to this file
+//! route = "/acme/hello"            # path prefix; omit for a function with no public route
+//! limits = { max-memory = "16MiB", timeout = "2s", max-request-body = "1MiB" }
+//! ```
+
+mod names;
+mod raw;
+mod routes;
+mod units;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use names::{Name, NameError};
+pub use routes::{Route, RouteError, check_route_collisions};
+
+/// Default per-instance linear-memory ceiling when a function sets none.
+pub const DEFAULT_MAX_MEMORY: u64 = 64 * 1024 * 1024;
+/// Default wall-clock budget of one invocation when a function sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default request body ceiling when a function sets none.
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 * 1024 * 1024;
+/// A manifest larger than this is refused before it is parsed: no honest app needs more, and a
+/// hostile one must not make the parser allocate without bound.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// One tenant's app, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The file this manifest was read from (for error messages).
+    pub source: PathBuf,
+    pub tenant: Name,
+    pub app: Name,
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// One function of an app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub name: Name,
+    /// Absolute (or manifest-relative resolved) path to the component file.
+    pub component: PathBuf,
+    /// Public HTTP route (path prefix), if any.
+    pub route: Option<Route>,
+    pub limits: Limits,
+}
+
+/// Per-invocation limits of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Ceiling on the instance's linear memory, in bytes.
+    pub max_memory: u64,
+    /// Wall-clock budget of one invocation, guest code and host calls alike.
+    pub timeout: Duration,
+    /// Largest request body the function accepts, in bytes.
+    pub max_request_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory: DEFAULT_MAX_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+        }
+    }
+}
+
+/// `tenant/app/function`: the identity of a function everywhere in meshwa.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionId {
+    pub tenant: Name,
+    pub app: Name,
+    pub function: Name,
+}
+
+impl fmt::Display for FunctionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.app, self.function)
+    }
+}
+
+impl Manifest {
+    /// The identity of one of this manifest's functions.
+    pub fn function_id(&self, function: &FunctionSpec) -> FunctionId {
+        FunctionId {
+            tenant: self.tenant.clone(),
+            app: self.app.clone(),
+            function: function.name.clone(),
+        }
+    }
+
+    /// Reads and validates the manifest at `path`. Component paths are resolved relative to the
+    /// manifest's directory and must name existing files.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let read_error = |source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(read_error)?.len();
+        if len > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: path.to_path_buf(),
+                len,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let manifest = Self::parse(&text, path, base)?;
+        for function in &manifest.functions {
+            if !function.component.is_file() {
+                return Err(ManifestError::MissingComponent {
+                    path: path.to_path_buf(),
+                    function: function.name.to_string(),
+                    component: function.component.clone(),
+                });
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Parses and validates manifest text. `source` names the text in errors; relative component
+    /// paths are resolved against `base`. Does not touch the file system.
+    pub fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, ManifestError> {
+        raw::parse(text, source, base)
+    }
+}
+
+/// Why a manifest was refused. Every variant is the fault of whoever wrote the manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read manifest: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: manifest is {len} bytes, more than the {MAX_MANIFEST_BYTES} allowed", path.display())]
+    TooLarge { path: PathBuf, len: u64 },
+    /// TOML syntax, an unknown key, a missing key or a value of the wrong type.
+    #[error("{}: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    /// A value that parsed but is not acceptable.
+    #[error("{}:{line}: `{key}`: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{}: function `{function}`: component file {} does not exist", path.display(), component.display())]
+    MissingComponent {
+        path: PathBuf,
+        function: String,
+        component: PathBuf,
+    },
+    /// Two functions claim the same route, or one tenant's route lies under another tenant's.
+    #[error("route collision: {0}")]
+    RouteCollision(#[from] RouteError),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    Manifest::parse(text, Path::new("app/meshwa.toml"), Path::new("app"))
+}
+
+fn error(text: &str) -> String {
+    parse(text).expect_err("manifest should be refused").to_string()
+}
+
+const VALID: &str = r#"
+tenant = "acme"
+app = "shop"
+
+[[functions]]
+name = "hello"
+component = "hello.wasm"
+route = "/acme/hello/"
+limits = { max-memory = "16MiB", timeout = "250ms", max-request-body = "1KiB" }
+
+[[functions]]
+name = "private"
+component = "/abs/private.wasm"
+"#;
+
+#[test]
+fn parses_a_valid_manifest() {
+    let m = parse(VALID).unwrap();
+    assert_eq!(m.tenant.as_str(), "acme");
+    assert_eq!(m.app.as_str(), "shop");
+    let hello = &m.functions[0];
+    assert_eq!(hello.component, Path::new("app/hello.wasm"));
+    assert_eq!(hello.route.as_ref().unwrap().as_str(), "/acme/hello");
+    assert_eq!(hello.limits.max_memory, 16 * 1024 * 1024);
+    assert_eq!(hello.limits.timeout, std::time::Duration::from_millis(250));
+    assert_eq!(hello.limits.max_request_body, 1024);
+    let private = &m.functions[1];
+    assert_eq!(private.component, Path::new("/abs/private.wasm"));
+    assert_eq!(private.route, None);
+    assert_eq!(private.limits, Limits::default());
+    assert_eq!(m.function_id(hello).to_string(), "acme/shop/hello");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let e = error("tenant = \"a\"\napp = \"b\"\ncolour = \"red\"\n");
+    assert!(e.contains("app/meshwa.toml"), "{e}");
+    assert!(e.contains("colour"), "{e}");
+    assert!(e.contains("line 3"), "{e}");
+
+    let e = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nlimits = { max-memroy = \"1MiB\" }\n",
+    );
+    assert!(e.contains("max-memroy"), "{e}");
+    assert!(e.contains("line 6"), "{e}");
+}
+
+#[test]
+fn missing_key_is_named() {
+    let e = error("tenant = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\n");
+    assert!(e.contains("app"), "{e}");
+}
+
+#[test]
+fn bad_names_are_refused_with_line() {
+    let e = error("tenant = \"Acme\"\napp = \"b\"\n");
+    assert!(e.contains(":1: `tenant`"), "{e}");
+    let e = error("tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"no_underscores\"\ncomponent = \"f.wasm\"\n");
+    assert!(e.contains(":4: `name`") && e.contains("no_underscores"), "{e}");
+}
+
+#[test]
+fn bad_limits_are_refused() {
+    let fun = |limits: &str| {
+        format!("tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nlimits = {{ {limits} }}\n")
+    };
+    let e = error(&fun("max-memory = \"lots\""));
+    assert!(e.contains(":6: `limits.max-memory`"), "{e}");
+    let e = error(&fun("timeout = \"forever\""));
+    assert!(e.contains("`limits.timeout`"), "{e}");
+    let e = error(&fun("timeout = \"0s\""));
+    assert!(e.contains("more than zero"), "{e}");
+    let e = error(&fun("max-memory = \"1KiB\""));
+    assert!(e.contains("64KiB"), "{e}");
+    let e = error(&fun("timeout = 5"));
+    assert!(e.contains("timeout"), "{e}");
+}
+
+#[test]
+fn duplicate_functions_and_routes_are_refused() {
+    let e = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/x\"\n[[functions]]\nname = \"f\"\ncomponent = \"g.wasm\"\n",
+    );
+    assert!(e.contains(":8: `name`") && e.contains("already declared on line 4"), "{e}");
+    let e = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/x\"\n[[functions]]\nname = \"g\"\ncomponent = \"g.wasm\"\nroute = \"/x/\"\n",
+    );
+    assert!(e.contains(":10: `route`") && e.contains("function `f` (line 6)"), "{e}");
+}
+
+#[test]
+fn bad_routes_are_refused() {
+    let e = error("tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"x\"\n");
+    assert!(e.contains(":6: `route`") && e.contains("start with '/'"), "{e}");
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let e = error("tenant = \"a\nxx");
+    assert!(e.starts_with("app/meshwa.toml: "), "{e}");
+}
+
+#[test]
+fn load_checks_component_files_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshwa.toml");
+    std::fs::write(&path, VALID).unwrap();
+    let e = Manifest::load(&path).unwrap_err().to_string();
+    assert!(e.contains("function `hello`") && e.contains("does not exist"), "{e}");
+
+    std::fs::write(dir.path().join("hello.wasm"), b"").unwrap();
+    std::fs::write(&path, VALID.replace("/abs/private.wasm", "hello.wasm")).unwrap();
+    let m = Manifest::load(&path).unwrap();
+    assert_eq!(m.functions[0].component, dir.path().join("hello.wasm"));
+
+    let e = Manifest::load(&dir.path().join("nope.toml")).unwrap_err().to_string();
+    assert!(e.contains("nope.toml: cannot read manifest"), "{e}");
+
+    std::fs::write(&path, "#".repeat(MAX_MANIFEST_BYTES as usize + 1)).unwrap();
+    let e = Manifest::load(&path).unwrap_err().to_string();
+    assert!(e.contains("more than"), "{e}");
+}
+
+#[test]
+fn deeply_nested_manifest_is_refused_cleanly() {
+    let e = error(&format!("tenant = {}\n", "[".repeat(10_000)));
+    assert!(e.starts_with("app/meshwa.toml: "), "{e}");
+}
+
+fn app(tenant: &str, name: &str, routes: &[&str]) -> Manifest {
+    let mut text = format!("tenant = \"{tenant}\"\napp = \"{name}\"\n");
+    for (i, route) in routes.iter().enumerate() {
+        text += &format!("[[functions]]\nname = \"f{i}\"\ncomponent = \"f.wasm\"\nroute = \"{route}\"\n");
+    }
+    Manifest::parse(&text, Path::new(&format!("{tenant}.toml")), Path::new(".")).unwrap()
+}
+
+#[test]
+fn routes_of_different_tenants_must_not_collide() {
+    let e = check_route_collisions(&[app("a", "x", &["/a"]), app("b", "y", &["/a"])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("route /a of b/y/f0 (b.toml) is also claimed by a/x/f0 (a.toml)"), "{e}");
+
+    let e = check_route_collisions(&[app("a", "x", &["/api"]), app("b", "y", &["/api/b"])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/api/b of b/y/f0") && e.contains("lies under route /api of a/x/f0"), "{e}");
+    let e = check_route_collisions(&[app("b", "y", &["/api/b"]), app("a", "x", &["/api"])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/api/b of b/y/f0") && e.contains("lies under route /api of a/x/f0"), "{e}");
+
+    // Same tenant may nest its own routes; /apix is not under /api.
+    check_route_collisions(&[app("a", "x", &["/api"]), app("a", "y", &["/api/v2"])]).unwrap();
+    check_route_collisions(&[app("a", "x", &["/api"]), app("b", "y", &["/apix"])]).unwrap();
+    // Same route in two apps of one tenant is still a collision.
+    assert!(check_route_collisions(&[app("a", "x", &["/api"]), app("a", "y", &["/api"])]).is_err());
+}

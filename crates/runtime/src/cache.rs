@@ -1,0 +1,131 @@
+//! On-disk cache of compiled machine code.
+//!
+//! Compiling a component with Cranelift takes from milliseconds to seconds; loading its compiled
+//! form takes about a millisecond (the file is mapped, not read). The cache key is the SHA-256 of
+//! the component's bytes together with the engine's compatibility hash (wasmtime version, target,
+//! and every setting that changes generated code), so a changed component or engine setting can
+//! never pick up stale code. wasmtime re-checks compatibility when it deserializes, so even a
+//! tampered key fails safe into a recompile.
+//!
+//! We keep our own cache instead of wasmtime's `cache` feature so that hits and misses are
+//! observable per component (logs now, metrics later) and writes are atomic renames.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where a loaded component's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from the cache: nothing was compiled.
+    Hit,
+    /// Compiled now (and stored for next time).
+    Compiled,
+}
+
+/// A component ready to be linked, with how long it took to get it.
+pub struct CompiledComponent {
+    pub component: Component,
+    pub outcome: CacheOutcome,
+    pub elapsed: Duration,
+}
+
+pub(crate) struct CompileCache {
+    dir: PathBuf,
+    engine_key: String,
+}
+
+/// Feeds `Hash` output into SHA-256, so the engine's compatibility hash becomes a stable digest
+/// (std's `DefaultHasher` is not stable across Rust releases).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl CompileCache {
+    pub(crate) fn new(dir: PathBuf, engine: &Engine) -> std::io::Result<CompileCache> {
+        std::fs::create_dir_all(&dir)?;
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = hex(&hasher.0.finalize()[..16]);
+        Ok(CompileCache { dir, engine_key })
+    }
+
+    fn entry_path(&self, bytes: &[u8]) -> PathBuf {
+        let digest = Sha256::digest(bytes);
+        self.dir
+            .join(format!("{}-{}.cwasm", hex(&digest), self.engine_key))
+    }
+
+    /// Returns the compiled form of `bytes`, from the cache if it holds it.
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> wasmtime::Result<CompiledComponent> {
+        let started = Instant::now();
+        let entry = self.entry_path(bytes);
+        if entry.is_file() {
+            // SAFETY: `deserialize_file` trusts the file to be machine code that wasmtime wrote.
+            // Entries are only ever written by `store` below, into the operator's data directory,
+            // atomically (temp file + rename); wasmtime additionally checks the header and engine
+            // compatibility. Whoever can write the data directory can already replace the binary.
+            match unsafe { Component::deserialize_file(engine, &entry) } {
+                Ok(component) => {
+                    return Ok(CompiledComponent {
+                        component,
+                        outcome: CacheOutcome::Hit,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(entry = %entry.display(), %error, "discarding unusable compile-cache entry");
+                    let _ = std::fs::remove_file(&entry);
+                }
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(error) = self.store(&entry, &component) {
+            // A cache that cannot be written costs time on the next start, nothing else.
+            tracing::warn!(entry = %entry.display(), %error, "cannot write compile-cache entry");
+        }
+        Ok(CompiledComponent {
+            component,
+            outcome: CacheOutcome::Compiled,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn store(&self, entry: &Path, component: &Component) -> anyhow::Result<()> {
+        let code = component
+            .serialize()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let tmp = tempfile_in(&self.dir)?;
+        std::fs::write(&tmp, code)?;
+        std::fs::rename(&tmp, entry)?;
+        Ok(())
+    }
+}
+
+/// A fresh, unique temporary path inside `dir` (same file system, so `rename` is atomic).
+fn tempfile_in(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(".tmp-{}-{n}", std::process::id())))
+}

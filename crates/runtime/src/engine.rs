@@ -1,0 +1,173 @@
+//! The wasmtime engine: allocator choice (with probe and fallback), code generation settings and
+//! the epoch ticker that drives deadlines.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::EngineError;
+
+/// How often the engine's epoch advances. Deadlines are checked, and long-running guests yield to
+/// other tasks, once per tick: 1 ms keeps timeouts precise and scheduling fair at negligible cost.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Which instance allocator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllocatorChoice {
+    /// Pooling if its address-space reservation succeeds, on-demand otherwise.
+    #[default]
+    Auto,
+    /// Pooling or fail.
+    Pooling,
+    /// Allocate every instance with mmap on demand.
+    OnDemand,
+}
+
+/// Whether to use memory protection keys (MPK) to stripe pooled memories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MpkChoice {
+    /// Use MPK when the CPU and kernel offer it.
+    #[default]
+    Auto,
+    Enable,
+    Disable,
+}
+
+/// Engine settings chosen by the operator (server flags), not by tenants.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub allocator: AllocatorChoice,
+    pub mpk: MpkChoice,
+    /// How many instances may be live at once (the pool's size, and the admission limit).
+    pub max_instances: u32,
+    /// Per-instance linear-memory ceiling; a function asking for more is refused at load.
+    pub max_instance_memory: u64,
+    /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
+    /// between instances: cheaper reuse for small guests at the cost of RSS.
+    pub memory_keep_resident: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            allocator: AllocatorChoice::Auto,
+            mpk: MpkChoice::Auto,
+            max_instances: 1000,
+            max_instance_memory: 256 * 1024 * 1024,
+            memory_keep_resident: 1024 * 1024,
+        }
+    }
+}
+
+/// What the engine ended up with, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineFacts {
+    pub pooling: bool,
+    pub mpk: bool,
+}
+
+/// Core wasm instances a component may hold. A Rust `wasm32-wasip2` component has a handful (the
+/// program plus the shims wit-component adds); adapted preview1 modules a few more.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    config.parallel_compilation(true);
+    config
+}
+
+fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConfig {
+    let n = settings.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(n.saturating_mul(2))
+        .max_memories_per_component(2)
+        .total_tables(n.saturating_mul(4))
+        .max_tables_per_component(4)
+        .total_stacks(n)
+        .max_memory_size(usize::try_from(settings.max_instance_memory).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(settings.memory_keep_resident)
+        .table_keep_resident(64 * 1024)
+        .memory_protection_keys(if mpk { Enabled::Yes } else { Enabled::No });
+    pool
+}
+
+/// Is MPK usable here (CPU `pku` and kernel support)?
+pub fn mpk_available() -> bool {
+    PoolingAllocationConfig::are_memory_protection_keys_available()
+}
+
+/// Builds the engine, probing the pooling allocator and falling back as `settings` allow.
+pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), EngineError> {
+    let engine_error = |e: wasmtime::Error| EngineError::Engine(format!("{e:#}"));
+    let mpk = match settings.mpk {
+        MpkChoice::Disable => false,
+        MpkChoice::Auto => mpk_available(),
+        MpkChoice::Enable => {
+            if !mpk_available() {
+                return Err(EngineError::Engine(
+                    "memory protection keys were required but this CPU or kernel does not offer them"
+                        .into(),
+                ));
+            }
+            true
+        }
+    };
+    if settings.allocator != AllocatorChoice::OnDemand {
+        let mut config = base_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+            settings, mpk,
+        )));
+        // Creating the engine reserves the whole pool: this is the probe.
+        match Engine::new(&config) {
+            Ok(engine) => {
+                tracing::info!(
+                    allocator = "pooling",
+                    mpk,
+                    slots = settings.max_instances,
+                    max_instance_memory = settings.max_instance_memory,
+                    "engine ready"
+                );
+                return Ok((engine, EngineFacts { pooling: true, mpk }));
+            }
+            Err(error) if settings.allocator == AllocatorChoice::Auto => {
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    "cannot reserve the pooling allocator; falling back to on-demand allocation"
+                );
+            }
+            Err(error) => return Err(engine_error(error)),
+        }
+    }
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    let engine = Engine::new(&config).map_err(engine_error)?;
+    tracing::info!(allocator = "on-demand", mpk = false, "engine ready");
+    Ok((
+        engine,
+        EngineFacts {
+            pooling: false,
+            mpk: false,
+        },
+    ))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+pub(crate) fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("meshwa-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(())
+}

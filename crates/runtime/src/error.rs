@@ -1,0 +1,126 @@
+//! Typed errors of the runtime. Each says whose fault it is, so the gateway can pick the status.
+
+use std::path::PathBuf;
+
+use meshwa_manifest::FunctionId;
+
+/// Whose fault an error is: decides between 4xx and 5xx, and who gets paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request was bad (too large, malformed): 4xx.
+    Client,
+    /// The function misbehaved (trap, timeout, memory, no response): 5xx.
+    Guest,
+    /// The host could not serve (out of capacity, internal failure): 5xx.
+    Host,
+}
+
+/// Why the engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot use data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why a function could not be loaded. Raised at load/deploy time, never per request.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{function}: cannot read component {}: {source}", path.display())]
+    Read {
+        function: FunctionId,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{function}: {} is not a valid WebAssembly component: {reason}", path.display())]
+    InvalidComponent {
+        function: FunctionId,
+        path: PathBuf,
+        reason: String,
+    },
+    /// The component imports something the host does not provide to it.
+    #[error("{function}: cannot link component {}: {reason}", path.display())]
+    Link {
+        function: FunctionId,
+        path: PathBuf,
+        reason: String,
+    },
+    /// The component does not export `wasi:http/incoming-handler`.
+    #[error("{function}: component {} is not an HTTP function: {reason}", path.display())]
+    NotHttpHandler {
+        function: FunctionId,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "{function}: limits.max-memory of {requested} bytes exceeds this server's per-instance ceiling of {ceiling} bytes"
+    )]
+    MemoryAboveCeiling {
+        function: FunctionId,
+        requested: u64,
+        ceiling: u64,
+    },
+}
+
+impl LoadError {
+    /// Load errors are the fault of whoever supplied the component or manifest.
+    pub fn fault(&self) -> Fault {
+        Fault::Client
+    }
+}
+
+/// How one invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("request body exceeds the function's limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("function trapped: {0}")]
+    Trap(String),
+    #[error("function exceeded its deadline of {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("function exceeded its memory limit of {limit} bytes: {detail}")]
+    OutOfMemory { limit: u64, detail: String },
+    #[error("function returned without setting a response")]
+    NoResponse,
+    #[error("function answered with an error: {0}")]
+    GuestError(String),
+    #[error("no instance slot became free before the deadline")]
+    Overloaded,
+    #[error("internal error: {0}")]
+    Host(String),
+}
+
+impl InvokeError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            InvokeError::PayloadTooLarge { .. } | InvokeError::BadRequest(_) => Fault::Client,
+            InvokeError::Trap(_)
+            | InvokeError::Timeout(_)
+            | InvokeError::OutOfMemory { .. }
+            | InvokeError::NoResponse
+            | InvokeError::GuestError(_) => Fault::Guest,
+            InvokeError::Overloaded | InvokeError::Host(_) => Fault::Host,
+        }
+    }
+
+    /// A short, stable name of the kind, for logs and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::PayloadTooLarge { .. } => "payload_too_large",
+            InvokeError::BadRequest(_) => "bad_request",
+            InvokeError::Trap(_) => "trap",
+            InvokeError::Timeout(_) => "timeout",
+            InvokeError::OutOfMemory { .. } => "out_of_memory",
+            InvokeError::NoResponse => "no_response",
+            InvokeError::GuestError(_) => "guest_error",
+            InvokeError::Overloaded => "overloaded",
+            InvokeError::Host(_) => "host",
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The sandbox host of meshwa.
+//!
+//! One [`Runtime`] holds the wasmtime engine (pooling allocator when it can be reserved,
+//! copy-on-write memory images, epoch deadlines), the on-disk compile cache and the linker with
+//! the host services. [`Runtime::load_http_function`] turns a component into an [`HttpFunction`]:
+//! compiled (or loaded from the cache), linked and pre-instantiated once. Each request then gets a
+//! fresh instance from it with [`HttpFunction::handle`]; no instance ever serves two requests.
+//!
+//! What the gateway needs to map failures to statuses is in [`InvokeError::fault`].
+
+mod body;
+mod cache;
+mod engine;
+mod error;
+mod function;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use meshwa_manifest::{FunctionId, FunctionSpec};
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+pub use cache::{CacheOutcome, CompiledComponent};
+pub use engine::{
+    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, mpk_available,
+};
+pub use error::{EngineError, Fault, InvokeError, LoadError};
+pub use function::{HttpFunction, ResponseBody};
+pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
+
+/// The engine, compile cache and linker shared by every function in the process.
+pub struct Runtime {
+    engine: Engine,
+    facts: EngineFacts,
+    settings: EngineSettings,
+    cache: cache::CompileCache,
+    linker: Linker<InstanceState>,
+    admission: Arc<Semaphore>,
+}
+
+impl Runtime {
+    /// Sets up the engine with `settings`; compiled code is cached under `data_dir/cache`.
+    pub fn new(settings: EngineSettings, data_dir: &Path) -> Result<Runtime, EngineError> {
+        let (engine, facts) = engine::build_engine(&settings)?;
+        let cache_dir: PathBuf = data_dir.join("cache");
+        let cache = cache::CompileCache::new(cache_dir.clone(), &engine).map_err(|source| {
+            EngineError::DataDir {
+                path: cache_dir,
+                source,
+            }
+        })?;
+        let mut linker = Linker::new(&engine);
+        // Every function gets WASI (closed by default: see `state`) and wasi:http.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|e| EngineError::Engine(format!("{e:#}")))?;
+        engine::spawn_epoch_ticker(&engine)
+            .map_err(|e| EngineError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        let admission = Arc::new(Semaphore::new(settings.max_instances as usize));
+        Ok(Runtime {
+            engine,
+            facts,
+            settings,
+            cache,
+            linker,
+            admission,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Which allocator and protections the engine runs with.
+    pub fn facts(&self) -> EngineFacts {
+        self.facts
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Compiles (or loads from cache), links and pre-instantiates one HTTP function.
+    pub fn load_http_function(
+        &self,
+        id: FunctionId,
+        spec: &FunctionSpec,
+    ) -> Result<HttpFunction, LoadError> {
+        let path = spec.component.clone();
+        if spec.limits.max_memory > self.settings.max_instance_memory {
+            return Err(LoadError::MemoryAboveCeiling {
+                function: id,
+                requested: spec.limits.max_memory,
+                ceiling: self.settings.max_instance_memory,
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
+            function: id.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let compiled = self
+            .cache
+            .load(&self.engine, &bytes)
+            .map_err(|e| LoadError::InvalidComponent {
+                function: id.clone(),
+                path: path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&compiled.component)
+            .map_err(|e| LoadError::Link {
+                function: id.clone(),
+                path: path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::NotHttpHandler {
+            function: id.clone(),
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        tracing::info!(
+            function = %id,
+            component = %path.display(),
+            cache = ?compiled.outcome,
+            elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
+            "function loaded"
+        );
+        Ok(HttpFunction::new(
+            id,
+            spec.limits,
+            pre,
+            self.admission.clone(),
+            compiled.outcome,
+            compiled.elapsed,
+        ))
+    }
+}

@@ -1,0 +1,128 @@
+//! Per-instance host state: what one fresh instance may see and use.
+//!
+//! Every invocation gets a new `InstanceState` in a new `Store`; nothing in it survives the
+//! request. Defaults are closed: no environment, no arguments, no files, no sockets (wasmtime-wasi
+//! denies every socket address unless told otherwise), no outbound HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Most table elements one instance may hold: far above what real programs use, far below what a
+/// table-growth bomb would like.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+pub struct InstanceState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundPolicy,
+    pub(crate) limiter: InstanceLimiter,
+}
+
+impl InstanceState {
+    pub(crate) fn new(max_memory: u64) -> InstanceState {
+        InstanceState {
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundPolicy,
+            limiter: InstanceLimiter::new(max_memory),
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound `wasi:http` requests: denied. Functions get no network unless granted (a later
+/// change adds per-function grants); the guest sees `HTTP-request-denied`, not a trap.
+pub(crate) struct OutboundPolicy;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<HyperOutgoingBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::debug!(uri = %request.uri(), "outbound HTTP denied: not granted");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Enforces the function's memory limit and remembers whether the guest hit it, so that the trap
+/// that usually follows (Rust aborts on allocation failure) is reported as "out of memory".
+pub(crate) struct InstanceLimiter {
+    max_memory: usize,
+    memory_denied: Arc<AtomicBool>,
+}
+
+impl InstanceLimiter {
+    fn new(max_memory: u64) -> InstanceLimiter {
+        InstanceLimiter {
+            max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
+            memory_denied: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A flag that stays readable after the store is gone.
+    pub(crate) fn memory_denied_flag(&self) -> Arc<AtomicBool> {
+        self.memory_denied.clone()
+    }
+}
+
+impl ResourceLimiter for InstanceLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_memory && maximum.is_none_or(|max| desired <= max);
+        if !allowed {
+            self.memory_denied.store(true, Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+    }
+}

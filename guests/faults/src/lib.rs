@@ -1,0 +1,59 @@
+//! A misbehaving function: the last path segment picks the fault, so one component can sit behind
+//! several functions with different limits.
+//!
+//! | segment            | what it does                                               |
+//! |--------------------|------------------------------------------------------------|
+//! | `ok`               | answers 200 `fine`                                        |
+//! | `trap`             | panics (a Wasm trap)                                       |
+//! | `loop`             | spins forever in guest code                                |
+//! | `sleep`            | blocks in a host call (a 60 s clock wait)                  |
+//! | `oom`              | allocates until the memory limit stops it                  |
+//! | `no-response`      | returns without setting a response                         |
+//! | `trap-mid-body`    | sends the head and part of the body, then panics           |
+//! | `error-code`       | sets an error code instead of a response                   |
+
+use wasi::exports::http::incoming_handler::Guest;
+use wasi::http::types::{ErrorCode, Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+
+struct Faults;
+
+impl Guest for Faults {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path = support::path(&request);
+        let mode = path.rsplit('/').next().unwrap_or("");
+        match mode {
+            "ok" => support::respond(out, 200, "text/plain", b"fine"),
+            "trap" => panic!("this function traps on purpose"),
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "sleep" => {
+                wasi::clocks::monotonic_clock::subscribe_duration(60_000_000_000).block();
+                support::respond(out, 200, "text/plain", b"woke up");
+            }
+            "oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    chunk[0] = 1;
+                    hoard.push(std::hint::black_box(chunk));
+                }
+            }
+            "no-response" => drop(out),
+            "trap-mid-body" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().expect("body");
+                ResponseOutparam::set(out, Ok(response));
+                support::write_all(&body, b"partial ");
+                panic!("trapping in the middle of the body");
+            }
+            "error-code" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("nope".into())))),
+            other => support::respond(out, 404, "text/plain", format!("no mode {other:?}").as_bytes()),
+        }
+    }
+}
+
+wasi::http::proxy::export!(Faults);
