@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use meshwa_manifest::{FunctionId, Limits};
 use tokio::sync::{Semaphore, oneshot};
@@ -128,18 +129,35 @@ impl HttpFunction {
         let body_exceeded = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| LimitedBody::new(body, limit, body_exceeded.clone()));
         let (sender, receiver) = oneshot::channel();
+        // Set the moment the guest sets a response head (not when we get round to reading it).
+        let head_sent = Arc::new(AtomicBool::new(false));
+        let head_flag = head_sent.clone();
         let (request, outparam) = {
             let mut http = store.data_mut().http();
             let request = http
                 .new_incoming_request(Scheme::Http, request)
                 .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
             let outparam = http
-                .new_response_outparam(sender)
+                .new_response_outparam_from_callback(move |response| {
+                    head_flag.store(response.is_ok(), Ordering::Release);
+                    // The receiver is gone only if the caller stopped waiting.
+                    let _ = sender.send(response);
+                })
                 .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
             (request, outparam)
         };
 
+        // Set by the task when the guest fails after the response head was sent: the body must
+        // then end with an error, not look complete (wasi-http ends it cleanly when the guest's
+        // body resource is dropped by a trap).
+        let (late_failure_tx, late_failure_rx) = oneshot::channel::<InvokeError>();
+
         let pre = self.pre.clone();
+        let limits = self.limits;
+        let task_body_exceeded = body_exceeded.clone();
+        let task_head_sent = head_sent.clone();
+        let id = self.id.clone();
+        let invocation = invocation.to_owned();
         let mut task = AbortOnDrop(Some(tokio::spawn(async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -152,51 +170,45 @@ impl HttpFunction {
                 Ok(result) => result,
                 Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
             };
+            let result = result.map_err(|error| {
+                classify_failure(
+                    error,
+                    &limits,
+                    memory_denied.load(Ordering::Relaxed),
+                    task_body_exceeded.load(Ordering::Relaxed),
+                )
+            });
+            if let Err(error) = &result
+                && task_head_sent.load(Ordering::Acquire)
+            {
+                tracing::warn!(
+                    target: "meshwa::invocation",
+                    function = %id,
+                    invocation = %invocation,
+                    kind = error.kind(),
+                    error = %error,
+                    "function failed after sending the response head; the body is cut"
+                );
+                let _ = late_failure_tx.send(InvokeError::Trap(error.to_string()));
+            }
+            // Failure is reported before the store goes: dropping it is what ends the body.
             // The store (and with it the instance) is gone before the slot is released.
             drop(store);
             drop(permit);
             result
         })));
 
-        let classify = |error: wasmtime::Error| {
-            classify_failure(
-                error,
-                &self.limits,
-                memory_denied.load(Ordering::Relaxed),
-                body_exceeded.load(Ordering::Relaxed),
-            )
-        };
-
         match receiver.await {
             Ok(Ok(response)) => {
-                // The guest keeps running to stream the body; report a late failure in the log,
-                // since the client already has the head of the response.
-                let id = self.id.clone();
-                let invocation = invocation.to_owned();
-                let limits = self.limits;
-                let memory_denied = memory_denied.clone();
-                let task = task.detach();
-                tokio::spawn(async move {
-                    let error = match task.await {
-                        Ok(Ok(())) => return,
-                        Ok(Err(error)) => classify_failure(
-                            error,
-                            &limits,
-                            memory_denied.load(Ordering::Relaxed),
-                            false,
-                        ),
-                        Err(join) => InvokeError::Host(join.to_string()),
-                    };
-                    tracing::warn!(
-                        target: "meshwa::invocation",
-                        function = %id,
-                        invocation = %invocation,
-                        kind = error.kind(),
-                        error = %error,
-                        "function failed after sending the response head"
-                    );
-                });
-                Ok(response)
+                // The guest keeps running to stream the body, still under its deadline.
+                task.detach();
+                Ok(response.map(|body| {
+                    CheckedBody {
+                        inner: body,
+                        late_failure: late_failure_rx,
+                    }
+                    .boxed_unsync()
+                }))
             }
             Ok(Err(code)) => {
                 // The guest answered with an error code instead of a response.
@@ -207,10 +219,44 @@ impl HttpFunction {
             }
             Err(_no_response) => match task.join().await {
                 Ok(Ok(())) => Err(InvokeError::NoResponse),
-                Ok(Err(error)) => Err(classify(error)),
+                Ok(Err(error)) => Err(error),
                 Err(join) => Err(InvokeError::Host(join.to_string())),
             },
         }
+    }
+}
+
+/// A guest's response body that ends in an error, instead of cleanly, if the guest failed while
+/// producing it.
+struct CheckedBody {
+    inner: ResponseBody,
+    late_failure: oneshot::Receiver<InvokeError>,
+}
+
+impl Body for CheckedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => match self.late_failure.try_recv() {
+                Ok(_failure) => Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError))),
+                Err(_) => Poll::Ready(None),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -221,8 +267,8 @@ struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
 
 impl<T> AbortOnDrop<T> {
     /// Lets the task run to completion on its own.
-    fn detach(&mut self) -> tokio::task::JoinHandle<T> {
-        self.0.take().expect("task detached once")
+    fn detach(&mut self) {
+        self.0 = None;
     }
 
     /// Waits for the task; it is still aborted if this wait is dropped.

@@ -38,7 +38,10 @@ impl Guest for TextKit {
             };
             if upper {
                 let shouted = chunk.to_ascii_uppercase();
-                output.blocking_write_and_flush(&shouted).expect("write body");
+                // blocking-write-and-flush takes at most 4096 bytes per call.
+                for piece in shouted.chunks(4096) {
+                    output.blocking_write_and_flush(piece).expect("write body");
+                }
                 continue;
             }
             bytes += chunk.len() as u64;

@@ -21,7 +21,12 @@ impl Guest for Echo {
         let output = outgoing.write().expect("stream");
         loop {
             match input.blocking_read(16 * 1024) {
-                Ok(chunk) => output.blocking_write_and_flush(&chunk).expect("write"),
+                // blocking-write-and-flush takes at most 4096 bytes per call.
+                Ok(chunk) => {
+                    for piece in chunk.chunks(4096) {
+                        output.blocking_write_and_flush(piece).expect("write");
+                    }
+                }
                 Err(StreamError::Closed) => break,
                 // The host ended the body (for example: it exceeded the size limit).
                 Err(StreamError::LastOperationFailed(e)) => panic!("reading body: {}", e.to_debug_string()),

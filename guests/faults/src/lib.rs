@@ -11,6 +11,7 @@
 //! | `no-response`      | returns without setting a response                         |
 //! | `trap-mid-body`    | sends the head and part of the body, then panics           |
 //! | `error-code`       | sets an error code instead of a response                   |
+//! | `read-all`         | reads the whole body, then answers with its length         |
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::types::{ErrorCode, Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -51,6 +52,10 @@ impl Guest for Faults {
                 panic!("trapping in the middle of the body");
             }
             "error-code" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("nope".into())))),
+            "read-all" => match support::read_body(&request) {
+                Ok(body) => support::respond(out, 200, "text/plain", body.len().to_string().as_bytes()),
+                Err(e) => panic!("{e}"),
+            },
             other => support::respond(out, 404, "text/plain", format!("no mode {other:?}").as_bytes()),
         }
     }

@@ -1,0 +1,353 @@
+//! The gateway served for real: a server on a loopback port, a real HTTP client, real components
+//! built from `guests/` and `examples/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use meshwa_gateway::{ERROR_ID_HEADER, GatewayConfig, Router};
+use meshwa_manifest::{Manifest, check_route_collisions};
+use meshwa_runtime::{EngineSettings, Runtime};
+use meshwa_test_programs as programs;
+use tokio::sync::oneshot;
+
+/// A running gateway; stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+    _data: tempfile::TempDir,
+}
+
+async fn start(manifests: &[PathBuf]) -> Server {
+    let data = tempfile::tempdir().unwrap();
+    let manifests: Vec<Manifest> = manifests.iter().map(|p| Manifest::load(p).unwrap()).collect();
+    check_route_collisions(&manifests).unwrap();
+    let settings = EngineSettings {
+        max_instances: 64,
+        ..EngineSettings::default()
+    };
+    let runtime = Runtime::new(settings, data.path()).unwrap();
+    let mut routes = Vec::new();
+    for m in &manifests {
+        for spec in &m.functions {
+            let f = runtime.load_http_function(m.function_id(spec), spec).unwrap();
+            routes.push((spec.route.clone().unwrap(), Arc::new(f)));
+        }
+    }
+    let listener = meshwa_gateway::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(meshwa_gateway::serve(
+        listener,
+        Arc::new(Router::new(routes)),
+        GatewayConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        addr,
+        _stop: stop,
+        _data: data,
+    }
+}
+
+/// Writes a manifest for one tenant's test app into `dir` and returns its path.
+fn manifest(dir: &Path, tenant: &str, functions: &[(&str, &str, &str, &str)]) -> PathBuf {
+    let mut text = format!("tenant = \"{tenant}\"\napp = \"tests\"\n");
+    for (name, component, route, limits) in functions {
+        text += &format!(
+            "[[functions]]\nname = \"{name}\"\ncomponent = \"{component}\"\nroute = \"{route}\"\nlimits = {{ {limits} }}\n"
+        );
+    }
+    let path = dir.join(format!("{tenant}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Answer {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Answer {
+    send(&client(), addr, "GET", path, b"").await
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(programs::EXAMPLES_DIR).join(name).join("meshwa.toml")
+}
+
+#[tokio::test]
+async fn both_example_tenants_answer_over_http1_and_http2() {
+    let server = start(&[example("acme-greeter"), example("globex-textkit")]).await;
+
+    let hello = get(server.addr, "/acme/hello?name=Ada%20Lovelace").await;
+    assert_eq!(hello.status, 200);
+    assert_eq!(hello.body, "{\"greeting\":\"Hello, Ada Lovelace!\",\"tenant\":\"acme\"}\n");
+    assert_eq!(hello.headers["content-type"], "application/json");
+
+    let stats = send(&client(), server.addr, "POST", "/globex/stats", b"one two\nthree\n").await;
+    assert_eq!(stats.status, 200);
+    assert_eq!(stats.body, "{\"bytes\":14,\"lines\":2,\"words\":3}\n");
+
+    let upper = send(&client(), server.addr, "POST", "/globex/upper", b"shout, please").await;
+    assert_eq!((upper.status, upper.body.as_str()), (200, "SHOUT, PLEASE"));
+
+    let h2: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let response = h2
+        .request(
+            http::Request::get(format!("http://{}/acme/hello", server.addr))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"{\"greeting\":\"Hello, world!\",\"tenant\":\"acme\"}\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = manifest(dir.path(), "tenant-a", &[("hello", programs::HELLO, "/a", "")]);
+    let server = start(&[a, example("globex-textkit")]).await;
+    let client = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let client = client.clone();
+        let addr = server.addr;
+        tasks.spawn(async move {
+            if i % 2 == 0 {
+                let answer = send(&client, addr, "GET", &format!("/a/{i}"), b"").await;
+                assert_eq!(answer.status, 200);
+                // A reused instance would have counted more than one request.
+                assert_eq!(
+                    answer.body,
+                    format!("hello from meshwa: /a/{i} (request 1 of this instance)\n")
+                );
+            } else {
+                let text = format!("word{i} ").repeat(i as usize);
+                let answer = send(&client, addr, "POST", "/globex/stats", text.as_bytes()).await;
+                assert_eq!(answer.status, 200);
+                assert_eq!(
+                    answer.body,
+                    format!("{{\"bytes\":{},\"lines\":0,\"words\":{i}}}\n", text.len())
+                );
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
+
+/// Each fault gets its status and an error id (in a header and in the body), and the server keeps
+/// serving the other tenant after every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_faults_are_contained_with_the_right_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = programs::FAULTS;
+    let bad = manifest(
+        dir.path(),
+        "mallory",
+        &[
+            ("trap", faults, "/m/trap", "timeout = \"5s\""),
+            ("loop", faults, "/m/loop", "timeout = \"300ms\""),
+            ("sleep", faults, "/m/sleep", "timeout = \"300ms\""),
+            ("oom", faults, "/m/oom", "max-memory = \"8MiB\""),
+            ("no-response", faults, "/m/no-response", ""),
+            ("error-code", faults, "/m/error-code", ""),
+        ],
+    );
+    let good = manifest(dir.path(), "alice", &[("hello", programs::HELLO, "/alice", "")]);
+    let server = start(&[bad, good]).await;
+
+    let cases = [
+        ("/m/trap", 500, "trap"),
+        ("/m/loop", 504, "timeout"),
+        ("/m/sleep", 504, "timeout"),
+        ("/m/oom", 503, "out_of_memory"),
+        ("/m/no-response", 500, "no_response"),
+        ("/m/error-code", 500, "guest_error"),
+        ("/nowhere", 404, "not_found"),
+    ];
+    for (path, status, kind) in cases {
+        let started = std::time::Instant::now();
+        let answer = get(server.addr, path).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(body["error"], kind, "{path}: {}", answer.body);
+        let error_id = answer.headers[ERROR_ID_HEADER].to_str().unwrap();
+        assert_eq!(body["error_id"], error_id);
+        if kind == "timeout" {
+            assert!(started.elapsed() < Duration::from_secs(3), "{path} took {:?}", started.elapsed());
+        }
+        let ok = get(server.addr, "/alice").await;
+        assert_eq!(ok.status, 200, "after {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_under_concurrent_load_never_touch_the_good_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = manifest(
+        dir.path(),
+        "mallory",
+        &[
+            ("trap", programs::FAULTS, "/m/trap", ""),
+            ("loop", programs::FAULTS, "/m/loop", "timeout = \"200ms\""),
+            ("oom", programs::FAULTS, "/m/oom", "max-memory = \"4MiB\""),
+        ],
+    );
+    let good = manifest(dir.path(), "alice", &[("hello", programs::HELLO, "/alice", "")]);
+    let server = start(&[bad, good]).await;
+    let client = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60u32 {
+        let client = client.clone();
+        let addr = server.addr;
+        tasks.spawn(async move {
+            let path = ["/m/trap", "/m/loop", "/m/oom"][i as usize % 3];
+            let bad = send(&client, addr, "GET", path, b"").await;
+            assert!(bad.status >= 500, "{path}");
+            let good = send(&client, addr, "GET", &format!("/alice/{i}"), b"").await;
+            assert_eq!(good.status, 200);
+            assert!(good.body.starts_with(&format!("hello from meshwa: /alice/{i} ")));
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_trap_after_the_response_head_cuts_the_body_and_the_server_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "t",
+        &[("f", programs::FAULTS, "/f", ""), ("hello", programs::HELLO, "/hello", "")],
+    );
+    let server = start(&[m]).await;
+    let request = http::Request::get(format!("http://{}/f/trap-mid-body", server.addr))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    // Depending on how far the head got, the client sees a failed request or a failed body,
+    // never a complete-looking response.
+    if let Ok(response) = client().request(request).await {
+        assert_eq!(response.status(), 200);
+        assert!(response.into_body().collect().await.is_err(), "the body must not end cleanly");
+    }
+    assert_eq!(get(server.addr, "/hello").await.status, 200);
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways_and_the_size_limit_gives_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "t",
+        &[
+            ("echo", programs::ECHO, "/echo", "max-request-body = \"16MiB\""),
+            ("small", programs::FAULTS, "/small", "max-request-body = \"1KiB\""),
+        ],
+    );
+    let server = start(&[m]).await;
+
+    // 8 MiB in, 8 MiB out, larger than anything buffered on the way.
+    let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let request = http::Request::post(format!("http://{}/echo", server.addr))
+        .body(Full::new(Bytes::from(big.clone())))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-echo-method"], "Method::Post");
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed.len(), big.len());
+    assert!(echoed == big, "echoed body differs");
+
+    // Declared too large: refused before any instance is made.
+    let answer = send(&client(), server.addr, "POST", "/small/read-all", &[b'x'; 2048]).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    let answer = send(&client(), server.addr, "POST", "/small/read-all", &[b'x'; 1024]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "1024"));
+
+    // Chunked (no declared length) and too large: 413 once the limit is crossed.
+    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+        (0..4).map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512])))).collect();
+    let streaming = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(format!("http://{}/small/read-all", server.addr))
+        .body(StreamBody::new(futures::stream::iter(chunks)))
+        .unwrap();
+    let response = streaming.request(request).await.unwrap();
+    assert_eq!(response.status(), 413);
+
+    // The echo guest answers 200 before it reads; when its body is cut by the limit, so is the
+    // response.
+    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+        (0..4).map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 8 * 1024 * 1024])))).collect();
+    let request = http::Request::post(format!("http://{}/echo", server.addr))
+        .body(StreamBody::new(futures::stream::iter(chunks)))
+        .unwrap();
+    if let Ok(response) = streaming.request(request).await {
+        assert_eq!(response.status(), 200);
+        assert!(response.into_body().collect().await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn components_from_third_party_sdks_run_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "compat",
+        &[
+            ("wstd", programs::WSTD_HELLO, "/wstd", ""),
+            ("waki", programs::WAKI_HELLO, "/waki", ""),
+        ],
+    );
+    let server = start(&[m]).await;
+    let wstd = get(server.addr, "/wstd/x").await;
+    assert_eq!((wstd.status, wstd.body.as_str()), (200, "hello from wstd: /wstd/x\n"));
+    let waki = get(server.addr, "/waki/y").await;
+    assert_eq!((waki.status, waki.body.as_str()), (200, "hello from waki: /waki/y\n"));
+}
