@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use meshwa_gateway::{GatewayConfig, Router};
-use meshwa_manifest::{Manifest, check_route_collisions};
+use meshwa_manifest::{Manifest, ManifestError, check_route_collisions};
 use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime};
 
 #[derive(Args)]
@@ -89,7 +89,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for path in &args.manifests {
         manifests.push(Manifest::load(path)?);
     }
-    check_route_collisions(&manifests)?;
+    check_route_collisions(&manifests).map_err(ManifestError::from)?;
     let mut apps = std::collections::BTreeSet::new();
     for m in &manifests {
         if !apps.insert((m.tenant.clone(), m.app.clone())) {

@@ -1,0 +1,266 @@
+//! The `meshwa` binary as an operator runs it: child processes, real signals, real HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meshwa_test_programs as programs;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshwa");
+
+/// A `meshwa serve` child process; killed if the test ends early.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// All stderr lines printed so far.
+    fn log(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(manifests)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("meshwa listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    Served {
+        child,
+        addr,
+        stderr: rx,
+    }
+}
+
+/// A minimal HTTP/1.1 exchange over a real socket; returns (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn write_manifest(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn hello_manifest(dir: &Path, tenant: &str, route: &str) -> PathBuf {
+    write_manifest(
+        dir,
+        &format!("{tenant}.toml"),
+        &format!(
+            "tenant = \"{tenant}\"\napp = \"app\"\n[[functions]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"{route}\"\n",
+            programs::HELLO
+        ),
+    )
+}
+
+/// Runs `meshwa serve` expecting it to refuse to start; returns its stderr.
+fn refused(manifests: &[PathBuf]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("serve")
+        .args(manifests)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "server should refuse to start");
+    assert!(output.stdout.is_empty(), "must not start listening");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn second_start_uses_the_compile_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let apps = [
+        Path::new(programs::EXAMPLES_DIR).join("acme-greeter/meshwa.toml"),
+        Path::new(programs::EXAMPLES_DIR).join("globex-textkit/meshwa.toml"),
+    ];
+
+    let first = serve(&data, &apps);
+    assert_eq!(http(first.addr, "GET", "/acme/hello?name=x", b"").0, 200);
+    drop(first);
+    let second = serve(&data, &apps);
+    assert_eq!(http(second.addr, "GET", "/acme/hello?name=x", b"").0, 200);
+    let log = second.log();
+    assert!(log.contains("compiled=0 from_cache=3"), "{log}");
+    assert!(!log.contains("cache=Compiled"), "{log}");
+    assert!(log.contains("startup_ms="), "{log}");
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "echo.toml",
+        &format!(
+            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"echo\"\ncomponent = \"{}\"\nroute = \"/echo\"\n",
+            programs::ECHO
+        ),
+    );
+    let mut served = serve(&dir.path().join("data"), &[manifest]);
+
+    // Start a request whose body arrives slowly, then signal while it is in flight.
+    let mut stream = TcpStream::connect(served.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nhello").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(b"world").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // Chunked: both halves echoed, then the final empty chunk.
+    assert!(response.contains("\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"), "{response:?}");
+
+    // New connections are refused once draining began; the process exits 0 by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(TcpStream::connect(served.addr).is_err());
+    let log = served.log();
+    assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn every_invocation_logs_one_line_with_its_error_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "f.toml",
+        &format!(
+            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{}\"\nroute = \"/f\"\n",
+            programs::FAULTS
+        ),
+    );
+    let served = serve(&dir.path().join("data"), &[manifest]);
+    let (status, body) = http(served.addr, "GET", "/f/trap", b"");
+    assert_eq!(status, 500);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let error_id = body["error_id"].as_str().unwrap().to_owned();
+    let (status, _) = http(served.addr, "GET", "/f/ok", b"secret-body");
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = served.log();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains(&error_id)).collect();
+    assert!(!failed.is_empty(), "{log}");
+    assert!(failed.iter().any(|l| l.contains("status=500") && l.contains("tenant=t") && l.contains("function=f") && l.contains("kind=\"trap\"")), "{log}");
+    assert!(log.lines().any(|l| l.contains("status=200") && l.contains("duration_us=")), "{log}");
+    assert!(!log.contains("secret-body"), "bodies never reach the log");
+}
+
+#[test]
+fn manifest_errors_are_refused_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let component = programs::HELLO;
+
+    let unknown = write_manifest(d, "unknown.toml", &format!(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\nrouet = \"/x\"\n"));
+    let e = refused(&[unknown]);
+    assert!(e.contains("unknown.toml") && e.contains("rouet") && e.contains("line 6"), "{e}");
+
+    let bad_name = write_manifest(d, "name.toml", "tenant = \"Big_Corp\"\napp = \"b\"\n");
+    let e = refused(&[bad_name]);
+    assert!(e.contains("name.toml:1: `tenant`") && e.contains("Big_Corp"), "{e}");
+
+    let missing = write_manifest(d, "missing.toml",
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"nope.wasm\"\nroute = \"/x\"\n");
+    let e = refused(&[missing]);
+    assert!(e.contains("missing.toml") && e.contains("nope.wasm") && e.contains("does not exist"), "{e}");
+
+    let dup = write_manifest(d, "dup.toml", &format!(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\nroute = \"/x\"\n[[functions]]\nname = \"g\"\ncomponent = \"{component}\"\nroute = \"/x\"\n"));
+    let e = refused(&[dup]);
+    assert!(e.contains("dup.toml:10: `route`") && e.contains("already the route of function `f`"), "{e}");
+
+    let e = refused(&[hello_manifest(d, "one", "/shared"), hello_manifest(d, "two", "/shared/deeper")]);
+    assert!(e.contains("route collision") && e.contains("/shared/deeper of two/app/hello") && e.contains("one.toml"), "{e}");
+
+    let e = refused(&[d.join("absent.toml")]);
+    assert!(e.contains("absent.toml: cannot read manifest"), "{e}");
+}
+
+#[test]
+fn broken_components_are_refused_at_load_with_the_function_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let garbage = d.join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not wasm").unwrap();
+    let truncated = d.join("truncated.wasm");
+    let bytes = std::fs::read(programs::HELLO).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    // A valid component that does not export wasi:http/incoming-handler.
+    let not_http = d.join("empty-component.wasm");
+    std::fs::write(&not_http, b"\0asm\x0d\0\x01\0").unwrap();
+
+    for (file, expect) in [
+        (&garbage, "is not a valid WebAssembly component"),
+        (&truncated, "is not a valid WebAssembly component"),
+        (&not_http, "is not an HTTP function"),
+    ] {
+        let manifest = write_manifest(d, "m.toml", &format!(
+            "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"broken\"\ncomponent = \"{}\"\nroute = \"/x\"\n",
+            file.display()));
+        let e = refused(&[manifest]);
+        assert!(e.contains("a/b/broken") && e.contains(expect), "{e}");
+    }
+}
