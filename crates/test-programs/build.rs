@@ -35,7 +35,10 @@ fn main() {
             path.display().to_string()
         );
     }
-    code += &format!("/// The repository's `examples/` directory.\npub const EXAMPLES_DIR: &str = {:?};\n", root.join("examples").display().to_string());
+    code += &format!(
+        "/// The repository's `examples/` directory.\npub const EXAMPLES_DIR: &str = {:?};\n",
+        root.join("examples").display().to_string()
+    );
     std::fs::write(out_dir.join("components.rs"), code).expect("write components.rs");
 }
 
@@ -44,18 +47,21 @@ fn build_workspace(dir: &Path, target_dir: &Path) {
     let mut command = Command::new(cargo);
     command
         .current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target_dir);
     // Do not leak the outer build's settings (profile, flags, wrappers such as clippy-driver)
     // into the guest build.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        let outer_cargo = key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_NET_OFFLINE";
-        if outer_cargo
-            || key.starts_with("RUSTC_")
-            || key == "RUSTFLAGS"
-            || key == "RUSTDOCFLAGS"
-        {
+        let outer_cargo =
+            key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_NET_OFFLINE";
+        if outer_cargo || key.starts_with("RUSTC_") || key == "RUSTFLAGS" || key == "RUSTDOCFLAGS" {
             command.env_remove(&key);
         }
     }
@@ -79,10 +85,10 @@ fn components_of(dir: &Path, target_dir: &Path) -> Vec<(String, PathBuf)> {
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };
-        let Some(name) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))
-        else {
+        let Some(name) = text.lines().find_map(|l| {
+            l.strip_prefix("name = \"")
+                .and_then(|r| r.strip_suffix('"'))
+        }) else {
             continue;
         };
         let artifact = release.join(format!("{}.wasm", name.replace('-', "_")));

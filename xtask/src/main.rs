@@ -1,1 +1,76 @@
-fn main(){}
+//! `cargo xtask`: developer tasks that need more than one cargo invocation.
+//!
+//! - `cargo xtask build-examples`: builds the example apps (and guest test programs) for
+//!   `wasm32-wasip2` into `target/guests`, where the example manifests point.
+//! - `cargo xtask serve [ARGS...]`: builds them, then runs `meshwa serve` (release) on every
+//!   `examples/*/meshwa.toml`, passing ARGS through (e.g. `--listen 0.0.0.0:3000`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives one level below the repository root")?
+        .to_path_buf();
+    match task.as_str() {
+        "build-examples" => build_examples(&root),
+        "serve" => {
+            build_examples(&root)?;
+            let mut command = cargo(&root);
+            command.args(["run", "--release", "--package", "meshwa", "--", "serve"]);
+            command.args(example_manifests(&root)?);
+            command.args(&rest);
+            // Replace nothing: run in the foreground so Ctrl-C reaches the server.
+            let status = command.status().context("cannot run cargo")?;
+            if !status.success() {
+                bail!("meshwa serve exited with {status}");
+            }
+            Ok(())
+        }
+        _ => bail!("usage: cargo xtask build-examples | cargo xtask serve [meshwa serve flags]"),
+    }
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root);
+    command
+}
+
+/// The test-programs crate's build script compiles `guests/` and `examples/` to wasm.
+fn build_examples(root: &Path) -> anyhow::Result<()> {
+    let status = cargo(root)
+        .args(["build", "--package", "meshwa-test-programs"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the example components failed");
+    }
+    Ok(())
+}
+
+fn example_manifests(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(root.join("examples"))?
+        .flatten()
+        .map(|entry| entry.path().join("meshwa.toml"))
+        .filter(|path| path.is_file())
+        .collect();
+    manifests.sort();
+    Ok(manifests)
+}

@@ -69,7 +69,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like \"10s\": {e}"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"10s\": {e}"))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -138,7 +139,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = Arc::new(Router::new(routes));
 
     let listener = meshwa_gateway::bind(args.listen).await?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     tracing::info!(
         apps = manifests.len(),
         functions = compiled + cached,

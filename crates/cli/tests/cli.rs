@@ -70,7 +70,9 @@ fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
 /// A minimal HTTP/1.1 exchange over a real socket; returns (status, body).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -81,7 +83,10 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -152,18 +157,33 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 
     // Start a request whose body arrives slowly, then signal while it is in flight.
     let mut stream = TcpStream::connect(served.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(stream, "POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nhello").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nhello"
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let pid = served.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(300));
     stream.write_all(b"world").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     // Chunked: both halves echoed, then the final empty chunk.
-    assert!(response.contains("\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"), "{response:?}");
+    assert!(
+        response.contains("\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"),
+        "{response:?}"
+    );
 
     // New connections are refused once draining began; the process exits 0 by itself.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -171,13 +191,19 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         if let Some(status) = served.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
     assert!(TcpStream::connect(served.addr).is_err());
     let log = served.log();
-    assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("stopped"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -202,8 +228,18 @@ fn every_invocation_logs_one_line_with_its_error_id() {
     let log = served.log();
     let failed: Vec<&str> = log.lines().filter(|l| l.contains(&error_id)).collect();
     assert!(!failed.is_empty(), "{log}");
-    assert!(failed.iter().any(|l| l.contains("status=500") && l.contains("tenant=t") && l.contains("function=f") && l.contains("kind=\"trap\"")), "{log}");
-    assert!(log.lines().any(|l| l.contains("status=200") && l.contains("duration_us=")), "{log}");
+    assert!(
+        failed.iter().any(|l| l.contains("status=500")
+            && l.contains("tenant=t")
+            && l.contains("function=f")
+            && l.contains("kind=\"trap\"")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("status=200") && l.contains("duration_us=")),
+        "{log}"
+    );
     assert!(!log.contains("secret-body"), "bodies never reach the log");
 }
 
@@ -213,27 +249,60 @@ fn manifest_errors_are_refused_with_file_line_and_reason() {
     let d = dir.path();
     let component = programs::HELLO;
 
-    let unknown = write_manifest(d, "unknown.toml", &format!(
-        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\nrouet = \"/x\"\n"));
+    let unknown = write_manifest(
+        d,
+        "unknown.toml",
+        &format!(
+            "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\nrouet = \"/x\"\n"
+        ),
+    );
     let e = refused(&[unknown]);
-    assert!(e.contains("unknown.toml") && e.contains("rouet") && e.contains("line 6"), "{e}");
+    assert!(
+        e.contains("unknown.toml") && e.contains("rouet") && e.contains("line 6"),
+        "{e}"
+    );
 
     let bad_name = write_manifest(d, "name.toml", "tenant = \"Big_Corp\"\napp = \"b\"\n");
     let e = refused(&[bad_name]);
-    assert!(e.contains("name.toml:1: `tenant`") && e.contains("Big_Corp"), "{e}");
+    assert!(
+        e.contains("name.toml:1: `tenant`") && e.contains("Big_Corp"),
+        "{e}"
+    );
 
-    let missing = write_manifest(d, "missing.toml",
-        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"nope.wasm\"\nroute = \"/x\"\n");
+    let missing = write_manifest(
+        d,
+        "missing.toml",
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"nope.wasm\"\nroute = \"/x\"\n",
+    );
     let e = refused(&[missing]);
-    assert!(e.contains("missing.toml") && e.contains("nope.wasm") && e.contains("does not exist"), "{e}");
+    assert!(
+        e.contains("missing.toml") && e.contains("nope.wasm") && e.contains("does not exist"),
+        "{e}"
+    );
 
-    let dup = write_manifest(d, "dup.toml", &format!(
-        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\nroute = \"/x\"\n[[functions]]\nname = \"g\"\ncomponent = \"{component}\"\nroute = \"/x\"\n"));
+    let dup = write_manifest(
+        d,
+        "dup.toml",
+        &format!(
+            "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\nroute = \"/x\"\n[[functions]]\nname = \"g\"\ncomponent = \"{component}\"\nroute = \"/x\"\n"
+        ),
+    );
     let e = refused(&[dup]);
-    assert!(e.contains("dup.toml:10: `route`") && e.contains("already the route of function `f`"), "{e}");
+    assert!(
+        e.contains("dup.toml:10: `route`") && e.contains("already the route of function `f`"),
+        "{e}"
+    );
 
-    let e = refused(&[hello_manifest(d, "one", "/shared"), hello_manifest(d, "two", "/shared/deeper")]);
-    assert!(e.contains("route collision") && e.contains("/shared/deeper of two/app/hello") && e.contains("one.toml"), "{e}");
+    let e = refused(&[
+        hello_manifest(d, "one", "/shared"),
+        hello_manifest(d, "two", "/shared/deeper"),
+    ]);
+    assert!(
+        e.contains("route collision")
+            && e.contains("/shared/deeper of two/app/hello")
+            && e.contains("one.toml"),
+        "{e}"
+    );
 
     let e = refused(&[d.join("absent.toml")]);
     assert!(e.contains("absent.toml: cannot read manifest"), "{e}");
@@ -257,9 +326,14 @@ fn broken_components_are_refused_at_load_with_the_function_named() {
         (&truncated, "is not a valid WebAssembly component"),
         (&not_http, "is not an HTTP function"),
     ] {
-        let manifest = write_manifest(d, "m.toml", &format!(
-            "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"broken\"\ncomponent = \"{}\"\nroute = \"/x\"\n",
-            file.display()));
+        let manifest = write_manifest(
+            d,
+            "m.toml",
+            &format!(
+                "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"broken\"\ncomponent = \"{}\"\nroute = \"/x\"\n",
+                file.display()
+            ),
+        );
         let e = refused(&[manifest]);
         assert!(e.contains("a/b/broken") && e.contains(expect), "{e}");
     }

@@ -27,7 +27,10 @@ struct Server {
 
 async fn start(manifests: &[PathBuf]) -> Server {
     let data = tempfile::tempdir().unwrap();
-    let manifests: Vec<Manifest> = manifests.iter().map(|p| Manifest::load(p).unwrap()).collect();
+    let manifests: Vec<Manifest> = manifests
+        .iter()
+        .map(|p| Manifest::load(p).unwrap())
+        .collect();
     check_route_collisions(&manifests).unwrap();
     let settings = EngineSettings {
         max_instances: 64,
@@ -37,11 +40,15 @@ async fn start(manifests: &[PathBuf]) -> Server {
     let mut routes = Vec::new();
     for m in &manifests {
         for spec in &m.functions {
-            let f = runtime.load_http_function(m.function_id(spec), spec).unwrap();
+            let f = runtime
+                .load_http_function(m.function_id(spec), spec)
+                .unwrap();
             routes.push((spec.route.clone().unwrap(), Arc::new(f)));
         }
     }
-    let listener = meshwa_gateway::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let listener = meshwa_gateway::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(meshwa_gateway::serve(
@@ -110,7 +117,9 @@ async fn get(addr: SocketAddr, path: &str) -> Answer {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(programs::EXAMPLES_DIR).join(name).join("meshwa.toml")
+    Path::new(programs::EXAMPLES_DIR)
+        .join(name)
+        .join("meshwa.toml")
 }
 
 #[tokio::test]
@@ -119,18 +128,36 @@ async fn both_example_tenants_answer_over_http1_and_http2() {
 
     let hello = get(server.addr, "/acme/hello?name=Ada%20Lovelace").await;
     assert_eq!(hello.status, 200);
-    assert_eq!(hello.body, "{\"greeting\":\"Hello, Ada Lovelace!\",\"tenant\":\"acme\"}\n");
+    assert_eq!(
+        hello.body,
+        "{\"greeting\":\"Hello, Ada Lovelace!\",\"tenant\":\"acme\"}\n"
+    );
     assert_eq!(hello.headers["content-type"], "application/json");
 
-    let stats = send(&client(), server.addr, "POST", "/globex/stats", b"one two\nthree\n").await;
+    let stats = send(
+        &client(),
+        server.addr,
+        "POST",
+        "/globex/stats",
+        b"one two\nthree\n",
+    )
+    .await;
     assert_eq!(stats.status, 200);
     assert_eq!(stats.body, "{\"bytes\":14,\"lines\":2,\"words\":3}\n");
 
-    let upper = send(&client(), server.addr, "POST", "/globex/upper", b"shout, please").await;
+    let upper = send(
+        &client(),
+        server.addr,
+        "POST",
+        "/globex/upper",
+        b"shout, please",
+    )
+    .await;
     assert_eq!((upper.status, upper.body.as_str()), (200, "SHOUT, PLEASE"));
 
-    let h2: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
     let response = h2
         .request(
             http::Request::get(format!("http://{}/acme/hello", server.addr))
@@ -142,13 +169,20 @@ async fn both_example_tenants_answer_over_http1_and_http2() {
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"{\"greeting\":\"Hello, world!\",\"tenant\":\"acme\"}\n");
+    assert_eq!(
+        &body[..],
+        b"{\"greeting\":\"Hello, world!\",\"tenant\":\"acme\"}\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance() {
     let dir = tempfile::tempdir().unwrap();
-    let a = manifest(dir.path(), "tenant-a", &[("hello", programs::HELLO, "/a", "")]);
+    let a = manifest(
+        dir.path(),
+        "tenant-a",
+        &[("hello", programs::HELLO, "/a", "")],
+    );
     let server = start(&[a, example("globex-textkit")]).await;
     let client = client();
     let mut tasks = tokio::task::JoinSet::new();
@@ -198,7 +232,11 @@ async fn guest_faults_are_contained_with_the_right_status() {
             ("error-code", faults, "/m/error-code", ""),
         ],
     );
-    let good = manifest(dir.path(), "alice", &[("hello", programs::HELLO, "/alice", "")]);
+    let good = manifest(
+        dir.path(),
+        "alice",
+        &[("hello", programs::HELLO, "/alice", "")],
+    );
     let server = start(&[bad, good]).await;
 
     let cases = [
@@ -219,7 +257,11 @@ async fn guest_faults_are_contained_with_the_right_status() {
         let error_id = answer.headers[ERROR_ID_HEADER].to_str().unwrap();
         assert_eq!(body["error_id"], error_id);
         if kind == "timeout" {
-            assert!(started.elapsed() < Duration::from_secs(3), "{path} took {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{path} took {:?}",
+                started.elapsed()
+            );
         }
         let ok = get(server.addr, "/alice").await;
         assert_eq!(ok.status, 200, "after {path}");
@@ -238,7 +280,11 @@ async fn faults_under_concurrent_load_never_touch_the_good_tenant() {
             ("oom", programs::FAULTS, "/m/oom", "max-memory = \"4MiB\""),
         ],
     );
-    let good = manifest(dir.path(), "alice", &[("hello", programs::HELLO, "/alice", "")]);
+    let good = manifest(
+        dir.path(),
+        "alice",
+        &[("hello", programs::HELLO, "/alice", "")],
+    );
     let server = start(&[bad, good]).await;
     let client = client();
     let mut tasks = tokio::task::JoinSet::new();
@@ -251,7 +297,10 @@ async fn faults_under_concurrent_load_never_touch_the_good_tenant() {
             assert!(bad.status >= 500, "{path}");
             let good = send(&client, addr, "GET", &format!("/alice/{i}"), b"").await;
             assert_eq!(good.status, 200);
-            assert!(good.body.starts_with(&format!("hello from meshwa: /alice/{i} ")));
+            assert!(
+                good.body
+                    .starts_with(&format!("hello from meshwa: /alice/{i} "))
+            );
         });
     }
     while let Some(result) = tasks.join_next().await {
@@ -265,7 +314,10 @@ async fn a_trap_after_the_response_head_cuts_the_body_and_the_server_survives() 
     let m = manifest(
         dir.path(),
         "t",
-        &[("f", programs::FAULTS, "/f", ""), ("hello", programs::HELLO, "/hello", "")],
+        &[
+            ("f", programs::FAULTS, "/f", ""),
+            ("hello", programs::HELLO, "/hello", ""),
+        ],
     );
     let server = start(&[m]).await;
     let request = http::Request::get(format!("http://{}/f/trap-mid-body", server.addr))
@@ -275,7 +327,10 @@ async fn a_trap_after_the_response_head_cuts_the_body_and_the_server_survives() 
     // never a complete-looking response.
     if let Ok(response) = client().request(request).await {
         assert_eq!(response.status(), 200);
-        assert!(response.into_body().collect().await.is_err(), "the body must not end cleanly");
+        assert!(
+            response.into_body().collect().await.is_err(),
+            "the body must not end cleanly"
+        );
     }
     assert_eq!(get(server.addr, "/hello").await.status, 200);
 }
@@ -287,8 +342,18 @@ async fn bodies_stream_both_ways_and_the_size_limit_gives_413() {
         dir.path(),
         "t",
         &[
-            ("echo", programs::ECHO, "/echo", "max-request-body = \"16MiB\""),
-            ("small", programs::FAULTS, "/small", "max-request-body = \"1KiB\""),
+            (
+                "echo",
+                programs::ECHO,
+                "/echo",
+                "max-request-body = \"16MiB\"",
+            ),
+            (
+                "small",
+                programs::FAULTS,
+                "/small",
+                "max-request-body = \"1KiB\"",
+            ),
         ],
     );
     let server = start(&[m]).await;
@@ -306,14 +371,29 @@ async fn bodies_stream_both_ways_and_the_size_limit_gives_413() {
     assert!(echoed == big, "echoed body differs");
 
     // Declared too large: refused before any instance is made.
-    let answer = send(&client(), server.addr, "POST", "/small/read-all", &[b'x'; 2048]).await;
+    let answer = send(
+        &client(),
+        server.addr,
+        "POST",
+        "/small/read-all",
+        &[b'x'; 2048],
+    )
+    .await;
     assert_eq!(answer.status, 413, "{}", answer.body);
-    let answer = send(&client(), server.addr, "POST", "/small/read-all", &[b'x'; 1024]).await;
+    let answer = send(
+        &client(),
+        server.addr,
+        "POST",
+        "/small/read-all",
+        &[b'x'; 1024],
+    )
+    .await;
     assert_eq!((answer.status, answer.body.as_str()), (200, "1024"));
 
     // Chunked (no declared length) and too large: 413 once the limit is crossed.
-    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-        (0..4).map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512])))).collect();
+    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..4)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512]))))
+        .collect();
     let streaming = Client::builder(TokioExecutor::new()).build_http();
     let request = http::Request::post(format!("http://{}/small/read-all", server.addr))
         .body(StreamBody::new(futures::stream::iter(chunks)))
@@ -323,8 +403,9 @@ async fn bodies_stream_both_ways_and_the_size_limit_gives_413() {
 
     // The echo guest answers 200 before it reads; when its body is cut by the limit, so is the
     // response.
-    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-        (0..4).map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 8 * 1024 * 1024])))).collect();
+    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..4)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 8 * 1024 * 1024]))))
+        .collect();
     let request = http::Request::post(format!("http://{}/echo", server.addr))
         .body(StreamBody::new(futures::stream::iter(chunks)))
         .unwrap();
@@ -347,7 +428,13 @@ async fn components_from_third_party_sdks_run_unchanged() {
     );
     let server = start(&[m]).await;
     let wstd = get(server.addr, "/wstd/x").await;
-    assert_eq!((wstd.status, wstd.body.as_str()), (200, "hello from wstd: /wstd/x\n"));
+    assert_eq!(
+        (wstd.status, wstd.body.as_str()),
+        (200, "hello from wstd: /wstd/x\n")
+    );
     let waki = get(server.addr, "/waki/y").await;
-    assert_eq!((waki.status, waki.body.as_str()), (200, "hello from waki: /waki/y\n"));
+    assert_eq!(
+        (waki.status, waki.body.as_str()),
+        (200, "hello from waki: /waki/y\n")
+    );
 }

@@ -11,7 +11,9 @@ pub struct Name(String);
 
 /// Why a string is not a valid name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid name {name:?}: names are 1 to 63 characters of a-z, 0-9 and '-', not starting with '-'")]
+#[error(
+    "invalid name {name:?}: names are 1 to 63 characters of a-z, 0-9 and '-', not starting with '-'"
+)]
 pub struct NameError {
     pub name: String,
 }
@@ -65,7 +67,17 @@ mod tests {
 
     #[test]
     fn refuses_invalid_names() {
-        for bad in ["", "-a", "A", "a_b", "a.b", "a/b", "é", " a", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "A",
+            "a_b",
+            "a.b",
+            "a/b",
+            "é",
+            " a",
+            &"a".repeat(64),
+        ] {
             assert!(Name::new(bad).is_err(), "{bad:?}");
         }
     }

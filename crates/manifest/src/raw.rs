@@ -47,7 +47,11 @@ struct Lines<'a> {
 impl Lines<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
     }
 }
 
@@ -57,12 +61,13 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         message: e.to_string().trim_end().to_owned(),
     })?;
     let lines = Lines { text };
-    let invalid = |key: &str, span: std::ops::Range<usize>, message: String| ManifestError::Invalid {
-        path: source.to_path_buf(),
-        line: lines.line_of(span.start),
-        key: key.to_owned(),
-        message,
-    };
+    let invalid =
+        |key: &str, span: std::ops::Range<usize>, message: String| ManifestError::Invalid {
+            path: source.to_path_buf(),
+            line: lines.line_of(span.start),
+            key: key.to_owned(),
+            message,
+        };
     let name = |key: &str, value: &Spanned<String>| {
         Name::new(value.get_ref()).map_err(|e| invalid(key, value.span(), e.to_string()))
     };

@@ -44,9 +44,7 @@ impl Route {
                 .split('/')
                 .any(|segment| segment.is_empty() || segment == "." || segment == "..")
         {
-            return Err(format!(
-                "route {text:?} has an empty, '.' or '..' segment"
-            ));
+            return Err(format!("route {text:?} has an empty, '.' or '..' segment"));
         }
         Ok(Route(trimmed.to_owned()))
     }
@@ -82,8 +80,8 @@ impl fmt::Display for Route {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", describe(self))]
 pub struct RouteError {
-    pub first: Claim,
-    pub second: Claim,
+    pub first: Box<Claim>,
+    pub second: Box<Claim>,
 }
 
 /// Who claims a route, for error messages.
@@ -136,7 +134,8 @@ pub fn check_route_collisions(manifests: &[Manifest]) -> Result<(), RouteError> 
     for (i, (tenant_a, a)) in claims.iter().enumerate() {
         for (tenant_b, b) in &claims[i + 1..] {
             let same = a.route == b.route;
-            let nested = tenant_a != tenant_b && (a.route.covers(&b.route) || b.route.covers(&a.route));
+            let nested =
+                tenant_a != tenant_b && (a.route.covers(&b.route) || b.route.covers(&a.route));
             if same || nested {
                 // Report the outer route first so the message reads "X lies under Y".
                 let (first, second) = if b.route.covers(&a.route) && !same {
@@ -144,7 +143,10 @@ pub fn check_route_collisions(manifests: &[Manifest]) -> Result<(), RouteError> 
                 } else {
                     (a.clone(), b.clone())
                 };
-                return Err(RouteError { first, second });
+                return Err(RouteError {
+                    first: Box::new(first),
+                    second: Box::new(second),
+                });
             }
         }
     }

@@ -7,7 +7,9 @@ fn parse(text: &str) -> Result<Manifest, ManifestError> {
 }
 
 fn error(text: &str) -> String {
-    parse(text).expect_err("manifest should be refused").to_string()
+    parse(text)
+        .expect_err("manifest should be refused")
+        .to_string()
 }
 
 const VALID: &str = r#"
@@ -67,14 +69,21 @@ fn missing_key_is_named() {
 fn bad_names_are_refused_with_line() {
     let e = error("tenant = \"Acme\"\napp = \"b\"\n");
     assert!(e.contains(":1: `tenant`"), "{e}");
-    let e = error("tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"no_underscores\"\ncomponent = \"f.wasm\"\n");
-    assert!(e.contains(":4: `name`") && e.contains("no_underscores"), "{e}");
+    let e = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"no_underscores\"\ncomponent = \"f.wasm\"\n",
+    );
+    assert!(
+        e.contains(":4: `name`") && e.contains("no_underscores"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_limits_are_refused() {
     let fun = |limits: &str| {
-        format!("tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nlimits = {{ {limits} }}\n")
+        format!(
+            "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nlimits = {{ {limits} }}\n"
+        )
     };
     let e = error(&fun("max-memory = \"lots\""));
     assert!(e.contains(":6: `limits.max-memory`"), "{e}");
@@ -93,17 +102,28 @@ fn duplicate_functions_and_routes_are_refused() {
     let e = error(
         "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/x\"\n[[functions]]\nname = \"f\"\ncomponent = \"g.wasm\"\n",
     );
-    assert!(e.contains(":8: `name`") && e.contains("already declared on line 4"), "{e}");
+    assert!(
+        e.contains(":8: `name`") && e.contains("already declared on line 4"),
+        "{e}"
+    );
     let e = error(
         "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/x\"\n[[functions]]\nname = \"g\"\ncomponent = \"g.wasm\"\nroute = \"/x/\"\n",
     );
-    assert!(e.contains(":10: `route`") && e.contains("function `f` (line 6)"), "{e}");
+    assert!(
+        e.contains(":10: `route`") && e.contains("function `f` (line 6)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_routes_are_refused() {
-    let e = error("tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"x\"\n");
-    assert!(e.contains(":6: `route`") && e.contains("start with '/'"), "{e}");
+    let e = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"x\"\n",
+    );
+    assert!(
+        e.contains(":6: `route`") && e.contains("start with '/'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -118,14 +138,19 @@ fn load_checks_component_files_and_size() {
     let path = dir.path().join("meshwa.toml");
     std::fs::write(&path, VALID).unwrap();
     let e = Manifest::load(&path).unwrap_err().to_string();
-    assert!(e.contains("function `hello`") && e.contains("does not exist"), "{e}");
+    assert!(
+        e.contains("function `hello`") && e.contains("does not exist"),
+        "{e}"
+    );
 
     std::fs::write(dir.path().join("hello.wasm"), b"").unwrap();
     std::fs::write(&path, VALID.replace("/abs/private.wasm", "hello.wasm")).unwrap();
     let m = Manifest::load(&path).unwrap();
     assert_eq!(m.functions[0].component, dir.path().join("hello.wasm"));
 
-    let e = Manifest::load(&dir.path().join("nope.toml")).unwrap_err().to_string();
+    let e = Manifest::load(&dir.path().join("nope.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope.toml: cannot read manifest"), "{e}");
 
     std::fs::write(&path, "#".repeat(MAX_MANIFEST_BYTES as usize + 1)).unwrap();
@@ -142,7 +167,9 @@ fn deeply_nested_manifest_is_refused_cleanly() {
 fn app(tenant: &str, name: &str, routes: &[&str]) -> Manifest {
     let mut text = format!("tenant = \"{tenant}\"\napp = \"{name}\"\n");
     for (i, route) in routes.iter().enumerate() {
-        text += &format!("[[functions]]\nname = \"f{i}\"\ncomponent = \"f.wasm\"\nroute = \"{route}\"\n");
+        text += &format!(
+            "[[functions]]\nname = \"f{i}\"\ncomponent = \"f.wasm\"\nroute = \"{route}\"\n"
+        );
     }
     Manifest::parse(&text, Path::new(&format!("{tenant}.toml")), Path::new(".")).unwrap()
 }
@@ -152,16 +179,25 @@ fn routes_of_different_tenants_must_not_collide() {
     let e = check_route_collisions(&[app("a", "x", &["/a"]), app("b", "y", &["/a"])])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("route /a of b/y/f0 (b.toml) is also claimed by a/x/f0 (a.toml)"), "{e}");
+    assert!(
+        e.contains("route /a of b/y/f0 (b.toml) is also claimed by a/x/f0 (a.toml)"),
+        "{e}"
+    );
 
     let e = check_route_collisions(&[app("a", "x", &["/api"]), app("b", "y", &["/api/b"])])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("/api/b of b/y/f0") && e.contains("lies under route /api of a/x/f0"), "{e}");
+    assert!(
+        e.contains("/api/b of b/y/f0") && e.contains("lies under route /api of a/x/f0"),
+        "{e}"
+    );
     let e = check_route_collisions(&[app("b", "y", &["/api/b"]), app("a", "x", &["/api"])])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("/api/b of b/y/f0") && e.contains("lies under route /api of a/x/f0"), "{e}");
+    assert!(
+        e.contains("/api/b of b/y/f0") && e.contains("lies under route /api of a/x/f0"),
+        "{e}"
+    );
 
     // Same tenant may nest its own routes; /apix is not under /api.
     check_route_collisions(&[app("a", "x", &["/api"]), app("a", "y", &["/api/v2"])]).unwrap();

@@ -112,9 +112,7 @@ impl CompileCache {
     }
 
     fn store(&self, entry: &Path, component: &Component) -> anyhow::Result<()> {
-        let code = component
-            .serialize()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let code = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
         let tmp = tempfile_in(&self.dir)?;
         std::fs::write(&tmp, code)?;
         std::fs::rename(&tmp, entry)?;

@@ -244,7 +244,9 @@ impl Body for CheckedBody {
         use std::task::Poll;
         match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(None) => match self.late_failure.try_recv() {
-                Ok(_failure) => Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError))),
+                Ok(_failure) => {
+                    Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
+                }
                 Err(_) => Poll::Ready(None),
             },
             other => other,
@@ -311,9 +313,7 @@ fn classify_failure(
     memory_denied: bool,
     body_exceeded: bool,
 ) -> InvokeError {
-    let has = |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| {
-        error.chain().any(|cause| pred(cause))
-    };
+    let has = |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(pred);
     if has(&|e| e.is::<DeadlineExceeded>()) {
         return InvokeError::Timeout(limits.timeout);
     }

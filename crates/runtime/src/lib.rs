@@ -103,14 +103,14 @@ impl Runtime {
             path: path.clone(),
             source,
         })?;
-        let compiled = self
-            .cache
-            .load(&self.engine, &bytes)
-            .map_err(|e| LoadError::InvalidComponent {
-                function: id.clone(),
-                path: path.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let compiled =
+            self.cache
+                .load(&self.engine, &bytes)
+                .map_err(|e| LoadError::InvalidComponent {
+                    function: id.clone(),
+                    path: path.clone(),
+                    reason: format!("{e:#}"),
+                })?;
         let instance_pre = self
             .linker
             .instantiate_pre(&compiled.component)
