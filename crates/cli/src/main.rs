@@ -1,5 +1,6 @@
 //! `meshwa`: the command-line entry point.
 
+mod bench;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,9 @@ struct Cli {
 enum Command {
     /// Serve the functions of one or more apps (each a meshwa.toml) over HTTP.
     Serve(serve::ServeArgs),
+    /// Benchmarks that ship with meshwa (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(command) => bench::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -31,6 +31,8 @@ pub use engine::{
 pub use error::{EngineError, Fault, InvokeError, LoadError};
 pub use function::{HttpFunction, ResponseBody};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
+/// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
+pub use wasmtime_wasi_http::Error as BodyError;
 
 /// The engine, compile cache and linker shared by every function in the process.
 pub struct Runtime {

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# HTTP throughput and latency of a hello function under wrk, in one run:
+#   meshwa serve (fresh instance per request)
+#   wasmtime serve, pooling allocator (fresh instance per request)
+#   wasmtime serve, instance reuse
+#   a native hyper hello server (the ceiling)
+# Installs what it needs (wrk from Debian, wasmtime-cli from crates.io, cached under
+# ~/.cache/meshwa-bench), starts and stops every server itself, prints a Markdown table.
+#
+# Usage: bench/http.sh [DURATION=10s] [CONNECTIONS=50] [THREADS=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10s}
+CONNECTIONS=${2:-50}
+THREADS=${3:-2}
+WASMTIME_VERSION=48.0.8   # newest wasmtime that builds with the pinned toolchain
+CACHE=${MESHWA_BENCH_CACHE:-$HOME/.cache/meshwa-bench}
+WASMTIME=$CACHE/wasmtime-$WASMTIME_VERSION/bin/wasmtime
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk" >&2
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+if [ ! -x "$WASMTIME" ]; then
+    echo "installing wasmtime-cli $WASMTIME_VERSION (about 15 minutes, once)" >&2
+    # A persistent target directory lets an interrupted install resume.
+    CARGO_TARGET_DIR="$CACHE/target" cargo install wasmtime-cli --version "$WASMTIME_VERSION" \
+        --locked --root "$CACHE/wasmtime-$WASMTIME_VERSION" >&2
+fi
+
+cargo build --release --package meshwa --quiet
+cargo build --package meshwa-test-programs --quiet   # builds target/guests/.../hello.wasm
+MESHWA=target/release/meshwa
+HELLO=target/guests/wasm32-wasip2/release/hello.wasm
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_ready() { # url
+    for _ in $(seq 1 200); do
+        if curl -fsS -o /dev/null "$1"; then return 0; fi
+        sleep 0.1
+    done
+    echo "server at $1 did not come up" >&2
+    return 1
+}
+
+cat > "$WORK/meshwa.toml" <<TOML
+tenant = "bench"
+app = "hello"
+[[functions]]
+name = "hello"
+component = "$PWD/$HELLO"
+route = "/"
+TOML
+
+ROWS=()
+run_wrk() { # name url
+    local name=$1 url=$2 out
+    wait_ready "$url"
+    wrk -t1 -c4 -d2s "$url" >/dev/null   # warm-up
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+    local rps p50 p99 errors
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+    ROWS+=("$name|$rps|$p50|$p99|${errors:-none}")
+}
+
+start() { # name, command... ; exports URL
+    local port
+    port=$(free_port)
+    URL="http://127.0.0.1:$port/"
+    "$@" "$port" >"$WORK/$1.log" 2>&1 &
+    PIDS+=($!)
+}
+
+serve_meshwa() { RUST_LOG=warn "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$2" --data-dir "$WORK/data"; }
+serve_wasmtime_pooling() { "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$2" "$HELLO"; }
+serve_wasmtime_reuse() { "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$2" "$HELLO"; }
+serve_native() { "$MESHWA" bench native-hello --listen "127.0.0.1:$2"; }
+
+for server in meshwa wasmtime_pooling wasmtime_reuse native; do
+    start "$server" "serve_$server"
+    run_wrk "$server" "$URL"
+    kill "${PIDS[-1]}" 2>/dev/null || true
+    wait "${PIDS[-1]}" 2>/dev/null || true
+done
+
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, hello function, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+echo "| server | requests/s | p50 | p99 | errors |"
+echo "| --- | --- | --- | --- | --- |"
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r name rps p50 p99 errors <<<"$row"
+    echo "| $name | $rps | $p50 | $p99 | $errors |"
+done

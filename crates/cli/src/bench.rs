@@ -1,0 +1,229 @@
+//! `meshwa bench`: measurements that ship with the product.
+//!
+//! - `fresh-instance`: the per-request cost of the runtime itself (admission, new store,
+//!   instantiate from the pre-instantiated component, call `wasi:http/incoming-handler`, read the
+//!   response, drop), with no HTTP or sockets in the way, under several allocator settings.
+//! - `native-hello`: a native hyper server that answers like the `hello` guest, the ceiling that
+//!   `bench/http.sh` compares against. It uses the same hyper and tokio as the gateway.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use meshwa_manifest::Manifest;
+use meshwa_runtime::{AllocatorChoice, BodyError, EngineSettings, HttpFunction, Runtime};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Per-request cost of a fresh instance (instantiate + call + drop), p50/p99, 1 and N threads.
+    FreshInstance(FreshInstanceArgs),
+    /// A native hyper hello server: the ceiling for HTTP throughput comparisons.
+    NativeHello(NativeHelloArgs),
+}
+
+#[derive(Args)]
+pub struct FreshInstanceArgs {
+    /// The component to instantiate (a wasi:http/proxy component; the `hello` guest by default
+    /// in bench scripts).
+    #[arg(long)]
+    component: PathBuf,
+    /// Invocations measured per setting and thread count (after a warm-up of a tenth as many).
+    #[arg(long, default_value_t = 20_000)]
+    iterations: u32,
+    /// Threads for the parallel run.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+#[derive(Args)]
+pub struct NativeHelloArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::FreshInstance(args) => fresh_instance(args),
+        BenchCommand::NativeHello(args) => native_hello(args),
+    }
+}
+
+/// One engine configuration to measure.
+struct Setting {
+    name: &'static str,
+    allocator: AllocatorChoice,
+    keep_resident: usize,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "on-demand",
+        allocator: AllocatorChoice::OnDemand,
+        keep_resident: 0,
+    },
+    Setting {
+        name: "pooling, keep-resident 0",
+        allocator: AllocatorChoice::Pooling,
+        keep_resident: 0,
+    },
+    Setting {
+        name: "pooling, keep-resident 1 MiB (default)",
+        allocator: AllocatorChoice::Pooling,
+        keep_resident: 1 << 20,
+    },
+    Setting {
+        name: "pooling, keep-resident 4 MiB",
+        allocator: AllocatorChoice::Pooling,
+        keep_resident: 4 << 20,
+    },
+];
+
+fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
+    let data = std::env::temp_dir().join(format!("meshwa-bench-{}", std::process::id()));
+    println!(
+        "fresh instance per request: instantiate + call wasi:http handler + read response + drop"
+    );
+    println!("component: {}", args.component.display());
+    println!(
+        "iterations: {} per row; {} threads in the parallel rows\n",
+        args.iterations, args.threads
+    );
+    println!("| setting | threads | p50 µs | p90 µs | p99 µs | p99.9 µs | invocations/s |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for setting in SETTINGS {
+        let settings = EngineSettings {
+            allocator: setting.allocator,
+            memory_keep_resident: setting.keep_resident,
+            max_instances: 1000,
+            ..EngineSettings::default()
+        };
+        let runtime = Runtime::new(settings, &data)?;
+        let function = Arc::new(load(&runtime, &args.component)?);
+        for threads in [1, args.threads] {
+            let (mut latencies, elapsed) = measure(&function, threads, args.iterations)?;
+            latencies.sort_unstable();
+            let pct = |p: f64| {
+                let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+                latencies[i].as_secs_f64() * 1e6
+            };
+            println!(
+                "| {} | {threads} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+                setting.name,
+                pct(0.50),
+                pct(0.90),
+                pct(0.99),
+                pct(0.999),
+                latencies.len() as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<HttpFunction> {
+    let text = format!(
+        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\ncomponent = {:?}\n",
+        component.display().to_string()
+    );
+    let manifest = Manifest::parse(&text, Path::new("bench"), Path::new("."))?;
+    let spec = &manifest.functions[0];
+    Ok(runtime.load_http_function(manifest.function_id(spec), spec)?)
+}
+
+/// Runs `iterations` invocations on each of `threads` threads (one sequential loop per thread)
+/// and returns every latency and the wall time of the measured part.
+fn measure(
+    function: &Arc<HttpFunction>,
+    threads: usize,
+    iterations: u32,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let warmup = (iterations / 10).max(100);
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..threads {
+            let function = function.clone();
+            tasks.spawn(async move {
+                let mut latencies = Vec::with_capacity(iterations as usize);
+                for i in 0..warmup + iterations {
+                    let t = Instant::now();
+                    invoke(&function).await?;
+                    if i >= warmup {
+                        latencies.push(t.elapsed());
+                    }
+                }
+                anyhow::Ok(latencies)
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(result) = tasks.join_next().await {
+            all.extend(result??);
+        }
+        Ok((all, started.elapsed()))
+    })
+}
+
+async fn invoke(function: &HttpFunction) -> anyhow::Result<()> {
+    let request = http::Request::get("http://localhost/bench")
+        .body(Full::new(Bytes::new()).map_err(|never: Infallible| -> BodyError { match never {} }))
+        .context("request")?;
+    let response = function
+        .handle(request, "bench")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(response.status() == 200, "status {}", response.status());
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn native_hello(args: NativeHelloArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        println!(
+            "native-hello listening on http://{}",
+            listener.local_addr()?
+        );
+        let builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let builder = builder.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: http::Request<_>| async move {
+                    let body = format!(
+                        "hello from meshwa: {} (request 1 of this instance)\n",
+                        request.uri().path()
+                    );
+                    Ok::<_, Infallible>(
+                        http::Response::builder()
+                            .header("content-type", "text/plain")
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap_or_default(),
+                    )
+                });
+                let _ = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
