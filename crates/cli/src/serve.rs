@@ -36,7 +36,7 @@ pub struct ServeArgs {
     mpk: Mpk,
 
     /// Most instances live at once (the pool's size); more requests wait for a slot.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     max_instances: u32,
 
     /// Ceiling on any one instance's linear memory; functions asking for more are refused.

@@ -163,7 +163,7 @@ pub async fn dispatch(router: &Router, request: Request<Incoming>) -> Response<R
                 error = %error,
                 "failed"
             );
-            error_response(status, error.kind(), &error.to_string(), &invocation)
+            error_response(status, error.kind(), &public_message(&error), &invocation)
         }
     }
 }
@@ -182,6 +182,21 @@ pub fn status_for(error: &InvokeError) -> StatusCode {
             Fault::Client => StatusCode::BAD_REQUEST,
             Fault::Guest | Fault::Host => StatusCode::INTERNAL_SERVER_ERROR,
         },
+    }
+}
+
+/// What the client is told. A client's own mistake is explained in full; for a guest's or the
+/// host's failure the details (trap messages, backtraces) stay in the log, found by error id.
+fn public_message(error: &InvokeError) -> String {
+    match error {
+        InvokeError::Timeout(limit) => format!("the function exceeded its deadline of {limit:?}"),
+        InvokeError::OutOfMemory { limit, .. } => {
+            format!("the function exceeded its memory limit of {limit} bytes")
+        }
+        InvokeError::Trap(_) => "the function trapped".to_owned(),
+        InvokeError::GuestError(_) => "the function answered with an error".to_owned(),
+        InvokeError::Host(_) => "internal error".to_owned(),
+        other => other.to_string(),
     }
 }
 
