@@ -39,6 +39,9 @@ pub struct FreshInstanceArgs {
     /// Threads for the parallel run.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Only the settings whose name contains this text (e.g. `on-demand`, `1 MiB`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Args)]
@@ -59,6 +62,7 @@ struct Setting {
     name: &'static str,
     allocator: AllocatorChoice,
     keep_resident: usize,
+    pagemap_scan: bool,
 }
 
 const SETTINGS: &[Setting] = &[
@@ -66,21 +70,37 @@ const SETTINGS: &[Setting] = &[
         name: "on-demand",
         allocator: AllocatorChoice::OnDemand,
         keep_resident: 0,
+        pagemap_scan: false,
     },
     Setting {
         name: "pooling, keep-resident 0",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 0,
+        pagemap_scan: false,
     },
     Setting {
-        name: "pooling, keep-resident 1 MiB (default)",
+        name: "pooling, keep-resident 1 MiB",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 1 << 20,
+        pagemap_scan: false,
     },
     Setting {
         name: "pooling, keep-resident 4 MiB",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 4 << 20,
+        pagemap_scan: false,
+    },
+    Setting {
+        name: "pooling, keep-resident 1 MiB, pagemap-scan (default)",
+        allocator: AllocatorChoice::Pooling,
+        keep_resident: 1 << 20,
+        pagemap_scan: true,
+    },
+    Setting {
+        name: "pooling, keep-resident 16 MiB, pagemap-scan",
+        allocator: AllocatorChoice::Pooling,
+        keep_resident: 16 << 20,
+        pagemap_scan: true,
     },
 ];
 
@@ -96,10 +116,16 @@ fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
     );
     println!("| setting | threads | p50 µs | p90 µs | p99 µs | p99.9 µs | invocations/s |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for setting in SETTINGS {
+    let chosen = SETTINGS.iter().filter(|s| {
+        args.only
+            .as_deref()
+            .is_none_or(|only| s.name.contains(only))
+    });
+    for setting in chosen {
         let settings = EngineSettings {
             allocator: setting.allocator,
             memory_keep_resident: setting.keep_resident,
+            pagemap_scan: setting.pagemap_scan,
             max_instances: 1000,
             ..EngineSettings::default()
         };

@@ -26,6 +26,10 @@ struct Server {
 }
 
 async fn start(manifests: &[PathBuf]) -> Server {
+    start_with(manifests, 64).await
+}
+
+async fn start_with(manifests: &[PathBuf], max_instances: u32) -> Server {
     let data = tempfile::tempdir().unwrap();
     let manifests: Vec<Manifest> = manifests
         .iter()
@@ -33,7 +37,7 @@ async fn start(manifests: &[PathBuf]) -> Server {
         .collect();
     check_route_collisions(&manifests).unwrap();
     let settings = EngineSettings {
-        max_instances: 64,
+        max_instances,
         ..EngineSettings::default()
     };
     let runtime = Runtime::new(settings, data.path()).unwrap();
@@ -437,4 +441,33 @@ async fn components_from_third_party_sdks_run_unchanged() {
         (waki.status, waki.body.as_str()),
         (200, "hello from waki: /waki/y\n")
     );
+}
+
+/// An instance lives only as long as someone waits for its answer: when the client goes away,
+/// the instance ends and frees its slot, instead of spinning until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_ends_its_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "t",
+        &[
+            ("loop", programs::FAULTS, "/loop", "timeout = \"60s\""),
+            ("hello", programs::HELLO, "/hello", "timeout = \"60s\""),
+        ],
+    );
+    // One instance slot for the whole server.
+    let server = start_with(&[m], 1).await;
+    let abandoned = tokio::spawn({
+        let addr = server.addr;
+        async move { get(addr, "/loop/loop").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    // The only slot must come free long before the spinning instance's 60 s deadline.
+    let answer = tokio::time::timeout(Duration::from_secs(10), get(server.addr, "/hello"))
+        .await
+        .expect("the abandoned instance still holds the slot");
+    assert_eq!(answer.status, 200);
 }

@@ -128,37 +128,26 @@ impl HttpFunction {
 
         let body_exceeded = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| LimitedBody::new(body, limit, body_exceeded.clone()));
-        let (sender, receiver) = oneshot::channel();
-        // Set the moment the guest sets a response head (not when we get round to reading it).
-        let head_sent = Arc::new(AtomicBool::new(false));
-        let head_flag = head_sent.clone();
+        let (sender, mut receiver) = oneshot::channel();
         let (request, outparam) = {
             let mut http = store.data_mut().http();
             let request = http
                 .new_incoming_request(Scheme::Http, request)
                 .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
             let outparam = http
-                .new_response_outparam_from_callback(move |response| {
-                    head_flag.store(response.is_ok(), Ordering::Release);
-                    // The receiver is gone only if the caller stopped waiting.
-                    let _ = sender.send(response);
-                })
+                .new_response_outparam(sender)
                 .map_err(|e| InvokeError::Host(format!("{e:#}")))?;
             (request, outparam)
         };
 
-        // Set by the task when the guest fails after the response head was sent: the body must
-        // then end with an error, not look complete (wasi-http ends it cleanly when the guest's
-        // body resource is dropped by a trap).
-        let (late_failure_tx, late_failure_rx) = oneshot::channel::<InvokeError>();
-
+        // The whole life of the instance, as one future. It is not spawned: this function drives
+        // it until the guest sets the response head, then the response body drives it while the
+        // guest streams. No extra task, no cross-thread wake-ups, and the instance dies with the
+        // request if the client goes away.
         let pre = self.pre.clone();
         let limits = self.limits;
-        let task_body_exceeded = body_exceeded.clone();
-        let task_head_sent = head_sent.clone();
-        let id = self.id.clone();
-        let invocation = invocation.to_owned();
-        let mut task = AbortOnDrop(Some(tokio::spawn(async move {
+        let guest_body_exceeded = body_exceeded.clone();
+        let mut guest: GuestRun = Box::pin(async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -175,65 +164,102 @@ impl HttpFunction {
                     error,
                     &limits,
                     memory_denied.load(Ordering::Relaxed),
-                    task_body_exceeded.load(Ordering::Relaxed),
+                    guest_body_exceeded.load(Ordering::Relaxed),
                 )
             });
-            if let Err(error) = &result
-                && task_head_sent.load(Ordering::Acquire)
-            {
-                tracing::warn!(
-                    target: "meshwa::invocation",
-                    function = %id,
-                    invocation = %invocation,
-                    kind = error.kind(),
-                    error = %error,
-                    "function failed after sending the response head; the body is cut"
-                );
-                let _ = late_failure_tx.send(InvokeError::Trap(error.to_string()));
-            }
-            // Failure is reported before the store goes: dropping it is what ends the body.
-            // The store (and with it the instance) is gone before the slot is released.
+            // The instance is gone before its slot is released.
             drop(store);
             drop(permit);
             result
-        })));
+        });
 
-        match receiver.await {
-            Ok(Ok(response)) => {
-                // The guest keeps running to stream the body, still under its deadline.
-                task.detach();
-                Ok(response.map(|body| {
-                    CheckedBody {
-                        inner: body,
-                        late_failure: late_failure_rx,
-                    }
-                    .boxed_unsync()
-                }))
-            }
-            Ok(Err(code)) => {
-                // The guest answered with an error code instead of a response.
-                if body_exceeded.load(Ordering::Relaxed) {
-                    return Err(InvokeError::PayloadTooLarge { limit });
+        let finished = tokio::select! {
+            biased;
+            head = &mut receiver => match head {
+                Ok(Ok(response)) => {
+                    return Ok(self.streaming(response, GuestState::Running(guest), invocation));
                 }
-                Err(InvokeError::GuestError(describe_error_code(&code)))
-            }
-            Err(_no_response) => match task.join().await {
-                Ok(Ok(())) => Err(InvokeError::NoResponse),
-                Ok(Err(error)) => Err(error),
-                Err(join) => Err(InvokeError::Host(join.to_string())),
+                Ok(Err(code)) => return Err(self.error_code(code, &body_exceeded)),
+                // The guest dropped the outparam without answering: wait for it to end.
+                Err(_) => (&mut guest).await,
             },
+            result = &mut guest => result,
+        };
+        // The guest ended. It may have set the response just before.
+        match receiver.try_recv() {
+            Ok(Ok(response)) => {
+                Ok(self.streaming(response, GuestState::Done(finished), invocation))
+            }
+            Ok(Err(code)) => Err(self.error_code(code, &body_exceeded)),
+            Err(_) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),
         }
+    }
+
+    fn error_code(&self, code: ErrorCode, body_exceeded: &AtomicBool) -> InvokeError {
+        // The guest answered with an error code instead of a response.
+        if body_exceeded.load(Ordering::Relaxed) {
+            return InvokeError::PayloadTooLarge {
+                limit: self.limits.max_request_body,
+            };
+        }
+        InvokeError::GuestError(describe_error_code(&code))
+    }
+
+    fn streaming(
+        &self,
+        response: http::Response<ResponseBody>,
+        guest: GuestState,
+        invocation: &str,
+    ) -> http::Response<ResponseBody> {
+        let id = self.id.clone();
+        let invocation = invocation.to_owned();
+        response.map(|inner| {
+            GuestBody {
+                inner,
+                guest,
+                id,
+                invocation,
+            }
+            .boxed_unsync()
+        })
     }
 }
 
-/// A guest's response body that ends in an error, instead of cleanly, if the guest failed while
-/// producing it.
-struct CheckedBody {
-    inner: ResponseBody,
-    late_failure: oneshot::Receiver<InvokeError>,
+/// The rest of an instance's life after the response head: instantiate/call/cleanup.
+type GuestRun = std::pin::Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
+
+enum GuestState {
+    Running(GuestRun),
+    Done(Result<(), InvokeError>),
 }
 
-impl Body for CheckedBody {
+/// A guest's response body, which also drives the guest that produces it.
+///
+/// If the guest fails while producing the body, the body ends with an error instead of cleanly
+/// (wasi-http ends it cleanly when a trap drops the guest's body resource), so a cut response
+/// never looks complete. If the guest is still running when its body is complete (work after
+/// the response), it finishes on its own task, still bounded by its deadline.
+struct GuestBody {
+    inner: ResponseBody,
+    guest: GuestState,
+    id: FunctionId,
+    invocation: String,
+}
+
+impl GuestBody {
+    fn log_failure(&self, error: &InvokeError) {
+        tracing::warn!(
+            target: "meshwa::invocation",
+            function = %self.id,
+            invocation = %self.invocation,
+            kind = error.kind(),
+            error = %error,
+            "function failed after sending the response head; the body is cut"
+        );
+    }
+}
+
+impl Body for GuestBody {
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
@@ -242,13 +268,40 @@ impl Body for CheckedBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
-        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(None) => match self.late_failure.try_recv() {
-                Ok(_failure) => {
-                    Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
+        let this = &mut *self;
+        if let GuestState::Running(guest) = &mut this.guest
+            && let Poll::Ready(result) = guest.as_mut().poll(cx)
+        {
+            this.guest = GuestState::Done(result);
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                match std::mem::replace(&mut this.guest, GuestState::Done(Ok(()))) {
+                    GuestState::Done(Ok(())) => Poll::Ready(None),
+                    GuestState::Done(Err(error)) => {
+                        this.log_failure(&error);
+                        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
+                    }
+                    GuestState::Running(guest) => {
+                        // Complete body, guest still working: let it finish in the background.
+                        let id = this.id.clone();
+                        let invocation = this.invocation.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = guest.await {
+                                tracing::warn!(
+                                    target: "meshwa::invocation",
+                                    function = %id,
+                                    invocation = %invocation,
+                                    kind = error.kind(),
+                                    error = %error,
+                                    "function failed after its response was complete"
+                                );
+                            }
+                        });
+                        Poll::Ready(None)
+                    }
                 }
-                Err(_) => Poll::Ready(None),
-            },
+            }
             other => other,
         }
     }
@@ -259,36 +312,6 @@ impl Body for CheckedBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// Aborts the instance's task if the caller stops waiting before the response head (for example,
-/// the client went away): nobody would read the answer, so the instance ends now rather than at
-/// its deadline.
-struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
-
-impl<T> AbortOnDrop<T> {
-    /// Lets the task run to completion on its own.
-    fn detach(&mut self) {
-        self.0 = None;
-    }
-
-    /// Waits for the task; it is still aborted if this wait is dropped.
-    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
-        let result = match self.0.as_mut() {
-            Some(task) => task.await,
-            None => unreachable!("join after detach"),
-        };
-        self.0 = None;
-        result
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        if let Some(task) = &self.0 {
-            task.abort();
-        }
     }
 }
 
