@@ -43,6 +43,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     max_instance_memory: u64,
 
+    /// Threads that run requests (default: one per core).
+    #[arg(long, env = "MESHWA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
+
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server exits.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -74,7 +78,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("meshwa-worker")
         .build()

@@ -15,6 +15,7 @@ struct Served {
     child: Child,
     addr: SocketAddr,
     stderr: std::sync::mpsc::Receiver<String>,
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Drop for Served {
@@ -27,7 +28,22 @@ impl Drop for Served {
 impl Served {
     /// All stderr lines printed so far.
     fn log(&self) -> String {
-        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+        let mut seen = self.seen.borrow_mut();
+        seen.extend(self.stderr.try_iter());
+        seen.join("\n")
+    }
+
+    /// The log once it contains `needle` (log lines are written by a background thread, so they
+    /// may trail the HTTP answer by a moment); the log so far after 10 s without it.
+    fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -64,6 +80,7 @@ fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
         child,
         addr,
         stderr: rx,
+        seen: Default::default(),
     }
 }
 
@@ -136,7 +153,7 @@ fn second_start_uses_the_compile_cache() {
     drop(first);
     let second = serve(&data, &apps);
     assert_eq!(http(second.addr, "GET", "/acme/hello?name=x", b"").0, 200);
-    let log = second.log();
+    let log = second.log_with("startup complete");
     assert!(log.contains("compiled=0 from_cache=3"), "{log}");
     assert!(!log.contains("cache=Compiled"), "{log}");
     assert!(log.contains("startup_ms="), "{log}");
@@ -199,7 +216,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     };
     assert!(status.success(), "{status:?}");
     assert!(TcpStream::connect(served.addr).is_err());
-    let log = served.log();
+    let log = served.log_with("stopped");
     assert!(
         log.contains("SIGTERM received") && log.contains("stopped"),
         "{log}"
@@ -224,8 +241,8 @@ fn every_invocation_logs_one_line_with_its_error_id() {
     let error_id = body["error_id"].as_str().unwrap().to_owned();
     let (status, _) = http(served.addr, "GET", "/f/ok", b"secret-body");
     assert_eq!(status, 200);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = served.log();
+    served.log_with(&error_id);
+    let log = served.log_with("status=200");
     let failed: Vec<&str> = log.lines().filter(|l| l.contains(&error_id)).collect();
     assert!(!failed.is_empty(), "{log}");
     assert!(

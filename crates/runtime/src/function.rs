@@ -211,19 +211,100 @@ impl HttpFunction {
         guest: GuestState,
         invocation: &str,
     ) -> http::Response<ResponseBody> {
-        let id = self.id.clone();
-        let invocation = invocation.to_owned();
-        response.map(|inner| {
-            GuestBody {
-                inner,
-                guest,
-                id,
-                invocation,
+        let (mut parts, inner) = response.into_parts();
+        let mut body = GuestBody {
+            inner,
+            guest,
+            id: self.id.clone(),
+            invocation: invocation.to_owned(),
+        };
+        // Most functions finish a small body in the same breath as its head. Collect what is
+        // ready now (driving the guest without waiting), so such a response goes out as one
+        // write with a content-length instead of a head and a trickle of chunks.
+        let mut ready = Vec::new();
+        let mut ready_len = 0;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let rest = loop {
+            if ready_len >= PREFETCH_LIMIT {
+                break Some(None);
             }
-            .boxed_unsync()
-        })
+            match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+                std::task::Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        ready_len += data.len();
+                        ready.push(data);
+                    }
+                    Err(trailers) => break Some(Some(Ok(trailers))),
+                },
+                std::task::Poll::Ready(Some(Err(error))) => break Some(Some(Err(error))),
+                std::task::Poll::Ready(None) => break None,
+                // Not ready: the client's first poll of the body picks up from here.
+                std::task::Poll::Pending => break Some(None),
+            }
+        };
+        match rest {
+            None => {
+                let whole: Bytes = if ready.len() == 1 {
+                    ready.pop().unwrap_or_default()
+                } else {
+                    ready.concat().into()
+                };
+                parts
+                    .headers
+                    .entry(http::header::CONTENT_LENGTH)
+                    .or_insert_with(|| http::HeaderValue::from(whole.len()));
+                let body = http_body_util::Full::new(whole)
+                    .map_err(|never: std::convert::Infallible| match never {})
+                    .boxed_unsync();
+                http::Response::from_parts(parts, body)
+            }
+            Some(pending) => {
+                let mut ready: std::collections::VecDeque<_> = ready
+                    .into_iter()
+                    .map(|data| Ok(hyper::body::Frame::data(data)))
+                    .collect();
+                let mut rest = Some(body);
+                match pending {
+                    Some(Ok(trailers)) => ready.push_back(Ok(trailers)),
+                    Some(Err(error)) => {
+                        ready.push_back(Err(error));
+                        rest = None;
+                    }
+                    None => {}
+                }
+                let body = PrefixedBody { ready, rest }.boxed_unsync();
+                http::Response::from_parts(parts, body)
+            }
+        }
     }
 }
+
+/// Frames already collected, then the rest of the guest's body.
+struct PrefixedBody {
+    ready: std::collections::VecDeque<Result<hyper::body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    rest: Option<GuestBody>,
+}
+
+impl Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if let Some(frame) = self.ready.pop_front() {
+            return std::task::Poll::Ready(Some(frame));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => std::pin::Pin::new(rest).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+}
+
+/// How much of a response body is collected before the head is sent.
+const PREFETCH_LIMIT: usize = 64 * 1024;
 
 /// The rest of an instance's life after the response head: instantiate/call/cleanup.
 type GuestRun = std::pin::Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
