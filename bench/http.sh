@@ -47,7 +47,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 wait_ready() { # url
     for _ in $(seq 1 200); do
-        if curl -fsS -o /dev/null "$1"; then return 0; fi
+        if curl -fs -o /dev/null "$1"; then return 0; fi
         sleep 0.1
     done
     echo "server at $1 did not come up" >&2
@@ -77,18 +77,21 @@ run_wrk() { # name url
     ROWS+=("$name|$rps|$p50|$p99|${errors:-none}")
 }
 
-start() { # name, command... ; exports URL
-    local port
+start() { # name, command...; the command gets the port as its last argument; sets URL
+    local name=$1 port
+    shift
     port=$(free_port)
     URL="http://127.0.0.1:$port/"
-    "$@" "$port" >"$WORK/$1.log" 2>&1 &
+    "$@" "$port" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
 }
 
-serve_meshwa() { RUST_LOG=warn "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$2" --data-dir "$WORK/data"; }
-serve_wasmtime_pooling() { "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$2" "$HELLO"; }
-serve_wasmtime_reuse() { "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$2" "$HELLO"; }
-serve_native() { "$MESHWA" bench native-hello --listen "127.0.0.1:$2"; }
+# meshwa logs one line per invocation at the default level, as in production (the log writer
+# runs on its own thread); stderr goes to a file.
+serve_meshwa() { "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$1" --data-dir "$WORK/data"; }
+serve_wasmtime_pooling() { "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$1" "$HELLO"; }
+serve_wasmtime_reuse() { "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$1" "$HELLO"; }
+serve_native() { "$MESHWA" bench native-hello --listen "127.0.0.1:$1"; }
 
 for server in meshwa wasmtime_pooling wasmtime_reuse native; do
     start "$server" "serve_$server"
