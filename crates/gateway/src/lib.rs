@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use meshwa_runtime::{Fault, InvokeError, ResponseBody};
+pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
+use meshwa_runtime::{ResponseBody, error_response, public_message};
 use tokio::net::TcpListener;
 
 pub use router::Router;
@@ -166,74 +165,6 @@ pub async fn dispatch(router: &Router, request: Request<Incoming>) -> Response<R
             error_response(status, error.kind(), &public_message(&error), &invocation)
         }
     }
-}
-
-/// The status for an invocation failure: 4xx for the client's fault, 5xx for the guest's or the
-/// host's.
-pub fn status_for(error: &InvokeError) -> StatusCode {
-    match error {
-        InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        InvokeError::OutOfMemory { .. } | InvokeError::Overloaded => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        other => match other.fault() {
-            Fault::Client => StatusCode::BAD_REQUEST,
-            Fault::Guest | Fault::Host => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-    }
-}
-
-/// What the client is told. A client's own mistake is explained in full; for a guest's or the
-/// host's failure the details (trap messages, backtraces) stay in the log, found by error id.
-fn public_message(error: &InvokeError) -> String {
-    match error {
-        InvokeError::Timeout(limit) => format!("the function exceeded its deadline of {limit:?}"),
-        InvokeError::OutOfMemory { limit, .. } => {
-            format!("the function exceeded its memory limit of {limit} bytes")
-        }
-        InvokeError::Trap(_) => "the function trapped".to_owned(),
-        InvokeError::GuestError(_) => "the function answered with an error".to_owned(),
-        InvokeError::Host(_) => "internal error".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// Header carrying the error id of a failed request; the same id is in the log line.
-pub const ERROR_ID_HEADER: &str = "x-meshwa-error-id";
-
-fn error_response(
-    status: StatusCode,
-    kind: &str,
-    message: &str,
-    invocation: &str,
-) -> Response<ResponseBody> {
-    let body = serde_json::json!({
-        "error": kind,
-        "message": message,
-        "error_id": invocation,
-    });
-    let mut bytes = body.to_string().into_bytes();
-    bytes.push(b'\n');
-    let mut response = Response::new(
-        Full::new(Bytes::from(bytes))
-            .map_err(|never: Infallible| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    if let Ok(value) = header::HeaderValue::from_str(invocation) {
-        headers.insert(ERROR_ID_HEADER, value);
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    }
-    response
 }
 
 /// A process-unique, restart-unique id: the process start time in microseconds and a counter.

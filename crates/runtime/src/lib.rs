@@ -13,6 +13,7 @@ mod cache;
 mod engine;
 mod error;
 mod function;
+mod http_errors;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use engine::{
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError};
 pub use function::{HttpFunction, ResponseBody};
+pub use http_errors::{ERROR_ID_HEADER, error_response, public_message, status_for};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 /// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
 pub use wasmtime_wasi_http::Error as BodyError;
