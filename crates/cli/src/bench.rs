@@ -130,7 +130,7 @@ fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
             ..EngineSettings::default()
         };
         let runtime = Runtime::new(settings, &data)?;
-        let function = Arc::new(load(&runtime, &args.component)?);
+        let function = load(&runtime, &args.component)?;
         for threads in [1, args.threads] {
             let (mut latencies, elapsed) = measure(&function, threads, args.iterations)?;
             latencies.sort_unstable();
@@ -153,7 +153,7 @@ fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<HttpFunction> {
+fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<HttpFunction>> {
     let text = format!(
         "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\ncomponent = {:?}\n",
         component.display().to_string()

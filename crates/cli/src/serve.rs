@@ -140,7 +140,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 CacheOutcome::Hit => cached += 1,
             }
             if let Some(route) = &spec.route {
-                routes.push((route.clone(), Arc::new(function)));
+                routes.push((route.clone(), function));
             }
         }
     }

@@ -1,124 +1,20 @@
 //! The gateway served for real: a server on a loopback port, a real HTTP client, real components
 //! built from `guests/` and `examples/`.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{client, get, manifest, send, start, start_with};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use meshwa_gateway::{ERROR_ID_HEADER, GatewayConfig, Router};
-use meshwa_manifest::{Manifest, check_route_collisions};
-use meshwa_runtime::{EngineSettings, Runtime};
+use meshwa_gateway::ERROR_ID_HEADER;
 use meshwa_test_programs as programs;
-use tokio::sync::oneshot;
-
-/// A running gateway; stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-    _data: tempfile::TempDir,
-}
-
-async fn start(manifests: &[PathBuf]) -> Server {
-    start_with(manifests, 64).await
-}
-
-async fn start_with(manifests: &[PathBuf], max_instances: u32) -> Server {
-    let data = tempfile::tempdir().unwrap();
-    let manifests: Vec<Manifest> = manifests
-        .iter()
-        .map(|p| Manifest::load(p).unwrap())
-        .collect();
-    check_route_collisions(&manifests).unwrap();
-    let settings = EngineSettings {
-        max_instances,
-        ..EngineSettings::default()
-    };
-    let runtime = Runtime::new(settings, data.path()).unwrap();
-    let mut routes = Vec::new();
-    for m in &manifests {
-        for spec in &m.functions {
-            let f = runtime
-                .load_http_function(m.function_id(spec), spec)
-                .unwrap();
-            routes.push((spec.route.clone().unwrap(), Arc::new(f)));
-        }
-    }
-    let listener = meshwa_gateway::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(meshwa_gateway::serve(
-        listener,
-        Arc::new(Router::new(routes)),
-        GatewayConfig::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Server {
-        addr,
-        _stop: stop,
-        _data: data,
-    }
-}
-
-/// Writes a manifest for one tenant's test app into `dir` and returns its path.
-fn manifest(dir: &Path, tenant: &str, functions: &[(&str, &str, &str, &str)]) -> PathBuf {
-    let mut text = format!("tenant = \"{tenant}\"\napp = \"tests\"\n");
-    for (name, component, route, limits) in functions {
-        text += &format!(
-            "[[functions]]\nname = \"{name}\"\ncomponent = \"{component}\"\nroute = \"{route}\"\nlimits = {{ {limits} }}\n"
-        );
-    }
-    let path = dir.join(format!("{tenant}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-struct Answer {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Answer {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Answer {
-    send(&client(), addr, "GET", path, b"").await
-}
 
 fn example(name: &str) -> PathBuf {
     Path::new(programs::EXAMPLES_DIR)

@@ -15,6 +15,11 @@
 //! component = "hello.wasm"         # relative to this file
 //! route = "/acme/hello"            # path prefix; omit for a function with no public route
 //! limits = { max-memory = "16MiB", timeout = "2s", max-request-body = "1MiB" }
+//!
+//! [[functions]]
+//! name = "render"                  # no route: private, reachable only in-process
+//! component = "render.wasm"
+//! callable-by = ["hello"]          # optional: which functions of this app may call it
 //! ```
 
 mod names;
@@ -55,9 +60,13 @@ pub struct FunctionSpec {
     pub name: Name,
     /// Absolute (or manifest-relative resolved) path to the component file.
     pub component: PathBuf,
-    /// Public HTTP route (path prefix), if any.
+    /// Public HTTP route (path prefix), if any. A function without one is private: only
+    /// functions of the same app can call it, in-process.
     pub route: Option<Route>,
     pub limits: Limits,
+    /// If set, only these functions of the same app may call this one in-process; if not, any
+    /// function of the app may.
+    pub callable_by: Option<Vec<Name>>,
 }
 
 /// Per-invocation limits of a function.

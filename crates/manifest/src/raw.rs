@@ -26,6 +26,8 @@ struct RawFunction {
     route: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default, rename = "callable-by")]
+    callable_by: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +84,8 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         ));
     }
 
+    // Checked after the loop, when every function name is known.
+    let mut callers_to_check: Vec<(String, std::ops::Range<usize>)> = Vec::new();
     let mut functions = Vec::with_capacity(raw.functions.len());
     let mut names_seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut routes_seen: BTreeMap<Route, (String, usize)> = BTreeMap::new();
@@ -155,12 +159,37 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
                 .map_err(|m| invalid("limits.max-request-body", v.span(), m))?;
         }
 
+        let callable_by = match &raw_fn.callable_by {
+            Some(list) => {
+                let mut names = Vec::with_capacity(list.get_ref().len());
+                for caller in list.get_ref() {
+                    let caller = Name::new(caller)
+                        .map_err(|e| invalid("callable-by", list.span(), e.to_string()))?;
+                    callers_to_check.push((caller.to_string(), list.span()));
+                    names.push(caller);
+                }
+                Some(names)
+            }
+            None => None,
+        };
+
         functions.push(FunctionSpec {
             name: fn_name,
             component,
             route,
             limits,
+            callable_by,
         });
+    }
+
+    for (caller, span) in callers_to_check {
+        if !names_seen.contains_key(&caller) {
+            return Err(invalid(
+                "callable-by",
+                span,
+                format!("`{caller}` is not a function of this app"),
+            ));
+        }
     }
 
     Ok(Manifest {

@@ -205,3 +205,21 @@ fn routes_of_different_tenants_must_not_collide() {
     // Same route in two apps of one tenant is still a collision.
     assert!(check_route_collisions(&[app("a", "x", &["/api"]), app("a", "y", &["/api"])]).is_err());
 }
+
+#[test]
+fn callable_by_names_functions_of_the_app() {
+    let base = "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"front\"\ncomponent = \"f.wasm\"\nroute = \"/x\"\n[[functions]]\nname = \"back\"\ncomponent = \"g.wasm\"\n";
+    let m = parse(&format!("{base}callable-by = [\"front\"]\n")).unwrap();
+    assert_eq!(
+        m.functions[1].callable_by,
+        Some(vec![Name::new("front").unwrap()])
+    );
+    assert_eq!(m.functions[0].callable_by, None);
+    let e = error(&format!("{base}callable-by = [\"ghost\"]\n"));
+    assert!(
+        e.contains(":10: `callable-by`") && e.contains("`ghost` is not a function of this app"),
+        "{e}"
+    );
+    let e = error(&format!("{base}callable-by = [\"Bad\"]\n"));
+    assert!(e.contains("`callable-by`"), "{e}");
+}

@@ -7,7 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use meshwa_manifest::{FunctionId, Limits};
+use meshwa_manifest::{FunctionId, FunctionSpec, Limits, Name};
+use std::sync::Weak;
+
+use crate::calls::{CallContext, Directory};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use wasmtime::component::Component;
@@ -33,6 +36,9 @@ struct DeadlineExceeded;
 pub struct HttpFunction {
     id: FunctionId,
     limits: Limits,
+    public: bool,
+    callable_by: Option<Vec<Name>>,
+    directory: Weak<Directory>,
     pre: ProxyPre<InstanceState>,
     admission: Arc<Semaphore>,
     cache: CacheOutcome,
@@ -40,9 +46,11 @@ pub struct HttpFunction {
 }
 
 impl HttpFunction {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: FunctionId,
-        limits: Limits,
+        spec: &FunctionSpec,
+        directory: Weak<Directory>,
         pre: ProxyPre<InstanceState>,
         admission: Arc<Semaphore>,
         cache: CacheOutcome,
@@ -50,7 +58,10 @@ impl HttpFunction {
     ) -> HttpFunction {
         HttpFunction {
             id,
-            limits,
+            limits: spec.limits,
+            public: spec.route.is_some(),
+            callable_by: spec.callable_by.clone(),
+            directory,
             pre,
             admission,
             cache,
@@ -64,6 +75,16 @@ impl HttpFunction {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Has a public route (and may be called from the tenant's other apps).
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
+    /// The functions of its app allowed to call it in-process, if restricted.
+    pub fn callable_by(&self) -> Option<&[Name]> {
+        self.callable_by.as_deref()
     }
 
     /// Whether the machine code came from the compile cache.
@@ -93,7 +114,34 @@ impl HttpFunction {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let deadline = Instant::now() + self.limits.timeout;
+        let call = CallContext {
+            directory: self.directory.clone(),
+            caller: self.id.clone(),
+            depth: 0,
+            deadline: Instant::now() + self.limits.timeout,
+            invocation: invocation.into(),
+        };
+        self.invoke(request, call).await
+    }
+
+    /// Serves one request as part of a call chain described by `call` (its depth, and the
+    /// deadline of the request that started it).
+    pub(crate) async fn invoke<B>(
+        &self,
+        request: http::Request<B>,
+        call: CallContext,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let deadline = call.deadline.min(Instant::now() + self.limits.timeout);
+        let invocation = call.invocation.clone();
+        let call = CallContext {
+            caller: self.id.clone(),
+            deadline,
+            ..call
+        };
         let limit = self.limits.max_request_body;
         if declared_length(&request).is_some_and(|len| len > limit) {
             return Err(InvokeError::PayloadTooLarge { limit });
@@ -111,7 +159,7 @@ impl HttpFunction {
 
         let mut store = Store::new(
             self.pre.engine(),
-            InstanceState::new(self.limits.max_memory),
+            InstanceState::new(self.limits.max_memory, call),
         );
         let memory_denied = store.data().limiter.memory_denied_flag();
         store.limiter(|state| &mut state.limiter);
@@ -177,7 +225,7 @@ impl HttpFunction {
             biased;
             head = &mut receiver => match head {
                 Ok(Ok(response)) => {
-                    return Ok(self.streaming(response, GuestState::Running(guest), invocation));
+                    return Ok(self.streaming(response, GuestState::Running(guest), &invocation));
                 }
                 Ok(Err(code)) => return Err(self.error_code(code, &body_exceeded)),
                 // The guest dropped the outparam without answering: wait for it to end.
@@ -188,7 +236,7 @@ impl HttpFunction {
         // The guest ended. It may have set the response just before.
         match receiver.try_recv() {
             Ok(Ok(response)) => {
-                Ok(self.streaming(response, GuestState::Done(finished), invocation))
+                Ok(self.streaming(response, GuestState::Done(finished), &invocation))
             }
             Ok(Err(code)) => Err(self.error_code(code, &body_exceeded)),
             Err(_) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),

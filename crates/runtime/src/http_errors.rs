@@ -45,6 +45,7 @@ pub fn public_message(error: &InvokeError) -> String {
 /// Header carrying the error id of a failed request; the same id is in the log line.
 pub const ERROR_ID_HEADER: &str = "x-meshwa-error-id";
 
+/// A response with an error `kind` (a stable word), a human `message` and the error id.
 pub fn error_response(
     status: StatusCode,
     kind: &str,
@@ -78,3 +79,12 @@ pub fn error_response(
     response
 }
 
+/// The response for a failed invocation: status by fault, the public message, the error id.
+pub fn failure_response(error: &InvokeError, error_id: &str) -> Response<ResponseBody> {
+    error_response(
+        status_for(error),
+        error.kind(),
+        &public_message(error),
+        error_id,
+    )
+}

@@ -10,6 +10,7 @@
 
 mod body;
 mod cache;
+mod calls;
 mod engine;
 mod error;
 mod function;
@@ -26,12 +27,15 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use cache::{CacheOutcome, CompiledComponent};
+pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH};
 pub use engine::{
     AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, mpk_available,
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError};
 pub use function::{HttpFunction, ResponseBody};
-pub use http_errors::{ERROR_ID_HEADER, error_response, public_message, status_for};
+pub use http_errors::{
+    ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
+};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 /// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
 pub use wasmtime_wasi_http::Error as BodyError;
@@ -44,6 +48,7 @@ pub struct Runtime {
     cache: cache::CompileCache,
     linker: Linker<InstanceState>,
     admission: Arc<Semaphore>,
+    directory: Arc<Directory>,
 }
 
 impl Runtime {
@@ -72,6 +77,7 @@ impl Runtime {
             cache,
             linker,
             admission,
+            directory: Arc::new(Directory::default()),
         })
     }
 
@@ -88,12 +94,13 @@ impl Runtime {
         &self.settings
     }
 
-    /// Compiles (or loads from cache), links and pre-instantiates one HTTP function.
+    /// Compiles (or loads from cache), links and pre-instantiates one HTTP function, and makes it
+    /// reachable for in-process calls from its tenant's functions.
     pub fn load_http_function(
         &self,
         id: FunctionId,
         spec: &FunctionSpec,
-    ) -> Result<HttpFunction, LoadError> {
+    ) -> Result<Arc<HttpFunction>, LoadError> {
         let path = spec.component.clone();
         if spec.limits.max_memory > self.settings.max_instance_memory {
             return Err(LoadError::MemoryAboveCeiling {
@@ -135,13 +142,21 @@ impl Runtime {
             elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
             "function loaded"
         );
-        Ok(HttpFunction::new(
+        let function = Arc::new(HttpFunction::new(
             id,
-            spec.limits,
+            spec,
+            Arc::downgrade(&self.directory),
             pre,
             self.admission.clone(),
             compiled.outcome,
             compiled.elapsed,
-        ))
+        ));
+        self.directory.insert(function.clone());
+        Ok(function)
+    }
+
+    /// Every function loaded so far, by identity.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
     }
 }

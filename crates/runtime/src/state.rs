@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::ResourceLimiter;
+
+use crate::calls::{self, CallContext, internal_target};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -26,12 +28,12 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    pub(crate) fn new(max_memory: u64) -> InstanceState {
+    pub(crate) fn new(max_memory: u64, call: CallContext) -> InstanceState {
         InstanceState {
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy,
+            hooks: OutboundPolicy { call },
             limiter: InstanceLimiter::new(max_memory),
         }
     }
@@ -56,9 +58,12 @@ impl WasiHttpView for InstanceState {
     }
 }
 
-/// Outbound `wasi:http` requests: denied. Functions get no network unless granted (a later
-/// change adds per-function grants); the guest sees `HTTP-request-denied`, not a trap.
-pub(crate) struct OutboundPolicy;
+/// Outbound `wasi:http` requests: `<function>.<app>.internal` is an in-process call (see
+/// `calls`); everything else is denied. Functions get no network unless granted (a later change
+/// adds per-function grants); the guest sees `HTTP-request-denied`, not a trap.
+pub(crate) struct OutboundPolicy {
+    call: CallContext,
+}
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
@@ -77,8 +82,20 @@ impl WasiHttpHooks for OutboundPolicy {
                 >,
             > + Send,
     > {
-        tracing::debug!(uri = %request.uri(), "outbound HTTP denied: not granted");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let internal = request
+            .uri()
+            .host()
+            .and_then(internal_target)
+            .map(|(function, app)| (function.to_owned(), app.to_owned()));
+        match internal {
+            Some((function, app)) => {
+                Box::new(calls::call(self.call.clone(), function, app, request))
+            }
+            None => {
+                tracing::debug!(uri = %request.uri(), "outbound HTTP denied: not granted");
+                Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+            }
+        }
     }
 }
 
