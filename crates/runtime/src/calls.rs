@@ -70,55 +70,90 @@ pub(crate) fn internal_target(host: &str) -> Option<(&str, &str)> {
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
-/// Runs an in-process call; the error is what the caller's guest sees as the request's failure.
+/// Why an in-process call was refused before it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NotFound,
+    NotAllowed,
+    DepthExceeded,
+}
+
+impl Refusal {
+    /// As the `wasi:http` error code a guest's outgoing request fails with.
+    fn http_error(self) -> Error {
+        match self {
+            Refusal::NotFound => Error::DestinationNotFound,
+            Refusal::NotAllowed => Error::HttpRequestDenied,
+            Refusal::DepthExceeded => Error::LoopDetected,
+        }
+    }
+}
+
+impl CallContext {
+    /// Finds `app/function` in the caller's tenant, checks that the caller may call it, and
+    /// returns it with the context its instance runs in.
+    pub(crate) fn resolve(
+        &self,
+        app: &str,
+        function: &str,
+    ) -> Result<(Arc<HttpFunction>, CallContext), Refusal> {
+        let (Ok(function), Ok(app)) = (Name::new(function), Name::new(app)) else {
+            return Err(Refusal::NotFound);
+        };
+        let target_id = FunctionId {
+            tenant: self.caller.tenant.clone(),
+            app,
+            function,
+        };
+        let directory = self.directory.upgrade().ok_or(Refusal::NotFound)?;
+        let target = directory.get(&target_id).ok_or(Refusal::NotFound)?;
+        if !may_call(&self.caller, &target) {
+            tracing::debug!(caller = %self.caller, callee = %target_id, "in-process call refused");
+            return Err(Refusal::NotAllowed);
+        }
+        if self.depth + 1 > MAX_CALL_DEPTH {
+            return Err(Refusal::DepthExceeded);
+        }
+        let callee = CallContext {
+            directory: self.directory.clone(),
+            caller: target_id,
+            depth: self.depth + 1,
+            deadline: self.deadline,
+            invocation: self.invocation.clone(),
+        };
+        Ok((target, callee))
+    }
+
+    /// Logs a callee's failure under the chain's invocation id.
+    pub(crate) fn log_callee_failure(&self, callee: &FunctionId, error: &crate::InvokeError) {
+        tracing::warn!(
+            target: "meshwa::invocation",
+            invocation = %self.invocation,
+            caller = %self.caller,
+            function = %callee,
+            kind = error.kind(),
+            error = %error,
+            "in-process call failed"
+        );
+    }
+}
+
+/// Runs an in-process `wasi:http` call; the error is what the caller's guest sees as the
+/// request's failure.
 pub(crate) async fn call(
     context: CallContext,
     function: String,
     app: String,
     request: http::Request<WasiBody>,
 ) -> Result<(http::Response<WasiBody>, ResponseFuture), Error> {
-    let (Ok(function), Ok(app)) = (Name::new(&function), Name::new(&app)) else {
-        return Err(Error::DestinationNotFound);
-    };
-    let target_id = FunctionId {
-        tenant: context.caller.tenant.clone(),
-        app,
-        function,
-    };
-    let directory = context
-        .directory
-        .upgrade()
-        .ok_or(Error::DestinationUnavailable)?;
-    let target = directory
-        .get(&target_id)
-        .ok_or(Error::DestinationNotFound)?;
-    if !may_call(&context.caller, &target) {
-        tracing::debug!(caller = %context.caller, callee = %target_id, "in-process call refused");
-        return Err(Error::HttpRequestDenied);
-    }
-    if context.depth + 1 > MAX_CALL_DEPTH {
-        return Err(Error::LoopDetected);
-    }
-    let callee = CallContext {
-        directory: context.directory.clone(),
-        caller: target_id,
-        depth: context.depth + 1,
-        deadline: context.deadline,
-        invocation: context.invocation.clone(),
-    };
+    let (target, callee) = context
+        .resolve(&app, &function)
+        .map_err(Refusal::http_error)?;
     let response = match target.invoke(request, callee).await {
         Ok(response) => response,
         // The callee failed as a server would: the caller gets the status and error id.
         Err(error) => {
-            tracing::warn!(
-                target: "meshwa::invocation",
-                invocation = %context.invocation,
-                caller = %context.caller,
-                function = %target.id(),
-                kind = error.kind(),
-                error = %error,
-                "in-process call failed"
-            );
+            context.log_callee_failure(target.id(), &error);
             failure_response(&error, &context.invocation)
         }
     };

@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod function;
 mod http_errors;
+mod platform;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use function::{HttpFunction, ResponseBody};
 pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
+pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE, buffer_counters};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 /// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
 pub use wasmtime_wasi_http::Error as BodyError;
@@ -66,6 +68,7 @@ impl Runtime {
         // Every function gets WASI (closed by default: see `state`) and wasi:http.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| platform::add_to_linker(&mut linker))
             .map_err(|e| EngineError::Engine(format!("{e:#}")))?;
         engine::spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError::Engine(format!("cannot start the epoch thread: {e}")))?;

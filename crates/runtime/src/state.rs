@@ -21,6 +21,7 @@ pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 pub struct InstanceState {
     table: ResourceTable,
+    call: CallContext,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
@@ -31,11 +32,23 @@ impl InstanceState {
     pub(crate) fn new(max_memory: u64, call: CallContext) -> InstanceState {
         InstanceState {
             table: ResourceTable::new(),
+            call: call.clone(),
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
             hooks: OutboundPolicy { call },
             limiter: InstanceLimiter::new(max_memory),
         }
+    }
+}
+
+impl InstanceState {
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// Where this instance sits in its call chain.
+    pub(crate) fn call_context(&self) -> &CallContext {
+        &self.call
     }
 }
 

@@ -1,0 +1,108 @@
+//! Typed in-process calls (`meshwa:platform/invoke`) with host-owned buffers, through a real
+//! server: each error variant, hand-over semantics and the depth limit.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{get, start};
+use meshwa_test_programs as programs;
+
+fn apps(dir: &Path) -> Vec<PathBuf> {
+    let text = r#"
+tenant = "t"
+app = "inv"
+
+[[functions]]
+name = "invoker"
+component = "INVOKER"
+route = "/inv"
+limits = { timeout = "10s" }
+
+[[functions]]
+name = "echo"
+component = "ECHO"
+
+[[functions]]
+name = "faults"
+component = "FAULTS"
+limits = { timeout = "300ms", max-memory = "8MiB" }
+
+[[functions]]
+name = "vault"
+component = "ECHO"
+callable-by = ["echo"]
+"#
+    .replace("INVOKER", programs::INVOKER)
+    .replace("ECHO", programs::ECHO)
+    .replace("FAULTS", programs::FAULTS);
+    let t = dir.join("t.toml");
+    std::fs::write(&t, text).unwrap();
+    let u = dir.join("u.toml");
+    std::fs::write(
+        &u,
+        format!(
+            "tenant = \"u\"\napp = \"inv\"\n[[functions]]\nname = \"secret\"\ncomponent = \"{}\"\n",
+            programs::ECHO
+        ),
+    )
+    .unwrap();
+    vec![t, u]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_hands_a_buffer_to_a_callee_and_gets_a_buffer_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    let answer = get(server.addr, "/inv/call/echo/x?size=5000").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let alphabet = "abcdefghijklmnopqrstuvwxyz";
+    let head: String = alphabet.repeat(3).chars().take(64).collect();
+    assert_eq!(answer.body, format!("200 5000: {head}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_is_a_typed_error_for_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    let cases = [
+        ("/inv/call/faults/trap", "error: InvokeError::Trapped("),
+        ("/inv/call/faults/loop", "error: InvokeError::TimedOut"),
+        ("/inv/call/faults/oom", "error: InvokeError::LimitExceeded("),
+        ("/inv/call/nobody/", "error: InvokeError::NotFound"),
+        ("/inv/call/secret/", "error: InvokeError::NotFound"),
+        ("/inv/call/vault/", "error: InvokeError::NotAllowed"),
+    ];
+    for (path, expected) in cases {
+        let answer = get(server.addr, path).await;
+        assert_eq!(answer.status, 502, "{path}: {}", answer.body);
+        assert!(answer.body.starts_with(expected), "{path}: {}", answer.body);
+    }
+    // The caller survived every one of them.
+    assert_eq!(get(server.addr, "/inv/call/echo/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_of_invokes_ends_with_depth_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    let answer = get(server.addr, "/inv/recurse").await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (508, "error: InvokeError::DepthExceeded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffer_moved_into_a_call_is_gone_for_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    let answer = get(server.addr, "/inv/moved").await;
+    assert_eq!(
+        answer.status, 500,
+        "the stale handle must trap: {}",
+        answer.body
+    );
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["error"], "trap");
+}

@@ -1,0 +1,206 @@
+//! The host side of `meshwa:platform` (`wit/platform.wit`): host-owned buffers and typed
+//! in-process calls.
+//!
+//! A `buffer` is a `Bytes` in the instance's resource table: creating one copies the guest's bytes
+//! out once; `slice` shares them; `read` copies only what the guest asks for into its memory. A
+//! buffer passed to `invoke.call` leaves the caller's table (the component model moves an owned
+//! handle) and becomes the callee's request body without another copy; the callee's response
+//! body comes back as a new buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::component::Resource;
+
+use crate::InvokeError;
+use crate::calls::Refusal;
+use crate::state::InstanceState;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "meshwa:platform/platform",
+        imports: {
+            "meshwa:platform/invoke.call": async | trappable,
+            default: trappable,
+        },
+        with: {
+            "meshwa:platform/buffers.buffer": super::HostBuffer,
+        },
+        require_store_data_send: true,
+    });
+}
+
+use bindings::meshwa::platform::{buffers, invoke};
+
+/// Largest callee response `invoke.call` collects into a buffer.
+pub const MAX_INVOKE_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// The bytes behind a `buffer` handle.
+pub struct HostBuffer {
+    bytes: Bytes,
+}
+
+/// Process-wide buffer accounting: how many bytes crossed between guests and the host. Slices
+/// and hand-overs do not show up here, because they copy nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferCounters {
+    /// Bytes copied out of guests into new buffers (`buffer` constructor).
+    pub bytes_copied_in: u64,
+    /// Bytes copied from buffers into guests (`read`).
+    pub bytes_copied_out: u64,
+}
+
+static BYTES_COPIED_IN: AtomicU64 = AtomicU64::new(0);
+static BYTES_COPIED_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// The counters so far.
+pub fn buffer_counters() -> BufferCounters {
+    BufferCounters {
+        bytes_copied_in: BYTES_COPIED_IN.load(Ordering::Relaxed),
+        bytes_copied_out: BYTES_COPIED_OUT.load(Ordering::Relaxed),
+    }
+}
+
+/// `[offset, offset + len)` clamped to `0..size`.
+fn clamp(size: usize, offset: u64, len: u64) -> std::ops::Range<usize> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(size);
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    start..start.saturating_add(len).min(size)
+}
+
+impl buffers::Host for InstanceState {}
+
+impl buffers::HostBuffer for InstanceState {
+    fn new(&mut self, bytes: Vec<u8>) -> wasmtime::Result<Resource<HostBuffer>> {
+        BYTES_COPIED_IN.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(self.table().push(HostBuffer {
+            bytes: Bytes::from(bytes),
+        })?)
+    }
+
+    fn len(&mut self, buffer: Resource<HostBuffer>) -> wasmtime::Result<u64> {
+        Ok(self.table().get(&buffer)?.bytes.len() as u64)
+    }
+
+    fn read(
+        &mut self,
+        buffer: Resource<HostBuffer>,
+        offset: u64,
+        len: u64,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let bytes = &self.table().get(&buffer)?.bytes;
+        let range = clamp(bytes.len(), offset, len);
+        BYTES_COPIED_OUT.fetch_add(range.len() as u64, Ordering::Relaxed);
+        Ok(bytes[range].to_vec())
+    }
+
+    fn slice(
+        &mut self,
+        buffer: Resource<HostBuffer>,
+        offset: u64,
+        len: u64,
+    ) -> wasmtime::Result<Resource<HostBuffer>> {
+        let bytes = &self.table().get(&buffer)?.bytes;
+        let shared = bytes.slice(clamp(bytes.len(), offset, len));
+        Ok(self.table().push(HostBuffer { bytes: shared })?)
+    }
+
+    fn drop(&mut self, buffer: Resource<HostBuffer>) -> wasmtime::Result<()> {
+        self.table().delete(buffer)?;
+        Ok(())
+    }
+}
+
+impl invoke::Host for InstanceState {
+    async fn call(
+        &mut self,
+        function: String,
+        path: String,
+        payload: Resource<HostBuffer>,
+        headers: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<invoke::Response, invoke::InvokeError>> {
+        // The handle has already left the guest; take the bytes out of its table.
+        let payload = self.table().delete(payload)?.bytes;
+        let context = self.call_context().clone();
+        let (app, name) = match function.split_once('/') {
+            Some((app, name)) => (app.to_owned(), name.to_owned()),
+            None => (context.caller.app.to_string(), function),
+        };
+        let (target, callee) = match context.resolve(&app, &name) {
+            Ok(found) => found,
+            Err(refusal) => return Ok(Err(refused(refusal))),
+        };
+
+        if !path.starts_with('/') {
+            return Ok(Err(invoke::InvokeError::Failed(format!(
+                "path {path:?} must start with '/'"
+            ))));
+        }
+        let mut request = http::Request::post(format!("http://{name}.{app}.internal{path}"));
+        for (key, value) in &headers {
+            request = request.header(key.as_str(), value.as_str());
+        }
+        let Ok(request) = request.body(Full::new(payload).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        )) else {
+            return Ok(Err(invoke::InvokeError::Failed("invalid header".into())));
+        };
+
+        let response = match target.invoke(request, callee).await {
+            Ok(response) => response,
+            Err(error) => {
+                context.log_callee_failure(target.id(), &error);
+                return Ok(Err(failed(&error)));
+            }
+        };
+        let status = response.status().as_u16();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_INVOKE_RESPONSE);
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Ok(Err(invoke::InvokeError::LimitExceeded(format!(
+                    "response larger than {MAX_INVOKE_RESPONSE} bytes"
+                ))));
+            }
+            Err(_) => {
+                return Ok(Err(invoke::InvokeError::Trapped(
+                    "the callee failed while sending its response".into(),
+                )));
+            }
+        };
+        let body = self.table().push(HostBuffer { bytes })?;
+        Ok(Ok(invoke::Response { status, body }))
+    }
+}
+
+fn refused(refusal: Refusal) -> invoke::InvokeError {
+    match refusal {
+        Refusal::NotFound => invoke::InvokeError::NotFound,
+        Refusal::NotAllowed => invoke::InvokeError::NotAllowed,
+        Refusal::DepthExceeded => invoke::InvokeError::DepthExceeded,
+    }
+}
+
+fn failed(error: &InvokeError) -> invoke::InvokeError {
+    match error {
+        InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::GuestError(_) => {
+            invoke::InvokeError::Trapped(error.to_string())
+        }
+        InvokeError::Timeout(_) => invoke::InvokeError::TimedOut,
+        InvokeError::OutOfMemory { .. }
+        | InvokeError::PayloadTooLarge { .. }
+        | InvokeError::Overloaded => invoke::InvokeError::LimitExceeded(error.to_string()),
+        InvokeError::BadRequest(_) | InvokeError::Host(_) => {
+            invoke::InvokeError::Failed(error.to_string())
+        }
+    }
+}
+
+/// Adds `meshwa:platform` to the linker.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<InstanceState>,
+) -> wasmtime::Result<()> {
+    bindings::Platform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |state| state)
+}

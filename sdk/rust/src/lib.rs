@@ -1,0 +1,199 @@
+//! Write meshwa functions in Rust.
+//!
+//! ```ignore
+//! use meshwa_sdk::{Buffer, Request, Response, invoke};
+//!
+//! fn handle(request: Request) -> Response {
+//!     // Hand the request body to a sibling function; the buffer moves, nothing is serialized.
+//!     let payload = Buffer::new(&request.body);
+//!     match invoke("render", "/", payload, &[]) {
+//!         Ok(answer) => Response::new(answer.status, answer.body.read_all()),
+//!         Err(error) => Response::new(502, format!("render failed: {error:?}")),
+//!     }
+//! }
+//!
+//! meshwa_sdk::http_handler!(handle);
+//! ```
+//!
+//! - [`http_handler!`] turns a `fn(Request) -> Response` into a `wasi:http/incoming-handler`
+//!   component: the function runs on meshwa and on any other wasi:http host.
+//! - [`Buffer`] is host-owned, immutable bytes (`meshwa:platform/buffers`): [`Buffer::slice`]
+//!   shares bytes without copying, [`Buffer::read`] copies only what you ask for.
+//! - [`invoke`] calls another function of your tenant in the same process
+//!   (`meshwa:platform/invoke`); the payload buffer moves to the callee.
+//!
+//! Link your function with a small shadow stack (`-C link-arg=-zstack-size=65536` in
+//! `.cargo/config.toml`): every request gets a fresh instance, and a smaller stack makes that
+//! several times cheaper (see meshwa's `docs/benchmarks.md`).
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "meshwa:platform/platform",
+        generate_all,
+    });
+}
+
+pub use bindings::meshwa::platform::buffers::Buffer;
+pub use bindings::meshwa::platform::invoke::{InvokeError, Response as InvokeResponse};
+
+#[doc(hidden)]
+pub use wasi as __wasi;
+
+impl Buffer {
+    /// The whole buffer, copied into this instance's memory.
+    pub fn read_all(&self) -> Vec<u8> {
+        self.read(0, self.len())
+    }
+}
+
+/// Calls `function` (`name` in your app, or `app/name` for a public function of another of your
+/// apps) with `payload` as the body of a POST to `path`, in this process. `payload` moves to the
+/// callee.
+pub fn invoke(
+    function: &str,
+    path: &str,
+    payload: Buffer,
+    headers: &[(&str, &str)],
+) -> Result<InvokeResponse, InvokeError> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    bindings::meshwa::platform::invoke::call(function, path, payload, &headers)
+}
+
+/// An incoming HTTP request, read whole.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive), as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// An HTTP response to send whole.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers
+            .push((name.to_string(), value.as_bytes().to_vec()));
+        self
+    }
+}
+
+#[doc(hidden)]
+pub mod __handler {
+    use wasi::http::types::{
+        Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    };
+    use wasi::io::streams::StreamError;
+
+    /// Reads the request, runs `handler`, writes its response.
+    pub fn serve(
+        request: IncomingRequest,
+        out: ResponseOutparam,
+        handler: fn(super::Request) -> super::Response,
+    ) {
+        let method = match request.method() {
+            Method::Get => "GET".to_string(),
+            Method::Post => "POST".to_string(),
+            Method::Put => "PUT".to_string(),
+            Method::Delete => "DELETE".to_string(),
+            Method::Patch => "PATCH".to_string(),
+            Method::Head => "HEAD".to_string(),
+            Method::Options => "OPTIONS".to_string(),
+            Method::Connect => "CONNECT".to_string(),
+            Method::Trace => "TRACE".to_string(),
+            Method::Other(other) => other,
+        };
+        let path = request.path_with_query().unwrap_or_default();
+        let headers = request.headers().entries();
+        let mut body = Vec::new();
+        if let Ok(incoming) = request.consume() {
+            if let Ok(stream) = incoming.stream() {
+                loop {
+                    match stream.blocking_read(64 * 1024) {
+                        Ok(chunk) => body.extend_from_slice(&chunk),
+                        Err(StreamError::Closed) => break,
+                        Err(StreamError::LastOperationFailed(e)) => {
+                            panic!("reading the request body: {}", e.to_debug_string())
+                        }
+                    }
+                }
+            }
+        }
+        let response = handler(super::Request {
+            method,
+            path,
+            headers,
+            body,
+        });
+        let Ok(fields) = Fields::from_list(&response.headers) else {
+            panic!("invalid response header");
+        };
+        let outgoing = OutgoingResponse::new(fields);
+        if outgoing.set_status_code(response.status).is_err() {
+            panic!("invalid status {}", response.status);
+        }
+        let Ok(body) = outgoing.body() else {
+            panic!("response body taken twice");
+        };
+        ResponseOutparam::set(out, Ok(outgoing));
+        if let Ok(stream) = body.write() {
+            // blocking-write-and-flush takes at most 4096 bytes per call.
+            for chunk in response.body.chunks(4096) {
+                if stream.blocking_write_and_flush(chunk).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = OutgoingBody::finish(body, None);
+    }
+}
+
+/// Exports `handler` (a `fn(Request) -> Response`) as the component's
+/// `wasi:http/incoming-handler`.
+#[macro_export]
+macro_rules! http_handler {
+    ($handler:path) => {
+        struct __MeshwaHandler;
+
+        impl $crate::__wasi::exports::http::incoming_handler::Guest for __MeshwaHandler {
+            fn handle(
+                request: $crate::__wasi::http::types::IncomingRequest,
+                out: $crate::__wasi::http::types::ResponseOutparam,
+            ) {
+                $crate::__handler::serve(request, out, $handler);
+            }
+        }
+
+        $crate::__wasi::http::proxy::export!(__MeshwaHandler with_types_in $crate::__wasi);
+    };
+}
