@@ -75,13 +75,23 @@ fn build_workspace(dir: &Path, target_dir: &Path) {
     );
 }
 
-/// `(crate name, component path)` for every cdylib or bin package of a guest workspace.
+/// `(crate name, component path)` for every cdylib or bin package of a guest workspace (packages
+/// one or two directory levels down).
 fn components_of(dir: &Path, target_dir: &Path) -> Vec<(String, PathBuf)> {
     let release = target_dir.join("wasm32-wasip2").join("release");
     let mut found = Vec::new();
-    let entries = std::fs::read_dir(dir).expect("read guest workspace");
-    for entry in entries.flatten() {
-        let manifest = entry.path().join("Cargo.toml");
+    let mut package_dirs = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("read guest workspace")
+        .flatten()
+    {
+        package_dirs.push(entry.path());
+        if let Ok(nested) = std::fs::read_dir(entry.path()) {
+            package_dirs.extend(nested.flatten().map(|e| e.path()));
+        }
+    }
+    for package_dir in package_dirs {
+        let manifest = package_dir.join("Cargo.toml");
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };

@@ -367,3 +367,53 @@ async fn a_client_that_goes_away_ends_its_instance() {
         .expect("the abandoned instance still holds the slot");
     assert_eq!(answer.status, 200);
 }
+
+/// The bundled five-function pipeline: one public function, four private ones reached by both
+/// call styles, on a payload of several KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_pipeline_runs_five_functions_in_process() {
+    let server = start(&[example("initech-orders")]).await;
+    let mut csv = String::from("sku,qty,unit_price_cents\n");
+    let mut subtotal = 0u64;
+    for i in 1..=400u64 {
+        csv += &format!("widget-{i}, {}, {}\n", i % 7 + 1, 100 + i);
+        subtotal += (i % 7 + 1) * (100 + i);
+    }
+    csv += "bad sku!,1,100\nWIDGET-X,0,100\nnot a line\n";
+    assert!(csv.len() > 4096);
+    let tax = (subtotal * 825 + 5_000) / 10_000;
+
+    let answer = send(
+        &client(),
+        server.addr,
+        "POST",
+        "/initech/orders",
+        csv.as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.headers["content-type"], "text/html");
+    let html = &answer.body;
+    assert_eq!(html.matches("<tr><td>WIDGET-").count(), 400);
+    assert!(
+        html.contains("<tr><td>WIDGET-7</td><td>1</td><td>1.07</td><td>1.07</td></tr>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<tr><th>rejected</th><td>3</td></tr>"),
+        "{html}"
+    );
+    let cents = |c: u64| format!("{}.{:02}", c / 100, c % 100);
+    assert!(html.contains(&format!(
+        "<tr><th>subtotal</th><td>{}</td></tr>",
+        cents(subtotal)
+    )));
+    assert!(html.contains(&format!(
+        "<tr><th>total</th><td>{}</td></tr>",
+        cents(subtotal + tax)
+    )));
+
+    // The private stages have no route of their own.
+    assert_eq!(get(server.addr, "/parse").await.status, 404);
+    assert_eq!(get(server.addr, "/initech/orders").await.status, 405);
+}

@@ -4,7 +4,9 @@
 //! any wasi:http host, meshwa included.
 
 use wasi::exports::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Greeter;
 
@@ -16,11 +18,9 @@ impl Guest for Greeter {
             "{{\"greeting\":\"Hello, {}!\",\"tenant\":\"acme\"}}\n",
             json_escape(&name)
         );
-        let headers = Fields::from_list(&[(
-            "content-type".to_string(),
-            b"application/json".to_vec(),
-        )])
-        .expect("valid header");
+        let headers =
+            Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])
+                .expect("valid header");
         let response = OutgoingResponse::new(headers);
         let outgoing = response.body().expect("body is taken once");
         ResponseOutparam::set(out, Ok(response));

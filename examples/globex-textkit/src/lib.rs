@@ -5,7 +5,9 @@
 //!   far larger than its memory.
 
 use wasi::exports::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 use wasi::io::streams::StreamError;
 
 struct TextKit;
@@ -15,9 +17,17 @@ const CHUNK: u64 = 16 * 1024;
 impl Guest for TextKit {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
-        let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let upper = path.ends_with("/upper");
-        let content_type: &[u8] = if upper { b"text/plain" } else { b"application/json" };
+        let content_type: &[u8] = if upper {
+            b"text/plain"
+        } else {
+            b"application/json"
+        };
         let headers = Fields::from_list(&[("content-type".to_string(), content_type.to_vec())])
             .expect("valid header");
         let response = OutgoingResponse::new(headers);
@@ -58,7 +68,9 @@ impl Guest for TextKit {
         }
         if !upper {
             let json = format!("{{\"bytes\":{bytes},\"lines\":{lines},\"words\":{words}}}\n");
-            output.blocking_write_and_flush(json.as_bytes()).expect("write body");
+            output
+                .blocking_write_and_flush(json.as_bytes())
+                .expect("write body");
         }
         drop(output);
         OutgoingBody::finish(outgoing, None).expect("finish body");

@@ -21,6 +21,8 @@
 //!   shares bytes without copying, [`Buffer::read`] copies only what you ask for.
 //! - [`invoke`] calls another function of your tenant in the same process
 //!   (`meshwa:platform/invoke`); the payload buffer moves to the callee.
+//! - [`http_post`] does the same with a plain `wasi:http` request to
+//!   `http://<function>.<app>.internal/...`, which works from any wasi:http component.
 //!
 //! Link your function with a small shadow stack (`-C link-arg=-zstack-size=65536` in
 //! `.cargo/config.toml`): every request gets a fresh instance, and a smaller stack makes that
@@ -61,6 +63,66 @@ pub fn invoke(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     bindings::meshwa::platform::invoke::call(function, path, payload, &headers)
+}
+
+/// Sends `body` as a POST to `url` with a standard `wasi:http` outgoing request and returns the
+/// status and body. On meshwa, `http://<function>.<app>.internal/...` is an in-process call to a
+/// function of your tenant; any other host needs an outbound grant.
+pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (Scheme::Http, rest),
+        Some(("https", rest)) => (Scheme::Https, rest),
+        _ => return Err(format!("unsupported URL {url:?}")),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let invalid = |_| format!("invalid URL {url:?}");
+    request.set_method(&Method::Post).map_err(invalid)?;
+    request.set_scheme(Some(&scheme)).map_err(invalid)?;
+    request.set_authority(Some(authority)).map_err(invalid)?;
+    request.set_path_with_query(Some(path)).map_err(invalid)?;
+    let outgoing = request
+        .body()
+        .map_err(|()| "request body taken twice".to_string())?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    if let Ok(stream) = outgoing.write() {
+        for chunk in body.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("sending the body: {e:?}"))?;
+        }
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        match pending.get() {
+            Some(Ok(Ok(response))) => break response,
+            Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+            Some(Err(())) => return Err("response taken twice".to_string()),
+            None => pending.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    let incoming = response
+        .consume()
+        .map_err(|()| "body taken twice".to_string())?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| "stream taken twice".to_string())?;
+    let mut data = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(format!("reading the response: {e:?}")),
+        }
+    }
+    Ok((status, data))
 }
 
 /// An incoming HTTP request, read whole.
