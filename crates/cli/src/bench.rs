@@ -25,6 +25,25 @@ pub enum BenchCommand {
     FreshInstance(FreshInstanceArgs),
     /// A native hyper hello server: the ceiling for HTTP throughput comparisons.
     NativeHello(NativeHelloArgs),
+    /// Per-hop cost of a call between two functions (invoke, wasi:http) against two native
+    /// processes talking HTTP/1.1 + JSON over loopback, for several payload sizes.
+    Hops(HopsArgs),
+    /// A native microservice for the `hops` baseline: parses a JSON document with a payload
+    /// string, answers its length as JSON.
+    JsonEcho(NativeHelloArgs),
+}
+
+#[derive(Args)]
+pub struct HopsArgs {
+    /// The caller component (`guests/hopper`).
+    #[arg(long)]
+    hopper: PathBuf,
+    /// The callee component (`guests/sink`).
+    #[arg(long)]
+    sink: PathBuf,
+    /// Calls measured per style and size.
+    #[arg(long, default_value_t = 2000)]
+    iterations: u32,
 }
 
 #[derive(Args)]
@@ -54,6 +73,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::FreshInstance(args) => fresh_instance(args),
         BenchCommand::NativeHello(args) => native_hello(args),
+        BenchCommand::Hops(args) => hops(args),
+        BenchCommand::JsonEcho(args) => json_echo(args),
     }
 }
 
@@ -247,6 +268,187 @@ fn native_hello(args: NativeHelloArgs) -> anyhow::Result<()> {
                     )
                 });
                 let _ = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+const HOP_SIZES: [(usize, &str); 4] = [
+    (64, "64 B"),
+    (4 * 1024, "4 KiB"),
+    (64 * 1024, "64 KiB"),
+    (1024 * 1024, "1 MiB"),
+];
+
+fn hops(args: HopsArgs) -> anyhow::Result<()> {
+    let data = std::env::temp_dir().join(format!("meshwa-hops-{}", std::process::id()));
+    let runtime = Runtime::new(EngineSettings::default(), &data)?;
+    let manifest = format!(
+        "tenant = \"bench\"\napp = \"bench\"\n\
+         [[functions]]\nname = \"hopper\"\ncomponent = {:?}\nroute = \"/\"\nlimits = {{ timeout = \"600s\" }}\n\
+         [[functions]]\nname = \"sink\"\ncomponent = {:?}\nlimits = {{ max-request-body = \"8MiB\" }}\n",
+        args.hopper.display().to_string(),
+        args.sink.display().to_string()
+    );
+    let manifest = Manifest::parse(&manifest, Path::new("hops"), Path::new("."))?;
+    let mut hopper = None;
+    for spec in &manifest.functions {
+        let function = runtime.load_http_function(manifest.function_id(spec), spec)?;
+        if spec.route.is_some() {
+            hopper = Some(function);
+        }
+    }
+    let hopper = hopper.context("the hopper function")?;
+
+    // The baseline's server: another native process, as microservices are deployed.
+    let mut server = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "json-echo", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("start the json-echo server")?;
+    let result = (|| {
+        let stdout = server.stdout.take().context("server stdout")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+        let addr: SocketAddr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .context("json-echo address")?;
+
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        println!("per-hop cost, {} calls per cell, p50 / p99 in µs\n", args.iterations);
+        println!("| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (d) native HTTP/1.1 + JSON | d/a | d/c |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        for (size, label) in HOP_SIZES {
+            let mut cells = Vec::new();
+            for style in ["invoke-full", "invoke-head", "http"] {
+                let path = format!("/hop/{style}/{size}/{}", args.iterations);
+                let (p50, p99) = tokio.block_on(hop_in_guest(&hopper, &path))?;
+                cells.push((p50, p99));
+            }
+            let baseline = tokio.block_on(hop_native(addr, size, args.iterations))?;
+            let fmt = |(p50, p99): (f64, f64)| format!("{p50:.1} / {p99:.1}");
+            println!(
+                "| {label} | {} | {} | {} | {} | {:.0}× | {:.0}× |",
+                fmt(cells[0]),
+                fmt(cells[1]),
+                fmt(cells[2]),
+                fmt(baseline),
+                baseline.0 / cells[0].0,
+                baseline.0 / cells[2].0,
+            );
+        }
+        anyhow::Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+/// Runs the hopper's loop; returns its (p50, p99) in µs.
+async fn hop_in_guest(hopper: &HttpFunction, path: &str) -> anyhow::Result<(f64, f64)> {
+    let request = http::Request::get(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::new()).map_err(|never: Infallible| -> BodyError { match never {} }))
+        .context("request")?;
+    let response = hopper
+        .handle(request, "hops")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    anyhow::ensure!(status == 200, "hopper answered {status}: {text}");
+    let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>());
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(p50)), Some(Ok(p99))) => Ok((p50 / 1000.0, p99 / 1000.0)),
+        _ => anyhow::bail!("unexpected hopper answer {text:?}"),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonRequest {
+    id: u64,
+    payload: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonAnswer {
+    id: u64,
+    len: usize,
+}
+
+/// The baseline: a keep-alive HTTP/1.1 client posting a JSON document to another process and
+/// parsing its JSON answer; returns (p50, p99) in µs.
+async fn hop_native(addr: SocketAddr, size: usize, iterations: u32) -> anyhow::Result<(f64, f64)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let payload: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let mut times = Vec::with_capacity(iterations as usize);
+    for i in 0..u64::from(iterations) + 50 {
+        let started = Instant::now();
+        let document = serde_json::to_vec(&JsonRequest {
+            id: i,
+            payload: payload.clone(),
+        })?;
+        let request = http::Request::post(format!("http://{addr}/"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(document)))?;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        let answer: JsonAnswer = serde_json::from_slice(&body)?;
+        anyhow::ensure!(answer.id == i && answer.len == size, "wrong answer");
+        if i >= 50 {
+            times.push(started.elapsed());
+        }
+    }
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6;
+    Ok((pct(0.5), pct(0.99)))
+}
+
+fn json_echo(args: NativeHelloArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        println!("json-echo listening on http://{}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let answer = match serde_json::from_slice::<JsonRequest>(&body) {
+                        Ok(document) => serde_json::to_vec(&JsonAnswer {
+                            id: document.id,
+                            len: document.payload.len(),
+                        })
+                        .unwrap_or_default(),
+                        Err(_) => b"{}".to_vec(),
+                    };
+                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(answer))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
             });

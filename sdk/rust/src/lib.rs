@@ -92,11 +92,7 @@ pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         .map_err(|()| "request body taken twice".to_string())?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
     if let Ok(stream) = outgoing.write() {
-        for chunk in body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| format!("sending the body: {e:?}"))?;
-        }
+        write_all(&stream, body).map_err(|e| format!("sending the body: {e:?}"))?;
     }
     OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
     let response = loop {
@@ -123,6 +119,25 @@ pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         }
     }
     Ok((status, data))
+}
+
+/// Writes all of `bytes` to a `wasi:io` output stream in as few writes as the stream accepts
+/// (`blocking-write-and-flush` would take at most 4096 bytes per call), then flushes.
+fn write_all(
+    stream: &wasi::io::streams::OutputStream,
+    mut bytes: &[u8],
+) -> Result<(), wasi::io::streams::StreamError> {
+    while !bytes.is_empty() {
+        let permitted = stream.check_write()? as usize;
+        if permitted == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let (now, rest) = bytes.split_at(permitted.min(bytes.len()));
+        stream.write(now)?;
+        bytes = rest;
+    }
+    stream.blocking_flush()
 }
 
 /// An incoming HTTP request, read whole.
@@ -228,13 +243,10 @@ pub mod __handler {
             panic!("response body taken twice");
         };
         ResponseOutparam::set(out, Ok(outgoing));
-        if let Ok(stream) = body.write() {
-            // blocking-write-and-flush takes at most 4096 bytes per call.
-            for chunk in response.body.chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    return;
-                }
-            }
+        if let Ok(stream) = body.write()
+            && super::write_all(&stream, &response.body).is_err()
+        {
+            return;
         }
         let _ = OutgoingBody::finish(body, None);
     }
