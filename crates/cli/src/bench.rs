@@ -324,8 +324,13 @@ fn hops(args: HopsArgs) -> anyhow::Result<()> {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        println!("per-hop cost, {} calls per cell, p50 / p99 in µs\n", args.iterations);
-        println!("| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (d) native HTTP/1.1 + JSON | d/a | d/c |");
+        println!(
+            "per-hop cost, {} calls per cell, p50 / p99 in µs\n",
+            args.iterations
+        );
+        println!(
+            "| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (d) native HTTP/1.1 + JSON | d/a | d/c |"
+        );
         println!("| --- | --- | --- | --- | --- | --- | --- |");
         for (size, label) in HOP_SIZES {
             let mut cells = Vec::new();
@@ -436,18 +441,20 @@ fn json_echo(args: NativeHelloArgs) -> anyhow::Result<()> {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
-                    let body = request.into_body().collect().await?.to_bytes();
-                    let answer = match serde_json::from_slice::<JsonRequest>(&body) {
-                        Ok(document) => serde_json::to_vec(&JsonAnswer {
-                            id: document.id,
-                            len: document.payload.len(),
-                        })
-                        .unwrap_or_default(),
-                        Err(_) => b"{}".to_vec(),
-                    };
-                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(answer))))
-                });
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let answer = match serde_json::from_slice::<JsonRequest>(&body) {
+                            Ok(document) => serde_json::to_vec(&JsonAnswer {
+                                id: document.id,
+                                len: document.payload.len(),
+                            })
+                            .unwrap_or_default(),
+                            Err(_) => b"{}".to_vec(),
+                        };
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(answer))))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;

@@ -1,4 +1,5 @@
-//! The compile cache on a real data directory: hits, misses and damaged entries.
+//! Loading functions on a real data directory: the compile cache (hits, misses, damaged entries),
+//! the allocator probe and its fallback, and limits checked at load.
 
 use std::path::Path;
 
@@ -78,5 +79,32 @@ fn a_function_above_the_memory_ceiling_is_refused() {
     assert!(
         error.contains("exceeds this server's per-instance ceiling"),
         "{error}"
+    );
+}
+
+/// A pool that cannot be reserved (far more slots than the address space holds) falls back to
+/// on-demand allocation under `auto`, and is an error when pooling is required.
+#[test]
+fn an_unreservable_pool_falls_back_to_on_demand() {
+    let data = tempfile::tempdir().unwrap();
+    let huge = EngineSettings {
+        max_instances: 50_000_000,
+        ..EngineSettings::default()
+    };
+    let runtime = Runtime::new(huge.clone(), data.path()).unwrap();
+    assert!(!runtime.facts().pooling);
+    let (id, hello) = spec(programs::HELLO);
+    runtime.load_http_function(id, &hello).unwrap();
+
+    let required = EngineSettings {
+        allocator: meshwa_runtime::AllocatorChoice::Pooling,
+        ..huge
+    };
+    assert!(Runtime::new(required, data.path()).is_err());
+    assert!(
+        Runtime::new(settings(), data.path())
+            .unwrap()
+            .facts()
+            .pooling
     );
 }
