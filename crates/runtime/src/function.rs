@@ -1,16 +1,13 @@
 //! A loaded HTTP function and the per-request path: admission, fresh instance, deadline, result.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use meshwa_manifest::{FunctionId, FunctionSpec, Limits, Name};
-use std::sync::Weak;
-
-use crate::calls::{CallContext, Directory};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use wasmtime::component::Component;
@@ -20,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::body::LimitedBody;
+use crate::calls::{CallContext, Directory};
 use crate::state::InstanceState;
 use crate::{CacheOutcome, InvokeError};
 
@@ -46,7 +44,6 @@ pub struct HttpFunction {
 }
 
 impl HttpFunction {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: FunctionId,
         spec: &FunctionSpec,
@@ -148,13 +145,20 @@ impl HttpFunction {
         }
 
         // Admission: at most as many live instances as the pool has slots. Waiting is bounded by
-        // the request's own deadline.
-        let permit = match tokio::time::timeout_at(deadline, self.admission.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return Err(InvokeError::Host("runtime is shutting down".into())),
-            Err(_elapsed) => return Err(InvokeError::Overloaded),
+        // the request's own deadline (and costs no timer when a slot is free).
+        let permit = match self.admission.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                match tokio::time::timeout_at(deadline, self.admission.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_closed)) => {
+                        return Err(InvokeError::Host("runtime is shutting down".into()));
+                    }
+                    Err(_elapsed) => return Err(InvokeError::Overloaded),
+                }
+            }
         };
 
         let mut store = Store::new(
