@@ -39,6 +39,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     max_instances: u32,
 
+    /// Most instances one tenant may hold at once (default: half of --max-instances), so that no
+    /// tenant can starve the others; a manifest's `tenant-limits.max-instances` can only lower it.
+    #[arg(long, env = "MESHWA_TENANT_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..))]
+    tenant_max_instances: Option<u32>,
+
+    /// Most requests of one tenant waiting for an instance slot; more get 429 at once.
+    #[arg(long, default_value_t = 100)]
+    tenant_max_queue: u32,
+
     /// Ceiling on any one instance's linear memory; functions asking for more are refused.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     max_instance_memory: u64,
@@ -125,11 +134,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Mpk::Disable => MpkChoice::Disable,
         },
         max_instances: args.max_instances,
+        tenant_max_instances: args.tenant_max_instances,
+        tenant_max_queue: args.tenant_max_queue,
         max_instance_memory: args.max_instance_memory,
         ..EngineSettings::default()
     };
     let runtime = Runtime::new(settings, &args.data_dir)?;
 
+    for manifest in &manifests {
+        if let Some(limit) = manifest.tenant_max_instances {
+            runtime.limit_tenant(&manifest.tenant, limit);
+        }
+    }
     let (mut compiled, mut cached) = (0, 0);
     let mut routes = Vec::new();
     for manifest in &manifests {

@@ -20,6 +20,9 @@
 //! name = "render"                  # no route: private, reachable only in-process
 //! component = "render.wasm"
 //! callable-by = ["hello"]          # optional: which functions of this app may call it
+//!
+//! [tenant-limits]
+//! max-instances = 20               # optional: most live instances of this tenant at once
 //! ```
 
 mod names;
@@ -52,6 +55,9 @@ pub struct Manifest {
     pub tenant: Name,
     pub app: Name,
     pub functions: Vec<FunctionSpec>,
+    /// Most instances the tenant may hold at once (`tenant-limits.max-instances`), if set. With
+    /// several apps of one tenant, the smallest applies; the server's ceiling always does.
+    pub tenant_max_instances: Option<u32>,
 }
 
 /// One function of an app.

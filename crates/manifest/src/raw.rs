@@ -16,6 +16,14 @@ struct RawManifest {
     app: Spanned<String>,
     #[serde(default)]
     functions: Vec<RawFunction>,
+    #[serde(default, rename = "tenant-limits")]
+    tenant_limits: Option<RawTenantLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTenantLimits {
+    max_instances: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -192,10 +200,22 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         }
     }
 
+    let tenant_max_instances = match raw.tenant_limits.and_then(|l| l.max_instances) {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(invalid(
+                "tenant-limits.max-instances",
+                n.span(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        other => other.map(|n| n.into_inner()),
+    };
+
     Ok(Manifest {
         source: source.to_path_buf(),
         tenant,
         app,
         functions,
+        tenant_max_instances,
     })
 }

@@ -223,3 +223,14 @@ fn callable_by_names_functions_of_the_app() {
     let e = error(&format!("{base}callable-by = [\"Bad\"]\n"));
     assert!(e.contains("`callable-by`"), "{e}");
 }
+
+#[test]
+fn tenant_limits() {
+    let m = parse("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-instances = 7\n").unwrap();
+    assert_eq!(m.tenant_max_instances, Some(7));
+    assert_eq!(parse(VALID).unwrap().tenant_max_instances, None);
+    let e = error("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-instances = 0\n");
+    assert!(e.contains(":4: `tenant-limits.max-instances`"), "{e}");
+    let e = error("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-cpu = 1\n");
+    assert!(e.contains("max-cpu"), "{e}");
+}

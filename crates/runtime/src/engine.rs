@@ -40,6 +40,11 @@ pub struct EngineSettings {
     pub mpk: MpkChoice,
     /// How many instances may be live at once (the pool's size, and the admission limit).
     pub max_instances: u32,
+    /// Most instances one tenant may hold at once (requests from outside; see `admission`).
+    /// `None`: half the pool, so no single tenant can starve the others.
+    pub tenant_max_instances: Option<u32>,
+    /// Most requests of one tenant waiting for a slot; more are refused at once with 429.
+    pub tenant_max_queue: u32,
     /// Per-instance linear-memory ceiling; a function asking for more is refused at load.
     pub max_instance_memory: u64,
     /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
@@ -56,6 +61,8 @@ impl Default for EngineSettings {
             allocator: AllocatorChoice::Auto,
             mpk: MpkChoice::Auto,
             max_instances: 1000,
+            tenant_max_instances: None,
+            tenant_max_queue: 100,
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
             pagemap_scan: true,

@@ -92,6 +92,10 @@ pub enum InvokeError {
     GuestError(String),
     #[error("no instance slot became free before the deadline")]
     Overloaded,
+    #[error(
+        "tenant {tenant} is at its quota of {limit} concurrent instances and its queue is full"
+    )]
+    TenantQuota { tenant: String, limit: u32 },
     #[error("internal error: {0}")]
     Host(String),
 }
@@ -99,7 +103,9 @@ pub enum InvokeError {
 impl InvokeError {
     pub fn fault(&self) -> Fault {
         match self {
-            InvokeError::PayloadTooLarge { .. } | InvokeError::BadRequest(_) => Fault::Client,
+            InvokeError::PayloadTooLarge { .. }
+            | InvokeError::BadRequest(_)
+            | InvokeError::TenantQuota { .. } => Fault::Client,
             InvokeError::Trap(_)
             | InvokeError::Timeout(_)
             | InvokeError::OutOfMemory { .. }
@@ -120,6 +126,7 @@ impl InvokeError {
             InvokeError::NoResponse => "no_response",
             InvokeError::GuestError(_) => "guest_error",
             InvokeError::Overloaded => "overloaded",
+            InvokeError::TenantQuota { .. } => "tenant_quota",
             InvokeError::Host(_) => "host",
         }
     }

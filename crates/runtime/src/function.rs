@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use meshwa_manifest::{FunctionId, FunctionSpec, Limits, Name};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -16,6 +16,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
+use crate::admission::{Admission, TenantGate};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
 use crate::state::InstanceState;
@@ -38,7 +39,8 @@ pub struct HttpFunction {
     callable_by: Option<Vec<Name>>,
     directory: Weak<Directory>,
     pre: ProxyPre<InstanceState>,
-    admission: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    tenant_gate: Arc<TenantGate>,
     cache: CacheOutcome,
     load_time: Duration,
 }
@@ -49,10 +51,11 @@ impl HttpFunction {
         spec: &FunctionSpec,
         directory: Weak<Directory>,
         pre: ProxyPre<InstanceState>,
-        admission: Arc<Semaphore>,
+        admission: Arc<Admission>,
         cache: CacheOutcome,
         load_time: Duration,
     ) -> HttpFunction {
+        let tenant_gate = admission.gate(&id.tenant, None);
         HttpFunction {
             id,
             limits: spec.limits,
@@ -61,6 +64,7 @@ impl HttpFunction {
             directory,
             pre,
             admission,
+            tenant_gate,
             cache,
             load_time,
         }
@@ -118,15 +122,29 @@ impl HttpFunction {
             deadline: Instant::now() + self.limits.timeout,
             invocation: invocation.into(),
         };
-        self.invoke(request, call).await
+        self.run(request, call, Entry::Request).await
     }
 
-    /// Serves one request as part of a call chain described by `call` (its depth, and the
-    /// deadline of the request that started it).
+    /// Serves one in-process call of a chain described by `call`.
     pub(crate) async fn invoke<B>(
         &self,
         request: http::Request<B>,
         call: CallContext,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.run(request, call, Entry::Call).await
+    }
+
+    /// Serves one request as part of a call chain described by `call` (its depth, and the
+    /// deadline of the request that started it).
+    async fn run<B>(
+        &self,
+        request: http::Request<B>,
+        call: CallContext,
+        entry: Entry,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -144,21 +162,15 @@ impl HttpFunction {
             return Err(InvokeError::PayloadTooLarge { limit });
         }
 
-        // Admission: at most as many live instances as the pool has slots. Waiting is bounded by
-        // the request's own deadline (and costs no timer when a slot is free).
-        let permit = match self.admission.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                match tokio::time::timeout_at(deadline, self.admission.clone().acquire_owned())
-                    .await
-                {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_closed)) => {
-                        return Err(InvokeError::Host("runtime is shutting down".into()));
-                    }
-                    Err(_elapsed) => return Err(InvokeError::Overloaded),
-                }
+        // Admission (policy in `admission`): a request from outside takes a slot of its tenant's
+        // quota and of the pool; an in-process call only a pool slot.
+        let permit = match entry {
+            Entry::Request => {
+                self.admission
+                    .admit_request(&self.tenant_gate, deadline)
+                    .await?
             }
+            Entry::Call => self.admission.admit_call(deadline).await?,
         };
 
         let mut store = Store::new(
@@ -357,6 +369,14 @@ impl Body for PrefixedBody {
 
 /// How much of a response body is collected before the head is sent.
 const PREFETCH_LIMIT: usize = 64 * 1024;
+
+/// How a request reached a function.
+enum Entry {
+    /// From outside, through the gateway.
+    Request,
+    /// From another function of the same tenant, in-process.
+    Call,
+}
 
 /// The rest of an instance's life after the response head: instantiate/call/cleanup.
 type GuestRun = std::pin::Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;

@@ -16,6 +16,7 @@ pub fn status_for(error: &InvokeError) -> StatusCode {
     match error {
         InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        InvokeError::TenantQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
         InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         InvokeError::OutOfMemory { .. } | InvokeError::Overloaded => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -73,7 +74,7 @@ pub fn error_response(
     if let Ok(value) = header::HeaderValue::from_str(invocation) {
         headers.insert(ERROR_ID_HEADER, value);
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
         headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     response

@@ -8,6 +8,7 @@
 //!
 //! What the gateway needs to map failures to statuses is in [`InvokeError::fault`].
 
+mod admission;
 mod body;
 mod cache;
 mod calls;
@@ -22,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use meshwa_manifest::{FunctionId, FunctionSpec};
-use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -49,7 +49,7 @@ pub struct Runtime {
     settings: EngineSettings,
     cache: cache::CompileCache,
     linker: Linker<InstanceState>,
-    admission: Arc<Semaphore>,
+    admission: Arc<admission::Admission>,
     directory: Arc<Directory>,
 }
 
@@ -72,7 +72,15 @@ impl Runtime {
             .map_err(|e| EngineError::Engine(format!("{e:#}")))?;
         engine::spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        let admission = Arc::new(Semaphore::new(settings.max_instances as usize));
+        let tenant_ceiling = settings
+            .tenant_max_instances
+            .unwrap_or(settings.max_instances / 2)
+            .max(1);
+        let admission = Arc::new(admission::Admission::new(
+            settings.max_instances,
+            tenant_ceiling,
+            settings.tenant_max_queue,
+        ));
         Ok(Runtime {
             engine,
             facts,
@@ -156,6 +164,12 @@ impl Runtime {
         ));
         self.directory.insert(function.clone());
         Ok(function)
+    }
+
+    /// Caps how many instances `tenant` may hold at once (a manifest's `tenant-limits`). The
+    /// operator's per-tenant ceiling still applies, and the smallest cap asked for wins.
+    pub fn limit_tenant(&self, tenant: &meshwa_manifest::Name, max_instances: u32) {
+        self.admission.gate(tenant, Some(max_instances));
     }
 
     /// Every function loaded so far, by identity.

@@ -191,7 +191,8 @@ fn failed(error: &InvokeError) -> invoke::InvokeError {
         InvokeError::Timeout(_) => invoke::InvokeError::TimedOut,
         InvokeError::OutOfMemory { .. }
         | InvokeError::PayloadTooLarge { .. }
-        | InvokeError::Overloaded => invoke::InvokeError::LimitExceeded(error.to_string()),
+        | InvokeError::Overloaded
+        | InvokeError::TenantQuota { .. } => invoke::InvokeError::LimitExceeded(error.to_string()),
         InvokeError::BadRequest(_) | InvokeError::Host(_) => {
             invoke::InvokeError::Failed(error.to_string())
         }

@@ -29,17 +29,29 @@ pub async fn start(manifests: &[PathBuf]) -> Server {
 }
 
 pub async fn start_with(manifests: &[PathBuf], max_instances: u32) -> Server {
+    start_with_settings(
+        manifests,
+        EngineSettings {
+            max_instances,
+            ..EngineSettings::default()
+        },
+    )
+    .await
+}
+
+pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings) -> Server {
     let data = tempfile::tempdir().unwrap();
     let manifests: Vec<Manifest> = manifests
         .iter()
         .map(|p| Manifest::load(p).unwrap())
         .collect();
     check_route_collisions(&manifests).unwrap();
-    let settings = EngineSettings {
-        max_instances,
-        ..EngineSettings::default()
-    };
     let runtime = Runtime::new(settings, data.path()).unwrap();
+    for m in &manifests {
+        if let Some(limit) = m.tenant_max_instances {
+            runtime.limit_tenant(&m.tenant, limit);
+        }
+    }
     let mut routes = Vec::new();
     for m in &manifests {
         for spec in &m.functions {

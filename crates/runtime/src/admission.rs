@@ -1,0 +1,143 @@
+//! Admission: which request gets an instance slot, and when.
+//!
+//! Policy, and why:
+//! - The pool has a fixed number of slots (`max_instances`); no more instances than that ever
+//!   live at once, so a burst cannot exhaust memory or the pool's address space.
+//! - Each tenant may hold at most its quota of slots at once: the smaller of the operator's
+//!   per-tenant ceiling and what the tenant's manifests ask for. A tenant that floods the server
+//!   therefore fills only its own share, and other tenants' requests still find free slots.
+//! - A tenant's requests beyond its quota wait in a short queue of their own (at most
+//!   `tenant_max_queue` requests); a request arriving to a full queue is refused at once with
+//!   429, rather than making everybody wait. A waiting request gives up at its deadline with 503.
+//! - Waiting for a slot is first come, first served (tokio's semaphores are fair), within a
+//!   tenant and for the pool.
+//! - In-process calls (a function calling another) take a pool slot but not a tenant slot: the
+//!   request that started the chain was admitted already, and a chain's depth is bounded. Taking
+//!   tenant slots per hop would let a deep chain deadlock on its own tenant's quota.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use meshwa_manifest::Name;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::InvokeError;
+
+pub(crate) struct Admission {
+    pool: Arc<Semaphore>,
+    tenant_ceiling: u32,
+    tenant_max_queue: u32,
+    tenants: Mutex<HashMap<Name, Arc<TenantGate>>>,
+}
+
+/// One tenant's share of the pool.
+pub(crate) struct TenantGate {
+    tenant: Name,
+    slots: Arc<Semaphore>,
+    limit: AtomicU32,
+    queued: AtomicU32,
+    max_queue: u32,
+}
+
+/// The slots an admitted request holds until its instance is gone.
+pub(crate) struct Admitted {
+    _pool: OwnedSemaphorePermit,
+    _tenant: Option<OwnedSemaphorePermit>,
+}
+
+impl Admission {
+    pub(crate) fn new(max_instances: u32, tenant_ceiling: u32, tenant_max_queue: u32) -> Self {
+        Admission {
+            pool: Arc::new(Semaphore::new(max_instances as usize)),
+            tenant_ceiling: tenant_ceiling.clamp(1, max_instances.max(1)),
+            tenant_max_queue,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The gate of `tenant`, whose manifests ask for at most `requested` slots (if they say).
+    /// The quota only ever tightens: the smallest request of any of the tenant's apps wins.
+    pub(crate) fn gate(&self, tenant: &Name, requested: Option<u32>) -> Arc<TenantGate> {
+        let limit = requested
+            .unwrap_or(self.tenant_ceiling)
+            .clamp(1, self.tenant_ceiling);
+        let mut tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let gate = tenants.entry(tenant.clone()).or_insert_with(|| {
+            Arc::new(TenantGate {
+                tenant: tenant.clone(),
+                slots: Arc::new(Semaphore::new(limit as usize)),
+                limit: AtomicU32::new(limit),
+                queued: AtomicU32::new(0),
+                max_queue: self.tenant_max_queue,
+            })
+        });
+        let current = gate.limit.load(Ordering::Relaxed);
+        if limit < current {
+            // Permits not currently handed out are removed now; the rest as they come back.
+            gate.slots.forget_permits((current - limit) as usize);
+            gate.limit.store(limit, Ordering::Relaxed);
+        }
+        gate.clone()
+    }
+
+    /// Admits a request from outside: a tenant slot, then a pool slot.
+    pub(crate) async fn admit_request(
+        &self,
+        gate: &TenantGate,
+        deadline: Instant,
+    ) -> Result<Admitted, InvokeError> {
+        let tenant = match gate.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if gate.queued.fetch_add(1, Ordering::AcqRel) >= gate.max_queue {
+                    gate.queued.fetch_sub(1, Ordering::AcqRel);
+                    return Err(InvokeError::TenantQuota {
+                        tenant: gate.tenant.to_string(),
+                        limit: gate.limit.load(Ordering::Relaxed),
+                    });
+                }
+                let waited =
+                    tokio::time::timeout_at(deadline, gate.slots.clone().acquire_owned()).await;
+                gate.queued.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_closed)) => return Err(shutting_down()),
+                    Err(_elapsed) => return Err(InvokeError::Overloaded),
+                }
+            }
+        };
+        let pool = self.pool_slot(deadline).await?;
+        Ok(Admitted {
+            _pool: pool,
+            _tenant: Some(tenant),
+        })
+    }
+
+    /// Admits an in-process call: a pool slot only (see the module docs).
+    pub(crate) async fn admit_call(&self, deadline: Instant) -> Result<Admitted, InvokeError> {
+        Ok(Admitted {
+            _pool: self.pool_slot(deadline).await?,
+            _tenant: None,
+        })
+    }
+
+    async fn pool_slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, InvokeError> {
+        if let Ok(permit) = self.pool.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout_at(deadline, self.pool.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(shutting_down()),
+            Err(_elapsed) => Err(InvokeError::Overloaded),
+        }
+    }
+}
+
+fn shutting_down() -> InvokeError {
+    InvokeError::Host("runtime is shutting down".into())
+}
