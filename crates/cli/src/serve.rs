@@ -56,6 +56,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
 
+    /// How long a client may take to send a request's head before it is disconnected.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server exits.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -182,6 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router,
         GatewayConfig {
             shutdown_grace: args.shutdown_grace,
+            header_read_timeout: args.header_read_timeout,
         },
         shutdown_signal(),
     )

@@ -417,3 +417,49 @@ async fn the_orders_pipeline_runs_five_functions_in_process() {
     assert_eq!(get(server.addr, "/parse").await.status, 404);
     assert_eq!(get(server.addr, "/initech/orders").await.status, 405);
 }
+
+/// Slowloris: clients that never finish their request head are disconnected after the header
+/// read timeout (500 ms in tests), and everybody else is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_do_not_block_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "t", &[("hello", programs::HELLO, "/hello", "")]);
+    let server = start(&[m]).await;
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    for i in 0..10 {
+        assert_eq!(get(server.addr, &format!("/hello/{i}")).await.status, 200);
+    }
+    for mut stream in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow client was not disconnected");
+    }
+}
+
+/// Unbounded recursion overflows the guest's stack: a trap for that request only.
+#[tokio::test]
+async fn a_stack_overflow_is_a_trap_of_that_request_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "t",
+        &[
+            ("f", programs::FAULTS, "/f", ""),
+            ("hello", programs::HELLO, "/hello", ""),
+        ],
+    );
+    let server = start(&[m]).await;
+    let answer = get(server.addr, "/f/recurse").await;
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    assert_eq!(get(server.addr, "/hello").await.status, 200);
+}

@@ -12,6 +12,7 @@
 //! | `trap-mid-body`    | sends the head and part of the body, then panics           |
 //! | `error-code`       | sets an error code instead of a response                   |
 //! | `read-all`         | reads the whole body, then answers with its length         |
+//! | `recurse`          | recurses without end (stack overflow)                      |
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::types::{ErrorCode, Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -52,6 +53,10 @@ impl Guest for Faults {
                 panic!("trapping in the middle of the body");
             }
             "error-code" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("nope".into())))),
+            "recurse" => {
+                let depth = recurse(std::hint::black_box(1));
+                support::respond(out, 200, "text/plain", depth.to_string().as_bytes());
+            }
             "read-all" => match support::read_body(&request) {
                 Ok(body) => support::respond(out, 200, "text/plain", body.len().to_string().as_bytes()),
                 Err(e) => panic!("{e}"),
@@ -62,3 +67,9 @@ impl Guest for Faults {
 }
 
 wasi::http::proxy::export!(Faults);
+
+/// Recurses forever; the frame is kept alive so the compiler cannot turn it into a loop.
+fn recurse(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 16]);
+    recurse(frame[0] + 1) + frame[15]
+}

@@ -71,7 +71,10 @@ pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings
     tokio::spawn(meshwa_gateway::serve(
         listener,
         Arc::new(Router::new(routes)),
-        GatewayConfig::default(),
+        GatewayConfig {
+            header_read_timeout: std::time::Duration::from_millis(500),
+            ..GatewayConfig::default()
+        },
         async move {
             let _ = stopped.await;
         },
