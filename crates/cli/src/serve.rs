@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use meshwa_gateway::{GatewayConfig, Router};
+use meshwa_gateway::{GatewayConfig, Metrics, Router};
 use meshwa_manifest::{Manifest, ManifestError, check_route_collisions};
 use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime};
 
@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Address for function traffic (HTTP/1.1 and HTTP/2). Port 0 picks a free port.
     #[arg(long, env = "MESHWA_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+
+    /// Address for the admin endpoints (`GET /metrics`). Port 0 picks a free port.
+    #[arg(long, env = "MESHWA_ADMIN_LISTEN", default_value = "127.0.0.1:3001")]
+    admin_listen: SocketAddr,
 
     /// Where compiled code (and later, state) is kept.
     #[arg(long, env = "MESHWA_DATA_DIR", default_value = ".meshwa")]
@@ -143,7 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_instance_memory: args.max_instance_memory,
         ..EngineSettings::default()
     };
-    let runtime = Runtime::new(settings, &args.data_dir)?;
+    let runtime = Arc::new(Runtime::new(settings, &args.data_dir)?);
 
     for manifest in &manifests {
         if let Some(limit) = manifest.tenant_max_instances {
@@ -170,6 +174,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let admin_listener = meshwa_gateway::bind(args.admin_listen).await?;
+    let admin_local = admin_listener
+        .local_addr()
+        .context("cannot read the bound admin address")?;
+    let stats_runtime = runtime.clone();
+    let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
+    let admin = tokio::spawn(meshwa_gateway::serve_admin(
+        admin_listener,
+        metrics.clone(),
+        std::future::pending(),
+    ));
     tracing::info!(
         apps = manifests.len(),
         functions = compiled + cached,
@@ -178,12 +193,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "startup complete"
     );
-    // The one line on stdout: scripts and tests read the bound address from it.
+    // The lines on stdout: scripts and tests read the bound addresses from them.
     println!("meshwa listening on http://{local}");
+    println!("meshwa admin on http://{admin_local}");
 
     meshwa_gateway::serve(
         listener,
         router,
+        metrics,
         GatewayConfig {
             shutdown_grace: args.shutdown_grace,
             header_read_timeout: args.header_read_timeout,
@@ -191,6 +208,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
+    admin.abort();
     tracing::info!("stopped");
     Ok(())
 }

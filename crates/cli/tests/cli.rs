@@ -14,6 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_meshwa");
 struct Served {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     stderr: std::sync::mpsc::Receiver<String>,
     seen: std::cell::RefCell<Vec<String>>,
 }
@@ -51,7 +52,13 @@ fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(manifests)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -76,9 +83,18 @@ fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let admin = line
+        .trim()
+        .strip_prefix("meshwa admin on http://")
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+        .parse()
+        .unwrap();
     Served {
         child,
         addr,
+        admin,
         stderr: rx,
         seen: Default::default(),
     }
@@ -130,7 +146,13 @@ fn refused(manifests: &[PathBuf]) -> String {
     let output = Command::new(BIN)
         .arg("serve")
         .args(manifests)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data.path())
         .output()
         .unwrap();
@@ -354,4 +376,74 @@ fn broken_components_are_refused_at_load_with_the_function_named() {
         let e = refused(&[manifest]);
         assert!(e.contains("a/b/broken") && e.contains(expect), "{e}");
     }
+}
+
+/// `/metrics` on the admin listener parses as Prometheus text and its counters move as requests
+/// are served.
+#[test]
+fn metrics_parse_and_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "f.toml",
+        &format!(
+            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{}\"\nroute = \"/f\"\n",
+            programs::FAULTS
+        ),
+    );
+    let served = serve(&dir.path().join("data"), &[manifest]);
+    let scrape = || {
+        let (status, body) = http(served.admin, "GET", "/metrics", b"");
+        assert_eq!(status, 200);
+        let lines = body.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text")
+    };
+    let value = |scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let before = scrape();
+    assert_eq!(value(&before, "meshwa_instance_slots", &[]), 1000.0);
+    assert_eq!(
+        value(
+            &before,
+            "meshwa_functions_loaded",
+            &[("outcome", "compiled")]
+        ) + value(&before, "meshwa_functions_loaded", &[("outcome", "hit")]),
+        1.0
+    );
+
+    for _ in 0..3 {
+        assert_eq!(http(served.addr, "GET", "/f/ok", b"").0, 200);
+    }
+    assert_eq!(http(served.addr, "GET", "/f/trap", b"").0, 500);
+    assert_eq!(http(served.addr, "GET", "/nowhere", b"").0, 404);
+
+    let after = scrape();
+    let ok = [("tenant", "t"), ("function", "f"), ("status", "200")];
+    assert_eq!(
+        value(&after, "meshwa_requests_total", &ok) - value(&before, "meshwa_requests_total", &ok),
+        3.0
+    );
+    let trap = [("function", "f"), ("kind", "trap")];
+    assert_eq!(value(&after, "meshwa_errors_total", &trap), 1.0);
+    assert_eq!(value(&after, "meshwa_unrouted_requests_total", &[]), 1.0);
+    assert_eq!(value(&after, "meshwa_live_instances", &[]), 0.0);
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("meshwa_request_duration_seconds"))
+    );
+    assert_eq!(http(served.admin, "GET", "/nope", b"").0, 404);
 }

@@ -6,6 +6,8 @@
 //! fault it was, with an error id that also appears in the log. Shutdown stops accepting, lets
 //! in-flight requests finish within a grace period, then returns.
 
+mod admin;
+mod metrics;
 mod router;
 
 use std::convert::Infallible;
@@ -23,6 +25,8 @@ pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
 use meshwa_runtime::{ResponseBody, error_response, public_message};
 use tokio::net::TcpListener;
 
+pub use admin::serve_admin;
+pub use metrics::{Metrics, StatsSource};
 pub use router::Router;
 
 /// Why the gateway stopped with an error. Accept errors on single connections are logged and
@@ -69,6 +73,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
 pub async fn serve(
     listener: TcpListener,
     router: Arc<Router>,
+    metrics: Arc<Metrics>,
     config: GatewayConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
@@ -97,10 +102,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let (router, metrics) = (router.clone(), metrics.clone());
         let service = hyper::service::service_fn(move |request| {
-            let router = router.clone();
-            async move { Ok::<_, Infallible>(dispatch(&router, request).await) }
+            let (router, metrics) = (router.clone(), metrics.clone());
+            async move { Ok::<_, Infallible>(dispatch(&router, &metrics, request).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
@@ -121,11 +126,16 @@ pub async fn serve(
 }
 
 /// Routes and runs one request; never fails (failures become responses).
-pub async fn dispatch(router: &Router, request: Request<Incoming>) -> Response<ResponseBody> {
+pub async fn dispatch(
+    router: &Router,
+    metrics: &Metrics,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let invocation = next_invocation_id();
     let path = request.uri().path().to_owned();
     let Some(function) = router.lookup(&path) else {
+        metrics.unrouted();
         tracing::info!(
             target: "meshwa::invocation",
             invocation = %invocation,
@@ -143,6 +153,11 @@ pub async fn dispatch(router: &Router, request: Request<Incoming>) -> Response<R
     let id = function.id();
     match function.handle(request, &invocation).await {
         Ok(response) => {
+            metrics.answered(
+                id,
+                response.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
             tracing::info!(
                 target: "meshwa::invocation",
                 invocation = %invocation,
@@ -157,6 +172,8 @@ pub async fn dispatch(router: &Router, request: Request<Incoming>) -> Response<R
         }
         Err(error) => {
             let status = status_for(&error);
+            metrics.answered(id, status.as_u16(), started.elapsed().as_secs_f64());
+            metrics.failed(id, error.kind());
             tracing::warn!(
                 target: "meshwa::invocation",
                 invocation = %invocation,

@@ -85,6 +85,11 @@ impl Admission {
         gate.clone()
     }
 
+    /// Pool slots not held by any instance now.
+    pub(crate) fn free_slots(&self) -> usize {
+        self.pool.available_permits()
+    }
+
     /// Admits a request from outside: a tenant slot, then a pool slot.
     pub(crate) async fn admit_request(
         &self,

@@ -51,6 +51,23 @@ pub struct Runtime {
     linker: Linker<InstanceState>,
     admission: Arc<admission::Admission>,
     directory: Arc<Directory>,
+    loaded_from_cache: std::sync::atomic::AtomicU64,
+    loaded_compiled: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of the runtime for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Instance slots (the pool's size).
+    pub instance_slots: u64,
+    /// Instances alive now.
+    pub live_instances: u64,
+    pub pooling: bool,
+    pub mpk: bool,
+    /// Functions loaded with machine code from the compile cache.
+    pub loaded_from_cache: u64,
+    /// Functions whose code was compiled at load.
+    pub loaded_compiled: u64,
 }
 
 impl Runtime {
@@ -89,6 +106,8 @@ impl Runtime {
             linker,
             admission,
             directory: Arc::new(Directory::default()),
+            loaded_from_cache: Default::default(),
+            loaded_compiled: Default::default(),
         })
     }
 
@@ -163,6 +182,11 @@ impl Runtime {
             compiled.elapsed,
         ));
         self.directory.insert(function.clone());
+        let counter = match compiled.outcome {
+            CacheOutcome::Hit => &self.loaded_from_cache,
+            CacheOutcome::Compiled => &self.loaded_compiled,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(function)
     }
 
@@ -170,6 +194,23 @@ impl Runtime {
     /// operator's per-tenant ceiling still applies, and the smallest cap asked for wins.
     pub fn limit_tenant(&self, tenant: &meshwa_manifest::Name, max_instances: u32) {
         self.admission.gate(tenant, Some(max_instances));
+    }
+
+    /// Pool use, allocator facts and compile-cache outcomes, for metrics.
+    pub fn stats(&self) -> RuntimeStats {
+        let slots = u64::from(self.settings.max_instances);
+        RuntimeStats {
+            instance_slots: slots,
+            live_instances: slots.saturating_sub(self.admission.free_slots() as u64),
+            pooling: self.facts.pooling,
+            mpk: self.facts.mpk,
+            loaded_from_cache: self
+                .loaded_from_cache
+                .load(std::sync::atomic::Ordering::Relaxed),
+            loaded_compiled: self
+                .loaded_compiled
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Every function loaded so far, by identity.

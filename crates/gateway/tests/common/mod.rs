@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use meshwa_gateway::{GatewayConfig, Router};
+use meshwa_gateway::{GatewayConfig, Metrics, Router};
 use meshwa_manifest::{Manifest, check_route_collisions};
 use meshwa_runtime::{EngineSettings, Runtime};
 use tokio::sync::oneshot;
@@ -20,7 +20,8 @@ pub struct Server {
     pub addr: SocketAddr,
     _stop: oneshot::Sender<()>,
     /// Owns the functions' directory: in-process calls resolve against it.
-    _runtime: Runtime,
+    pub runtime: Arc<Runtime>,
+    pub metrics: Arc<Metrics>,
     _data: tempfile::TempDir,
 }
 
@@ -46,7 +47,9 @@ pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings
         .map(|p| Manifest::load(p).unwrap())
         .collect();
     check_route_collisions(&manifests).unwrap();
-    let runtime = Runtime::new(settings, data.path()).unwrap();
+    let runtime = Arc::new(Runtime::new(settings, data.path()).unwrap());
+    let stats_runtime = runtime.clone();
+    let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
     for m in &manifests {
         if let Some(limit) = m.tenant_max_instances {
             runtime.limit_tenant(&m.tenant, limit);
@@ -71,6 +74,7 @@ pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings
     tokio::spawn(meshwa_gateway::serve(
         listener,
         Arc::new(Router::new(routes)),
+        metrics.clone(),
         GatewayConfig {
             header_read_timeout: std::time::Duration::from_millis(500),
             ..GatewayConfig::default()
@@ -82,7 +86,8 @@ pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings
     Server {
         addr,
         _stop: stop,
-        _runtime: runtime,
+        runtime,
+        metrics,
         _data: data,
     }
 }

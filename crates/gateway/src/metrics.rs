@@ -1,0 +1,197 @@
+//! Prometheus metrics, served in text format at `/metrics` on the admin listener.
+//!
+//! Built on `prometheus-client` (the Prometheus project's Rust client), not a hand-written
+//! exporter. Per-request series are labelled by tenant, app and function; names are validated
+//! (`[a-z0-9-]`), so label cardinality is bounded by what is deployed, never by clients (an
+//! unmatched path is counted without its path).
+
+use std::sync::Arc;
+
+use meshwa_manifest::FunctionId;
+use meshwa_runtime::RuntimeStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: String,
+    app: String,
+    function: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    tenant: String,
+    app: String,
+    function: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    tenant: String,
+    app: String,
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    outcome: String,
+}
+
+/// Where a snapshot of the runtime comes from at scrape time.
+pub type StatsSource = Arc<dyn Fn() -> RuntimeStats + Send + Sync>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<FunctionLabels, Histogram>,
+    unrouted: Counter,
+    live_instances: Gauge,
+    instance_slots: Gauge,
+    pooling: Gauge,
+    mpk: Gauge,
+    functions_loaded: Family<CacheLabels, Gauge>,
+    stats: StatsSource,
+}
+
+impl Metrics {
+    pub fn new(stats: StatsSource) -> Metrics {
+        let mut registry = Registry::with_prefix("meshwa");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<FunctionLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs to about 1.6 s.
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        });
+        let unrouted = Counter::default();
+        let (live_instances, instance_slots, pooling, mpk) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        let functions_loaded = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by function and status",
+            requests.clone(),
+        );
+        registry.register(
+            "errors",
+            "Failed invocations, by function and kind",
+            errors.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head, by function",
+            duration.clone(),
+        );
+        registry.register(
+            "unrouted_requests",
+            "Requests no route matched",
+            unrouted.clone(),
+        );
+        registry.register(
+            "live_instances",
+            "Instances alive now",
+            live_instances.clone(),
+        );
+        registry.register(
+            "instance_slots",
+            "Instance slots (pool size)",
+            instance_slots.clone(),
+        );
+        registry.register(
+            "pooling_allocator",
+            "1 if the pooling allocator runs",
+            pooling.clone(),
+        );
+        registry.register(
+            "mpk_enabled",
+            "1 if memory protection keys are in use",
+            mpk.clone(),
+        );
+        registry.register(
+            "functions_loaded",
+            "Functions loaded, by where their machine code came from (cache hit or compiled)",
+            functions_loaded.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            errors,
+            duration,
+            unrouted,
+            live_instances,
+            instance_slots,
+            pooling,
+            mpk,
+            functions_loaded,
+            stats,
+        }
+    }
+
+    pub(crate) fn answered(&self, id: &FunctionId, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: id.tenant.to_string(),
+                app: id.app.to_string(),
+                function: id.function.to_string(),
+                status,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&FunctionLabels {
+                tenant: id.tenant.to_string(),
+                app: id.app.to_string(),
+                function: id.function.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub(crate) fn failed(&self, id: &FunctionId, kind: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                tenant: id.tenant.to_string(),
+                app: id.app.to_string(),
+                function: id.function.to_string(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn unrouted(&self) {
+        self.unrouted.inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let stats = (self.stats)();
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.live_instances.set(as_i64(stats.live_instances));
+        self.instance_slots.set(as_i64(stats.instance_slots));
+        self.pooling.set(i64::from(stats.pooling));
+        self.mpk.set(i64::from(stats.mpk));
+        self.functions_loaded
+            .get_or_create(&CacheLabels {
+                outcome: "hit".into(),
+            })
+            .set(as_i64(stats.loaded_from_cache));
+        self.functions_loaded
+            .get_or_create(&CacheLabels {
+                outcome: "compiled".into(),
+            })
+            .set(as_i64(stats.loaded_compiled));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
