@@ -40,14 +40,21 @@ pub struct Directory {
 }
 
 impl Directory {
+    // A panic while holding the lock cannot leave the map half-updated (insert and get are
+    // single operations), so a poisoned lock is still safe to use.
     pub(crate) fn insert(&self, function: Arc<HttpFunction>) {
-        if let Ok(mut functions) = self.functions.write() {
-            functions.insert(function.id().clone(), function);
-        }
+        self.functions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(function.id().clone(), function);
     }
 
     pub fn get(&self, id: &FunctionId) -> Option<Arc<HttpFunction>> {
-        self.functions.read().ok()?.get(id).cloned()
+        self.functions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 }
 

@@ -21,7 +21,6 @@ pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 pub struct InstanceState {
     table: ResourceTable,
-    call: CallContext,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
@@ -32,7 +31,6 @@ impl InstanceState {
     pub(crate) fn new(max_memory: u64, call: CallContext) -> InstanceState {
         InstanceState {
             table: ResourceTable::new(),
-            call: call.clone(),
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
             hooks: OutboundPolicy { call },
@@ -48,7 +46,7 @@ impl InstanceState {
 
     /// Where this instance sits in its call chain.
     pub(crate) fn call_context(&self) -> &CallContext {
-        &self.call
+        &self.hooks.call
     }
 }
 
