@@ -88,10 +88,11 @@ start() { # name, command...; the command gets the port as its last argument; se
 
 # meshwa logs one line per invocation at the default level, as in production (the log writer
 # runs on its own thread); stderr goes to a file.
-serve_meshwa() { "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$1" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data"; }
-serve_wasmtime_pooling() { "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$1" "$HELLO"; }
-serve_wasmtime_reuse() { "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$1" "$HELLO"; }
-serve_native() { "$MESHWA" bench native-hello --listen "127.0.0.1:$1"; }
+# `exec`: the background job's PID is then the server's own, so `kill` reaches it.
+serve_meshwa() { exec "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$1" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data"; }
+serve_wasmtime_pooling() { exec "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$1" "$HELLO"; }
+serve_wasmtime_reuse() { exec "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$1" "$HELLO"; }
+serve_native() { exec "$MESHWA" bench native-hello --listen "127.0.0.1:$1"; }
 
 for server in meshwa wasmtime_pooling wasmtime_reuse native; do
     start "$server" "serve_$server"
