@@ -155,10 +155,7 @@ fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
         for threads in [1, args.threads] {
             let (mut latencies, elapsed) = measure(&function, threads, args.iterations)?;
             latencies.sort_unstable();
-            let pct = |p: f64| {
-                let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-                latencies[i].as_secs_f64() * 1e6
-            };
+            let pct = |p: f64| percentile_us(&latencies, p);
             println!(
                 "| {} | {threads} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
                 setting.name,
@@ -221,21 +218,39 @@ fn measure(
     })
 }
 
-async fn invoke(function: &HttpFunction) -> anyhow::Result<()> {
-    let request = http::Request::get("http://localhost/bench")
+/// One invocation as the bench counts it: a GET of `path` in a fresh instance, body read whole.
+async fn get(
+    function: &HttpFunction,
+    path: &str,
+    invocation: &str,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    let request = http::Request::get(format!("http://localhost{path}"))
         .body(Full::new(Bytes::new()).map_err(|never: Infallible| -> BodyError { match never {} }))
         .context("request")?;
     let response = function
-        .handle(request, "bench")
+        .handle(request, invocation)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    anyhow::ensure!(response.status() == 200, "status {}", response.status());
-    response
+    let status = response.status();
+    let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+async fn invoke(function: &HttpFunction) -> anyhow::Result<()> {
+    let (status, _) = get(function, "/bench", "bench").await?;
+    anyhow::ensure!(status == 200, "status {status}");
     Ok(())
+}
+
+/// The `p` quantile (0..=1) of sorted durations, in µs.
+fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
 }
 
 fn native_hello(args: NativeHelloArgs) -> anyhow::Result<()> {
@@ -361,20 +376,7 @@ fn hops(args: HopsArgs) -> anyhow::Result<()> {
 
 /// Runs the hopper's loop; returns its (p50, p99) in µs.
 async fn hop_in_guest(hopper: &HttpFunction, path: &str) -> anyhow::Result<(f64, f64)> {
-    let request = http::Request::get(format!("http://localhost{path}"))
-        .body(Full::new(Bytes::new()).map_err(|never: Infallible| -> BodyError { match never {} }))
-        .context("request")?;
-    let response = hopper
-        .handle(request, "hops")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_bytes();
+    let (status, body) = get(hopper, path, "hops").await?;
     let text = String::from_utf8_lossy(&body);
     anyhow::ensure!(status == 200, "hopper answered {status}: {text}");
     let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>());
@@ -425,8 +427,7 @@ async fn hop_native(addr: SocketAddr, size: usize, iterations: u32) -> anyhow::R
         }
     }
     times.sort_unstable();
-    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6;
-    Ok((pct(0.5), pct(0.99)))
+    Ok((percentile_us(&times, 0.5), percentile_us(&times, 0.99)))
 }
 
 fn json_echo(args: NativeHelloArgs) -> anyhow::Result<()> {

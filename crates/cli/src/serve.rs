@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use meshwa_gateway::{GatewayConfig, Metrics, Router};
-use meshwa_manifest::{Manifest, ManifestError, check_route_collisions};
+use meshwa_manifest::{
+    Manifest, ManifestError, check_route_collisions, parse_duration, parse_size,
+};
 use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime};
 
 #[derive(Args)]
@@ -81,17 +83,6 @@ enum Mpk {
     Auto,
     Enable,
     Disable,
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    text.parse::<bytesize::ByteSize>()
-        .map(|s| s.as_u64())
-        .map_err(|e| format!("{text:?} is not a size like \"256MiB\": {e}"))
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like \"10s\": {e}"))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -36,6 +36,8 @@ use std::time::Duration;
 
 pub use names::{Name, NameError};
 pub use routes::{Route, RouteError, check_route_collisions};
+/// The conventions' human-readable sizes and durations, for flags as well as manifests.
+pub use units::{parse_duration, parse_size};
 
 /// Default per-instance linear-memory ceiling when a function sets none.
 pub const DEFAULT_MAX_MEMORY: u64 = 64 * 1024 * 1024;
