@@ -140,6 +140,18 @@ fn hello_manifest(dir: &Path, tenant: &str, route: &str) -> PathBuf {
     )
 }
 
+/// Tenant `t`, app `a`: the `faults` guest as function `f` at `/f`.
+fn faults_manifest(dir: &Path) -> PathBuf {
+    write_manifest(
+        dir,
+        "f.toml",
+        &format!(
+            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{}\"\nroute = \"/f\"\n",
+            programs::FAULTS
+        ),
+    )
+}
+
 /// Runs `meshwa serve` expecting it to refuse to start; returns its stderr.
 fn refused(manifests: &[PathBuf]) -> String {
     let data = tempfile::tempdir().unwrap();
@@ -248,14 +260,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 #[test]
 fn every_invocation_logs_one_line_with_its_error_id() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(
-        dir.path(),
-        "f.toml",
-        &format!(
-            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{}\"\nroute = \"/f\"\n",
-            programs::FAULTS
-        ),
-    );
+    let manifest = faults_manifest(dir.path());
     let served = serve(&dir.path().join("data"), &[manifest]);
     let (status, body) = http(served.addr, "GET", "/f/trap", b"");
     assert_eq!(status, 500);
@@ -383,14 +388,7 @@ fn broken_components_are_refused_at_load_with_the_function_named() {
 #[test]
 fn metrics_parse_and_move() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(
-        dir.path(),
-        "f.toml",
-        &format!(
-            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{}\"\nroute = \"/f\"\n",
-            programs::FAULTS
-        ),
-    );
+    let manifest = faults_manifest(dir.path());
     let served = serve(&dir.path().join("data"), &[manifest]);
     let scrape = || {
         let (status, body) = http(served.admin, "GET", "/metrics", b"");
