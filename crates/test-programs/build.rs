@@ -18,6 +18,10 @@ fn main() {
     let target_dir = root.join("target").join("guests");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
 
+    // Guests also build from the SDK and the WIT packages.
+    for shared in ["sdk", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(shared).display());
+    }
     let mut components = Vec::new();
     for workspace in ["guests", "examples"] {
         let dir = root.join(workspace);

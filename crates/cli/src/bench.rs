@@ -17,7 +17,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
 use meshwa_manifest::Manifest;
-use meshwa_runtime::{AllocatorChoice, BodyError, EngineSettings, HttpFunction, Runtime};
+use meshwa_runtime::{AllocatorChoice, BodyError, EngineSettings, HttpFunction, Runtime, Secrets};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -177,8 +177,8 @@ fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<HttpFunction>
         component.display().to_string()
     );
     let manifest = Manifest::parse(&text, Path::new("bench"), Path::new("."))?;
-    let spec = &manifest.functions[0];
-    Ok(runtime.load_http_function(manifest.function_id(spec), spec)?)
+    let mut functions = runtime.load_app(&manifest, &Secrets::default())?;
+    Ok(functions.remove(0))
 }
 
 /// Runs `iterations` invocations on each of `threads` threads (one sequential loop per thread)
@@ -309,8 +309,8 @@ fn hops(args: HopsArgs) -> anyhow::Result<()> {
     );
     let manifest = Manifest::parse(&manifest, Path::new("hops"), Path::new("."))?;
     let mut hopper = None;
-    for spec in &manifest.functions {
-        let function = runtime.load_http_function(manifest.function_id(spec), spec)?;
+    let functions = runtime.load_app(&manifest, &Secrets::default())?;
+    for (spec, function) in manifest.functions.iter().zip(functions) {
         if spec.route.is_some() {
             hopper = Some(function);
         }

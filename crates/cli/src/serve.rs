@@ -11,7 +11,7 @@ use meshwa_gateway::{GatewayConfig, Metrics, Router};
 use meshwa_manifest::{
     Manifest, ManifestError, check_route_collisions, parse_duration, parse_size,
 };
-use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime};
+use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime, Secrets};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -27,9 +27,14 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_ADMIN_LISTEN", default_value = "127.0.0.1:3001")]
     admin_listen: SocketAddr,
 
-    /// Where compiled code (and later, state) is kept.
+    /// Where compiled code and key-value state are kept.
     #[arg(long, env = "MESHWA_DATA_DIR", default_value = ".meshwa")]
     data_dir: PathBuf,
+
+    /// Values of the apps' secrets: a TOML file of `[<tenant>.<app>]` tables of
+    /// `name = "value"`. Keep it readable by the server's user only.
+    #[arg(long, env = "MESHWA_SECRETS_FILE")]
+    secrets_file: Option<PathBuf>,
 
     /// Instance allocator: `auto` uses the pooling allocator if its address space can be
     /// reserved and falls back to on-demand allocation otherwise.
@@ -107,6 +112,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         manifests.push(Manifest::load(path)?);
     }
     check_route_collisions(&manifests).map_err(ManifestError::from)?;
+    let secrets = match &args.secrets_file {
+        Some(path) => Secrets::load(path)?,
+        None => Secrets::default(),
+    };
     let mut apps = std::collections::BTreeSet::new();
     for m in &manifests {
         if !apps.insert((m.tenant.clone(), m.app.clone())) {
@@ -140,16 +149,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let runtime = Arc::new(Runtime::new(settings, &args.data_dir)?);
 
-    for manifest in &manifests {
-        if let Some(limit) = manifest.tenant_max_instances {
-            runtime.limit_tenant(&manifest.tenant, limit);
-        }
-    }
     let (mut compiled, mut cached) = (0, 0);
     let mut routes = Vec::new();
     for manifest in &manifests {
-        for spec in &manifest.functions {
-            let function = runtime.load_http_function(manifest.function_id(spec), spec)?;
+        let functions = runtime.load_app(manifest, &secrets)?;
+        for (spec, function) in manifest.functions.iter().zip(functions) {
             match function.cache_outcome() {
                 CacheOutcome::Compiled => compiled += 1,
                 CacheOutcome::Hit => cached += 1,

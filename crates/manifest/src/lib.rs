@@ -9,23 +9,39 @@
 //! ```toml
 //! tenant = "acme"
 //! app = "greeter"
+//! secrets = ["api-key"]            # config values the server supplies from its secrets file
 //!
 //! [[functions]]
 //! name = "hello"
 //! component = "hello.wasm"         # relative to this file
 //! route = "/acme/hello"            # path prefix; omit for a function with no public route
-//! limits = { max-memory = "16MiB", timeout = "2s", max-request-body = "1MiB" }
+//! limits = { max-memory = "16MiB", timeout = "2s", max-request-body = "1MiB", max-outbound-response = "16MiB" }
 //!
 //! [[functions]]
 //! name = "render"                  # no route: private, reachable only in-process
 //! component = "render.wasm"
 //! callable-by = ["hello"]          # optional: which functions of this app may call it
 //!
+//! [functions.grants]               # what this function may use; nothing is granted by default
+//! key-value = ["visits"]           # stores of this app
+//! config = ["greeting", "api-key"] # keys of `[config]` or `secrets`
+//! logging = true                   # wasi:logging
+//! outbound = ["https://api.example.com", "http://127.0.0.1:*"]  # origins for wasi:http
+//!
 //! [tenant-limits]
 //! max-instances = 20               # optional: most live instances of this tenant at once
+//!
+//! [key-value.visits]               # a durable store of this app (all quotas optional)
+//! max-key-size = "256B"
+//! max-value-size = "1MiB"
+//! max-total-size = "64MiB"
+//!
+//! [config]                         # plain values, readable by functions granted them
+//! greeting = "Hello"
 //! ```
 
 mod names;
+mod outbound;
 mod raw;
 mod routes;
 mod units;
@@ -35,6 +51,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use names::{Name, NameError};
+pub use outbound::OutboundRule;
 pub use routes::{Route, RouteError, check_route_collisions};
 /// The conventions' human-readable sizes and durations, for flags as well as manifests.
 pub use units::{parse_duration, parse_size};
@@ -45,6 +62,14 @@ pub const DEFAULT_MAX_MEMORY: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default request body ceiling when a function sets none.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 * 1024 * 1024;
+/// Default largest outbound HTTP response body a function may receive.
+pub const DEFAULT_MAX_OUTBOUND_RESPONSE: u64 = 16 * 1024 * 1024;
+/// Default quotas of a key-value store.
+pub const DEFAULT_STORE_QUOTA: StoreQuota = StoreQuota {
+    max_key_size: 256,
+    max_value_size: 1024 * 1024,
+    max_total_size: 64 * 1024 * 1024,
+};
 /// A manifest larger than this is refused before it is parsed: no honest app needs more, and a
 /// hostile one must not make the parser allocate without bound.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -60,6 +85,45 @@ pub struct Manifest {
     /// Most instances the tenant may hold at once (`tenant-limits.max-instances`), if set. With
     /// several apps of one tenant, the smallest applies; the server's ceiling always does.
     pub tenant_max_instances: Option<u32>,
+    /// The app's durable key-value stores (`[key-value.<name>]`).
+    pub stores: Vec<StoreSpec>,
+    /// Plain config values (`[config]`).
+    pub config: std::collections::BTreeMap<Name, String>,
+    /// Names of config values the server supplies from its secrets file (`secrets`).
+    pub secrets: Vec<Name>,
+}
+
+/// A key-value store of an app. The same name in two apps (or two tenants) is two stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    pub name: Name,
+    pub quota: StoreQuota,
+}
+
+/// Limits of one key-value store; a write beyond them is refused with an error value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreQuota {
+    /// Longest key, in bytes.
+    pub max_key_size: u64,
+    /// Largest value, in bytes.
+    pub max_value_size: u64,
+    /// Most bytes of keys and values the store may hold in all.
+    pub max_total_size: u64,
+}
+
+/// What one function may use beyond its own sandbox. Granting is linking: a component that
+/// imports a service it was not granted is refused when it is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Key-value stores of the app this function may open.
+    pub key_value: Vec<Name>,
+    /// Config keys (plain or secret) this function may read.
+    pub config: Vec<Name>,
+    /// Whether the function may import `wasi:logging`.
+    pub logging: bool,
+    /// Origins this function may send HTTP requests to. Calls to sibling functions
+    /// (`*.internal`) need no grant.
+    pub outbound: Vec<OutboundRule>,
 }
 
 /// One function of an app.
@@ -75,6 +139,7 @@ pub struct FunctionSpec {
     /// If set, only these functions of the same app may call this one in-process; if not, any
     /// function of the app may.
     pub callable_by: Option<Vec<Name>>,
+    pub grants: Grants,
 }
 
 /// Per-invocation limits of a function.
@@ -86,6 +151,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Largest request body the function accepts, in bytes.
     pub max_request_body: u64,
+    /// Largest response body the function may receive from an outbound HTTP request.
+    pub max_outbound_response: u64,
 }
 
 impl Default for Limits {
@@ -94,6 +161,7 @@ impl Default for Limits {
             max_memory: DEFAULT_MAX_MEMORY,
             timeout: DEFAULT_TIMEOUT,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_outbound_response: DEFAULT_MAX_OUTBOUND_RESPONSE,
         }
     }
 }

@@ -7,7 +7,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units::{parse_duration, parse_size};
-use crate::{FunctionSpec, Limits, Manifest, ManifestError, Name, Route};
+use crate::{
+    DEFAULT_STORE_QUOTA, FunctionSpec, Grants, Limits, Manifest, ManifestError, Name, OutboundRule,
+    Route, StoreQuota, StoreSpec,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +21,30 @@ struct RawManifest {
     functions: Vec<RawFunction>,
     #[serde(default, rename = "tenant-limits")]
     tenant_limits: Option<RawTenantLimits>,
+    #[serde(default, rename = "key-value")]
+    key_value: BTreeMap<String, Spanned<RawStore>>,
+    #[serde(default)]
+    config: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    secrets: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawStore {
+    max_key_size: Option<Spanned<String>>,
+    max_value_size: Option<Spanned<String>>,
+    max_total_size: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawGrants {
+    key_value: Option<Spanned<Vec<String>>>,
+    config: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    logging: bool,
+    outbound: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +63,8 @@ struct RawFunction {
     limits: RawLimits,
     #[serde(default, rename = "callable-by")]
     callable_by: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    grants: RawGrants,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,7 +73,14 @@ struct RawLimits {
     max_memory: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     max_request_body: Option<Spanned<String>>,
+    max_outbound_response: Option<Spanned<String>>,
 }
+
+/// Most stores, config entries or outbound grants an app may declare: generous for honest apps,
+/// bounded for hostile ones.
+const MAX_ENTRIES: usize = 256;
+/// Largest plain config value.
+const MAX_CONFIG_VALUE: usize = 64 * 1024;
 
 /// Most functions one app may declare; a hostile manifest must not make the host load thousands.
 const MAX_FUNCTIONS: usize = 256;
@@ -89,6 +125,49 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             "functions",
             raw.functions[MAX_FUNCTIONS].name.span(),
             format!("an app may declare at most {MAX_FUNCTIONS} functions"),
+        ));
+    }
+
+    let stores = parse_stores(&raw.key_value, &invalid)?;
+    let mut config = BTreeMap::new();
+    for (key, value) in &raw.config {
+        let name = Name::new(key).map_err(|e| invalid("config", value.span(), e.to_string()))?;
+        if value.get_ref().len() > MAX_CONFIG_VALUE {
+            return Err(invalid(
+                &format!("config.{key}"),
+                value.span(),
+                format!("config values are at most {MAX_CONFIG_VALUE} bytes"),
+            ));
+        }
+        config.insert(name, value.get_ref().clone());
+    }
+    let mut secrets = Vec::new();
+    if let Some(list) = &raw.secrets {
+        for secret in list.get_ref() {
+            let name =
+                Name::new(secret).map_err(|e| invalid("secrets", list.span(), e.to_string()))?;
+            if config.contains_key(&name) {
+                return Err(invalid(
+                    "secrets",
+                    list.span(),
+                    format!("`{name}` is both a plain config value and a secret"),
+                ));
+            }
+            if secrets.contains(&name) {
+                return Err(invalid(
+                    "secrets",
+                    list.span(),
+                    format!("`{name}` is listed twice"),
+                ));
+            }
+            secrets.push(name);
+        }
+    }
+    if config.len() + secrets.len() > MAX_ENTRIES {
+        return Err(invalid(
+            "config",
+            raw.secrets.as_ref().map_or(0..0, |s| s.span()),
+            format!("an app may declare at most {MAX_ENTRIES} config values and secrets"),
         ));
     }
 
@@ -166,6 +245,12 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             limits.max_request_body = parse_size(v.get_ref())
                 .map_err(|m| invalid("limits.max-request-body", v.span(), m))?;
         }
+        if let Some(v) = &raw_fn.limits.max_outbound_response {
+            limits.max_outbound_response = parse_size(v.get_ref())
+                .map_err(|m| invalid("limits.max-outbound-response", v.span(), m))?;
+        }
+
+        let grants = parse_grants(&raw_fn.grants, &stores, &config, &secrets, &invalid)?;
 
         let callable_by = match &raw_fn.callable_by {
             Some(list) => {
@@ -187,6 +272,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             route,
             limits,
             callable_by,
+            grants,
         });
     }
 
@@ -217,5 +303,117 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         app,
         functions,
         tenant_max_instances,
+        stores,
+        config,
+        secrets,
     })
+}
+
+type Invalid<'a> = dyn Fn(&str, std::ops::Range<usize>, String) -> ManifestError + 'a;
+
+fn parse_stores(
+    raw: &BTreeMap<String, Spanned<RawStore>>,
+    invalid: &Invalid<'_>,
+) -> Result<Vec<StoreSpec>, ManifestError> {
+    let mut stores = Vec::with_capacity(raw.len());
+    for (name, store) in raw {
+        let span = store.span();
+        let store = store.get_ref();
+        let name =
+            Name::new(name).map_err(|e| invalid("key-value", span.clone(), e.to_string()))?;
+        if stores.len() == MAX_ENTRIES {
+            return Err(invalid(
+                "key-value",
+                span,
+                format!("an app may declare at most {MAX_ENTRIES} stores"),
+            ));
+        }
+        let mut quota: StoreQuota = DEFAULT_STORE_QUOTA;
+        for (field, key, target) in [
+            (&store.max_key_size, "max-key-size", &mut quota.max_key_size),
+            (
+                &store.max_value_size,
+                "max-value-size",
+                &mut quota.max_value_size,
+            ),
+            (
+                &store.max_total_size,
+                "max-total-size",
+                &mut quota.max_total_size,
+            ),
+        ] {
+            if let Some(v) = field {
+                let full_key = format!("key-value.{name}.{key}");
+                *target = parse_size(v.get_ref()).map_err(|m| invalid(&full_key, v.span(), m))?;
+                if *target == 0 {
+                    return Err(invalid(
+                        &full_key,
+                        v.span(),
+                        "must be more than zero".to_owned(),
+                    ));
+                }
+            }
+        }
+        stores.push(StoreSpec { name, quota });
+    }
+    Ok(stores)
+}
+
+fn parse_grants(
+    raw: &RawGrants,
+    stores: &[StoreSpec],
+    config: &BTreeMap<Name, String>,
+    secrets: &[Name],
+    invalid: &Invalid<'_>,
+) -> Result<Grants, ManifestError> {
+    let mut grants = Grants {
+        logging: raw.logging,
+        ..Grants::default()
+    };
+    if let Some(list) = &raw.key_value {
+        for store in list.get_ref() {
+            let name = Name::new(store)
+                .map_err(|e| invalid("grants.key-value", list.span(), e.to_string()))?;
+            if !stores.iter().any(|s| s.name == name) {
+                return Err(invalid(
+                    "grants.key-value",
+                    list.span(),
+                    format!(
+                        "`{name}` is not a store of this app (declare it under [key-value.{name}])"
+                    ),
+                ));
+            }
+            grants.key_value.push(name);
+        }
+    }
+    if let Some(list) = &raw.config {
+        for key in list.get_ref() {
+            let name =
+                Name::new(key).map_err(|e| invalid("grants.config", list.span(), e.to_string()))?;
+            if !config.contains_key(&name) && !secrets.contains(&name) {
+                return Err(invalid(
+                    "grants.config",
+                    list.span(),
+                    format!("`{name}` is neither in [config] nor in secrets"),
+                ));
+            }
+            grants.config.push(name);
+        }
+    }
+    if let Some(list) = &raw.outbound {
+        if list.get_ref().len() > MAX_ENTRIES {
+            return Err(invalid(
+                "grants.outbound",
+                list.span(),
+                format!("a function may be granted at most {MAX_ENTRIES} origins"),
+            ));
+        }
+        for origin in list.get_ref() {
+            grants.outbound.push(
+                OutboundRule::parse(origin)
+                    .map_err(|m| invalid("grants.outbound", list.span(), m))?,
+            );
+        }
+    }
+    Ok(grants)
 }

@@ -234,3 +234,95 @@ fn tenant_limits() {
     let e = error("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-cpu = 1\n");
     assert!(e.contains("max-cpu"), "{e}");
 }
+
+const SERVICES: &str = r#"
+tenant = "acme"
+app = "book"
+secrets = ["api-key"]
+
+[[functions]]
+name = "sign"
+component = "sign.wasm"
+route = "/acme/book"
+limits = { max-outbound-response = "1MiB" }
+[functions.grants]
+key-value = ["entries"]
+config = ["title", "api-key"]
+logging = true
+outbound = ["https://api.example.com", "http://127.0.0.1:*"]
+
+[[functions]]
+name = "plain"
+component = "plain.wasm"
+
+[key-value.entries]
+max-key-size = "64B"
+max-total-size = "1MiB"
+
+[key-value.other]
+
+[config]
+title = "Guests"
+"#;
+
+#[test]
+fn services_and_grants() {
+    let m = parse(SERVICES).unwrap();
+    assert_eq!(m.stores.len(), 2);
+    let entries = m
+        .stores
+        .iter()
+        .find(|s| s.name.as_str() == "entries")
+        .unwrap();
+    assert_eq!(entries.quota.max_key_size, 64);
+    assert_eq!(
+        entries.quota.max_value_size,
+        DEFAULT_STORE_QUOTA.max_value_size
+    );
+    assert_eq!(entries.quota.max_total_size, 1024 * 1024);
+    assert_eq!(m.config.len(), 1);
+    assert_eq!(m.secrets.len(), 1);
+    let sign = &m.functions[0];
+    assert_eq!(sign.limits.max_outbound_response, 1024 * 1024);
+    assert_eq!(sign.grants.key_value.len(), 1);
+    assert_eq!(sign.grants.config.len(), 2);
+    assert!(sign.grants.logging);
+    assert!(sign.grants.outbound[1].allows(false, "127.0.0.1", 9));
+    // Nothing is granted by default.
+    assert_eq!(m.functions[1].grants, Grants::default());
+}
+
+#[test]
+fn grants_must_name_declared_services() {
+    let e = error(&SERVICES.replace(r#"key-value = ["entries"]"#, r#"key-value = ["ghost"]"#));
+    assert!(
+        e.contains(":12: `grants.key-value`") && e.contains("`ghost` is not a store"),
+        "{e}"
+    );
+    let e = error(&SERVICES.replace(r#""title", "api-key""#, r#""title", "password""#));
+    assert!(
+        e.contains("`grants.config`") && e.contains("`password`"),
+        "{e}"
+    );
+    let e = error(&SERVICES.replace("https://api.example.com", "https://api.example.com/v1"));
+    assert!(
+        e.contains("`grants.outbound`") && e.contains("without path"),
+        "{e}"
+    );
+    let e = error(&SERVICES.replace("logging = true", "logging = true\nnetwork = true"));
+    assert!(e.contains("network"), "{e}");
+    let e = error(&SERVICES.replace(r#"secrets = ["api-key"]"#, r#"secrets = ["title"]"#));
+    assert!(
+        e.contains("`title` is both a plain config value and a secret"),
+        "{e}"
+    );
+    let e = error(&SERVICES.replace(r#"max-key-size = "64B""#, r#"max-key-size = "0B""#));
+    assert!(
+        e.contains("`key-value.entries.max-key-size`: must be more than zero"),
+        "{e}"
+    );
+    let e = error(&SERVICES.replace("[key-value.other]", "[key-value.Other]"));
+    assert!(e.contains("`key-value`") && e.contains("Other"), "{e}");
+    let e = error(&SERVICES.replace("[key-value.other]", "[key-value.other]\nmax-keys = 3"));
+    assert!(e.contains("max-keys"), "{e}");
+}

@@ -56,6 +56,28 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
+    /// The component imports a service its function was not granted.
+    #[error(
+        "{function}: the component imports `{import}`, which the function is not granted; add `{grant}` under [functions.grants] in its manifest"
+    )]
+    NotGranted {
+        function: FunctionId,
+        import: String,
+        grant: &'static str,
+    },
+    /// The app declares a secret the server's secrets file does not supply.
+    #[error(
+        "app {app}: secret `{name}` has no value in the server's secrets file{}",
+        file.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_else(|| " (none was given: --secrets-file)".to_owned())
+    )]
+    MissingSecret {
+        app: String,
+        name: String,
+        file: Option<PathBuf>,
+    },
+    /// The key-value backend cannot be opened.
+    #[error("cannot open the key-value store: {0}")]
+    KeyValue(String),
     #[error(
         "{function}: limits.max-memory of {requested} bytes exceeds this server's per-instance ceiling of {ceiling} bytes"
     )]
@@ -67,9 +89,13 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// Load errors are the fault of whoever supplied the component or manifest.
+    /// Load errors are the fault of whoever supplied the component or manifest, except when
+    /// the host's own storage fails.
     pub fn fault(&self) -> Fault {
-        Fault::Client
+        match self {
+            LoadError::KeyValue(_) => Fault::Host,
+            _ => Fault::Client,
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::admission::{Admission, TenantGate};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
+use crate::services::FunctionServices;
 use crate::state::InstanceState;
 use crate::{CacheOutcome, InvokeError};
 
@@ -43,18 +44,20 @@ pub struct HttpFunction {
     tenant_gate: Arc<TenantGate>,
     cache: CacheOutcome,
     load_time: Duration,
+    services: Arc<FunctionServices>,
 }
 
 impl HttpFunction {
     pub(crate) fn new(
-        id: FunctionId,
         spec: &FunctionSpec,
         directory: Weak<Directory>,
         pre: ProxyPre<InstanceState>,
         admission: Arc<Admission>,
         cache: CacheOutcome,
         load_time: Duration,
+        services: Arc<FunctionServices>,
     ) -> HttpFunction {
+        let id = services.id.clone();
         let tenant_gate = admission.gate(&id.tenant, None);
         HttpFunction {
             id,
@@ -67,6 +70,7 @@ impl HttpFunction {
             tenant_gate,
             cache,
             load_time,
+            services,
         }
     }
 
@@ -175,7 +179,7 @@ impl HttpFunction {
 
         let mut store = Store::new(
             self.pre.engine(),
-            InstanceState::new(self.limits.max_memory, call),
+            InstanceState::new(self.limits.max_memory, call, self.services.clone()),
         );
         let memory_denied = store.data().limiter.memory_denied_flag();
         store.limiter(|state| &mut state.limiter);

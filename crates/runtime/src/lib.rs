@@ -1,10 +1,11 @@
 //! The sandbox host of meshwa.
 //!
 //! One [`Runtime`] holds the wasmtime engine (pooling allocator when it can be reserved,
-//! copy-on-write memory images, epoch deadlines), the on-disk compile cache and the linker with
-//! the host services. [`Runtime::load_http_function`] turns a component into an [`HttpFunction`]:
-//! compiled (or loaded from the cache), linked and pre-instantiated once. Each request then gets a
-//! fresh instance from it with [`HttpFunction::handle`]; no instance ever serves two requests.
+//! copy-on-write memory images, epoch deadlines), the on-disk compile cache, the key-value
+//! backend and the linker with the host services. [`Runtime::load_app`] turns an app's components
+//! into [`HttpFunction`]s: compiled (or loaded from the cache), checked against their grants,
+//! linked and pre-instantiated once. Each request then gets a fresh instance from it with
+//! [`HttpFunction::handle`]; no instance ever serves two requests.
 //!
 //! What the gateway needs to map failures to statuses is in [`InvokeError::fault`].
 
@@ -17,12 +18,14 @@ mod error;
 mod function;
 mod http_errors;
 mod platform;
+mod services;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use meshwa_manifest::{FunctionId, FunctionSpec};
+use meshwa_kv::KeyValueBackend;
+use meshwa_manifest::{FunctionId, FunctionSpec, Manifest};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -38,6 +41,8 @@ pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE, buffer_counters};
+pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
+pub use services::{Secrets, SecretsError};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 /// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
 pub use wasmtime_wasi_http::Error as BodyError;
@@ -51,6 +56,9 @@ pub struct Runtime {
     linker: Linker<InstanceState>,
     admission: Arc<admission::Admission>,
     directory: Arc<Directory>,
+    data_dir: PathBuf,
+    /// Opened when the first app with stores is loaded.
+    key_value: std::sync::Mutex<Option<Arc<dyn KeyValueBackend>>>,
     loaded_from_cache: std::sync::atomic::AtomicU64,
     loaded_compiled: std::sync::atomic::AtomicU64,
 }
@@ -82,10 +90,13 @@ impl Runtime {
             }
         })?;
         let mut linker = Linker::new(&engine);
-        // Every function gets WASI (closed by default: see `state`) and wasi:http.
+        // Every function gets WASI (closed by default: see `state`), wasi:http and
+        // meshwa:platform; the services are linked too, and `services::check_imports` refuses a
+        // component that imports one it was not granted.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| platform::add_to_linker(&mut linker))
+            .and_then(|()| services::add_to_linker(&mut linker))
             .map_err(|e| EngineError::Engine(format!("{e:#}")))?;
         engine::spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError::Engine(format!("cannot start the epoch thread: {e}")))?;
@@ -106,6 +117,8 @@ impl Runtime {
             linker,
             admission,
             directory: Arc::new(Directory::default()),
+            data_dir: data_dir.to_path_buf(),
+            key_value: std::sync::Mutex::new(None),
             loaded_from_cache: Default::default(),
             loaded_compiled: Default::default(),
         })
@@ -124,12 +137,64 @@ impl Runtime {
         &self.settings
     }
 
-    /// Compiles (or loads from cache), links and pre-instantiates one HTTP function, and makes it
-    /// reachable for in-process calls from its tenant's functions.
-    pub fn load_http_function(
+    /// Loads every function of `manifest`: compiles (or loads from the cache), checks imports
+    /// against grants, resolves services, links and pre-instantiates. Only when all of them
+    /// succeed are they registered for in-process calls and the tenant's limit applied, so a
+    /// broken app changes nothing. Returns the functions in manifest order.
+    pub fn load_app(
+        &self,
+        manifest: &Manifest,
+        secrets: &Secrets,
+    ) -> Result<Vec<Arc<HttpFunction>>, LoadError> {
+        let backend = if manifest.stores.is_empty() {
+            None
+        } else {
+            Some(self.key_value()?)
+        };
+        let mut loaded = Vec::with_capacity(manifest.functions.len());
+        for spec in &manifest.functions {
+            let services =
+                services::FunctionServices::resolve(manifest, spec, secrets, backend.clone())?;
+            loaded.push(self.prepare(manifest.function_id(spec), spec, Arc::new(services))?);
+        }
+        if let Some(limit) = manifest.tenant_max_instances {
+            self.limit_tenant(&manifest.tenant, limit);
+        }
+        for function in &loaded {
+            self.directory.insert(function.clone());
+            let counter = match function.cache_outcome() {
+                CacheOutcome::Hit => &self.loaded_from_cache,
+                CacheOutcome::Compiled => &self.loaded_compiled,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(loaded)
+    }
+
+    /// The key-value backend, opened at first use: `kv.redb` in the data directory.
+    fn key_value(&self) -> Result<Arc<dyn KeyValueBackend>, LoadError> {
+        // A poisoned lock holds either nothing or a fully opened backend.
+        let mut slot = self
+            .key_value
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(backend) = slot.as_ref() {
+            return Ok(backend.clone());
+        }
+        let backend: Arc<dyn KeyValueBackend> = Arc::new(
+            meshwa_kv::RedbBackend::open(&self.data_dir.join("kv.redb"))
+                .map_err(|e| LoadError::KeyValue(e.to_string()))?,
+        );
+        *slot = Some(backend.clone());
+        Ok(backend)
+    }
+
+    /// Compiles (or loads from cache), checks grants, links and pre-instantiates one function.
+    fn prepare(
         &self,
         id: FunctionId,
         spec: &FunctionSpec,
+        services: Arc<services::FunctionServices>,
     ) -> Result<Arc<HttpFunction>, LoadError> {
         let path = spec.component.clone();
         if spec.limits.max_memory > self.settings.max_instance_memory {
@@ -152,6 +217,7 @@ impl Runtime {
                     path: path.clone(),
                     reason: format!("{e:#}"),
                 })?;
+        services::check_imports(&self.engine, &compiled.component, spec, &id)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&compiled.component)
@@ -172,22 +238,15 @@ impl Runtime {
             elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
             "function loaded"
         );
-        let function = Arc::new(HttpFunction::new(
-            id,
+        Ok(Arc::new(HttpFunction::new(
             spec,
             Arc::downgrade(&self.directory),
             pre,
             self.admission.clone(),
             compiled.outcome,
             compiled.elapsed,
-        ));
-        self.directory.insert(function.clone());
-        let counter = match compiled.outcome {
-            CacheOutcome::Hit => &self.loaded_from_cache,
-            CacheOutcome::Compiled => &self.loaded_compiled,
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(function)
+            services,
+        )))
     }
 
     /// Caps how many instances `tenant` may hold at once (a manifest's `tenant-limits`). The

@@ -2,18 +2,22 @@
 //!
 //! Every invocation gets a new `InstanceState` in a new `Store`; nothing in it survives the
 //! request. Defaults are closed: no environment, no arguments, no files, no sockets (wasmtime-wasi
-//! denies every socket address unless told otherwise), no outbound HTTP.
+//! denies every socket address unless told otherwise), no outbound HTTP. What the function was
+//! granted comes in one shared [`FunctionServices`], resolved when it was loaded; stdout and
+//! stderr go to the host's log.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::ResourceLimiter;
 
-use crate::calls::{self, CallContext, internal_target};
+use crate::calls::CallContext;
+use crate::services::FunctionServices;
+use crate::services::logging::{GuestStdio, Source};
+use crate::services::outbound::OutboundPolicy;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Most table elements one instance may hold: far above what real programs use, far below what a
 /// table-growth bomb would like.
@@ -28,12 +32,25 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    pub(crate) fn new(max_memory: u64, call: CallContext) -> InstanceState {
+    pub(crate) fn new(
+        max_memory: u64,
+        call: CallContext,
+        services: Arc<FunctionServices>,
+    ) -> InstanceState {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestStdio {
+            log: services.log.clone(),
+            source: Source::Stdout,
+        })
+        .stderr(GuestStdio {
+            log: services.log.clone(),
+            source: Source::Stderr,
+        });
         InstanceState {
             table: ResourceTable::new(),
-            wasi: WasiCtx::builder().build(),
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy { call },
+            hooks: OutboundPolicy { call, services },
             limiter: InstanceLimiter::new(max_memory),
         }
     }
@@ -47,6 +64,11 @@ impl InstanceState {
     /// Where this instance sits in its call chain.
     pub(crate) fn call_context(&self) -> &CallContext {
         &self.hooks.call
+    }
+
+    /// What the function was granted.
+    pub(crate) fn services(&self) -> &FunctionServices {
+        &self.hooks.services
     }
 }
 
@@ -65,47 +87,6 @@ impl WasiHttpView for InstanceState {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Outbound `wasi:http` requests: `<function>.<app>.internal` is an in-process call (see
-/// `calls`); everything else is denied. Functions get no network unless granted (a later change
-/// adds per-function grants); the guest sees `HTTP-request-denied`, not a trap.
-pub(crate) struct OutboundPolicy {
-    call: CallContext,
-}
-
-impl WasiHttpHooks for OutboundPolicy {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<HyperOutgoingBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        let internal = request
-            .uri()
-            .host()
-            .and_then(internal_target)
-            .map(|(function, app)| (function.to_owned(), app.to_owned()));
-        match internal {
-            Some((function, app)) => {
-                Box::new(calls::call(self.call.clone(), function, app, request))
-            }
-            None => {
-                tracing::debug!(uri = %request.uri(), "outbound HTTP denied: not granted");
-                Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-            }
         }
     }
 }

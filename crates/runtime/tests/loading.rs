@@ -3,17 +3,25 @@
 
 use std::path::Path;
 
-use meshwa_manifest::{FunctionSpec, Limits, Manifest};
-use meshwa_runtime::{CacheOutcome, EngineSettings, Runtime};
+use std::sync::Arc;
+
+use meshwa_manifest::Manifest;
+use meshwa_runtime::{CacheOutcome, EngineSettings, HttpFunction, LoadError, Runtime, Secrets};
 use meshwa_test_programs as programs;
 
-fn spec(component: &str) -> (meshwa_manifest::FunctionId, FunctionSpec) {
+/// An app of one function `f` running `component`, with extra manifest lines for it.
+fn app(component: &str, extra: &str) -> Manifest {
     let text = format!(
-        "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\n"
+        "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = \"{component}\"\n{extra}"
     );
-    let manifest = Manifest::parse(&text, Path::new("m.toml"), Path::new("/")).unwrap();
-    let spec = manifest.functions[0].clone();
-    (manifest.function_id(&spec), spec)
+    Manifest::parse(&text, Path::new("m.toml"), Path::new("/")).unwrap()
+}
+
+fn load(runtime: &Runtime, manifest: &Manifest) -> Result<Arc<HttpFunction>, String> {
+    let mut functions = runtime
+        .load_app(manifest, &Secrets::default())
+        .map_err(|e: LoadError| e.to_string())?;
+    Ok(functions.remove(0))
 }
 
 fn settings() -> EngineSettings {
@@ -27,16 +35,15 @@ fn settings() -> EngineSettings {
 fn second_load_hits_and_a_changed_component_compiles() {
     let data = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(settings(), data.path()).unwrap();
-    let (id, hello) = spec(programs::HELLO);
-    let first = runtime.load_http_function(id.clone(), &hello).unwrap();
+    let hello = app(programs::HELLO, "");
+    let first = load(&runtime, &hello).unwrap();
     assert_eq!(first.cache_outcome(), CacheOutcome::Compiled);
     drop(runtime);
 
     let runtime = Runtime::new(settings(), data.path()).unwrap();
-    let again = runtime.load_http_function(id.clone(), &hello).unwrap();
+    let again = load(&runtime, &hello).unwrap();
     assert_eq!(again.cache_outcome(), CacheOutcome::Hit);
-    let (_, echo) = spec(programs::ECHO);
-    let other = runtime.load_http_function(id, &echo).unwrap();
+    let other = load(&runtime, &app(programs::ECHO, "")).unwrap();
     assert_eq!(other.cache_outcome(), CacheOutcome::Compiled);
 }
 
@@ -44,8 +51,8 @@ fn second_load_hits_and_a_changed_component_compiles() {
 fn a_damaged_entry_is_discarded_and_recompiled() {
     let data = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(settings(), data.path()).unwrap();
-    let (id, hello) = spec(programs::HELLO);
-    runtime.load_http_function(id.clone(), &hello).unwrap();
+    let hello = app(programs::HELLO, "");
+    load(&runtime, &hello).unwrap();
     let entries: Vec<_> = std::fs::read_dir(data.path().join("cache"))
         .unwrap()
         .flatten()
@@ -54,7 +61,7 @@ fn a_damaged_entry_is_discarded_and_recompiled() {
     assert_eq!(entries.len(), 1, "{entries:?}");
     std::fs::write(&entries[0], b"not machine code").unwrap();
 
-    let reloaded = runtime.load_http_function(id, &hello).unwrap();
+    let reloaded = load(&runtime, &hello).unwrap();
     assert_eq!(reloaded.cache_outcome(), CacheOutcome::Compiled);
     assert!(
         std::fs::read(&entries[0]).unwrap().len() > 1000,
@@ -66,16 +73,8 @@ fn a_damaged_entry_is_discarded_and_recompiled() {
 fn a_function_above_the_memory_ceiling_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(settings(), data.path()).unwrap();
-    let (id, mut hello) = spec(programs::HELLO);
-    hello.limits = Limits {
-        max_memory: 1 << 40,
-        ..Limits::default()
-    };
-    let error = runtime
-        .load_http_function(id, &hello)
-        .err()
-        .unwrap()
-        .to_string();
+    let hello = app(programs::HELLO, "limits = { max-memory = \"1TiB\" }\n");
+    let error = load(&runtime, &hello).err().unwrap();
     assert!(
         error.contains("exceeds this server's per-instance ceiling"),
         "{error}"
@@ -93,8 +92,7 @@ fn an_unreservable_pool_falls_back_to_on_demand() {
     };
     let runtime = Runtime::new(huge.clone(), data.path()).unwrap();
     assert!(!runtime.facts().pooling);
-    let (id, hello) = spec(programs::HELLO);
-    runtime.load_http_function(id, &hello).unwrap();
+    load(&runtime, &app(programs::HELLO, "")).unwrap();
 
     let required = EngineSettings {
         allocator: meshwa_runtime::AllocatorChoice::Pooling,

@@ -69,6 +69,7 @@ impl Guest for Faults {
 wasi::http::proxy::export!(Faults);
 
 /// Recurses forever; the frame is kept alive so the compiler cannot turn it into a loop.
+#[allow(unconditional_recursion, reason = "the stack-overflow attack is the point")]
 fn recurse(n: u64) -> u64 {
     let frame = std::hint::black_box([n; 16]);
     recurse(frame[0] + 1) + frame[15]

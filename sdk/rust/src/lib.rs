@@ -23,6 +23,10 @@
 //!   (`meshwa:platform/invoke`); the payload buffer moves to the callee.
 //! - [`http_post`] does the same with a plain `wasi:http` request to
 //!   `http://<function>.<app>.internal/...`, which works from any wasi:http component.
+//! - [`kv`] is durable key-value state (`wasi:keyvalue`), [`config`] the app's config and
+//!   secrets (`wasi:config`), [`log`] structured logging (`wasi:logging`). Each needs a grant in
+//!   your function's manifest entry (`[functions.grants]`); a function that uses one without the
+//!   grant is refused when it is deployed, with the grant to add.
 //!
 //! Link your function with a small shadow stack (`-C link-arg=-zstack-size=65536` in
 //! `.cargo/config.toml`): every request gets a fresh instance, and a smaller stack makes that
@@ -31,10 +35,14 @@
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "meshwa:platform/platform",
+        world: "meshwa:platform/function",
         generate_all,
     });
 }
+
+pub mod config;
+pub mod kv;
+pub mod log;
 
 pub use bindings::meshwa::platform::buffers::Buffer;
 pub use bindings::meshwa::platform::invoke::{InvokeError, Response as InvokeResponse};
@@ -69,6 +77,13 @@ pub fn invoke(
 /// status and body. On meshwa, `http://<function>.<app>.internal/...` is an in-process call to a
 /// function of your tenant; any other host needs an outbound grant.
 pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    http_request("POST", url, body)
+}
+
+/// Sends a `method` request with `body` to `url` over standard `wasi:http` and returns the status
+/// and body. Hosts other than `*.internal` need an outbound grant (`grants.outbound`); a denied
+/// request is an `Err` whose text names the origin.
+pub fn http_request(method: &str, url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
     use wasi::http::outgoing_handler;
     use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 
@@ -83,7 +98,14 @@ pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
     };
     let request = OutgoingRequest::new(Fields::new());
     let invalid = |_| format!("invalid URL {url:?}");
-    request.set_method(&Method::Post).map_err(invalid)?;
+    let method = match method {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        other => Method::Other(other.to_string()),
+    };
+    request.set_method(&method).map_err(invalid)?;
     request.set_scheme(Some(&scheme)).map_err(invalid)?;
     request.set_authority(Some(authority)).map_err(invalid)?;
     request.set_path_with_query(Some(path)).map_err(invalid)?;
@@ -91,14 +113,26 @@ pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         .body()
         .map_err(|()| "request body taken twice".to_string())?;
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
-    if let Ok(stream) = outgoing.write() {
-        write_all(&stream, body).map_err(|e| format!("sending the body: {e:?}"))?;
+    // A server may answer before it has read the body (and close the connection); its answer
+    // then says more than the failed write, so a write error only counts if no answer comes.
+    let mut sent = Ok(());
+    if !body.is_empty()
+        && let Ok(stream) = outgoing.write()
+    {
+        sent = write_all(&stream, body).map_err(|e| format!("sending the body: {e:?}"));
     }
-    OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
+    if sent.is_ok() {
+        sent = OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"));
+    }
     let response = loop {
         match pending.get() {
             Some(Ok(Ok(response))) => break response,
-            Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+            Some(Ok(Err(code))) => {
+                return Err(match sent {
+                    Ok(()) => format!("{code:?}"),
+                    Err(write) => format!("{code:?} ({write})"),
+                });
+            }
             Some(Err(())) => return Err("response taken twice".to_string()),
             None => pending.subscribe().block(),
         }
@@ -115,7 +149,13 @@ pub fn http_post(url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => data.extend_from_slice(&chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(format!("reading the response: {e:?}")),
+            Err(wasi::io::streams::StreamError::LastOperationFailed(error)) => {
+                // The host says why in a wasi:http error code (a size limit, a timeout).
+                return Err(match wasi::http::types::http_error_code(&error) {
+                    Some(code) => format!("reading the response: {code:?}"),
+                    None => format!("reading the response: {}", error.to_debug_string()),
+                });
+            }
         }
     }
     Ok((status, data))

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use meshwa_gateway::{GatewayConfig, Metrics, Router};
 use meshwa_manifest::{Manifest, check_route_collisions};
-use meshwa_runtime::{EngineSettings, Runtime};
+use meshwa_runtime::{EngineSettings, Runtime, Secrets};
 use tokio::sync::oneshot;
 
 /// A running gateway; stops when dropped.
@@ -41,6 +41,14 @@ pub async fn start_with(manifests: &[PathBuf], max_instances: u32) -> Server {
 }
 
 pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings) -> Server {
+    start_full(manifests, settings, &Secrets::default()).await
+}
+
+pub async fn start_full(
+    manifests: &[PathBuf],
+    settings: EngineSettings,
+    secrets: &Secrets,
+) -> Server {
     let data = tempfile::tempdir().unwrap();
     let manifests: Vec<Manifest> = manifests
         .iter()
@@ -50,17 +58,10 @@ pub async fn start_with_settings(manifests: &[PathBuf], settings: EngineSettings
     let runtime = Arc::new(Runtime::new(settings, data.path()).unwrap());
     let stats_runtime = runtime.clone();
     let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
-    for m in &manifests {
-        if let Some(limit) = m.tenant_max_instances {
-            runtime.limit_tenant(&m.tenant, limit);
-        }
-    }
     let mut routes = Vec::new();
     for m in &manifests {
-        for spec in &m.functions {
-            let f = runtime
-                .load_http_function(m.function_id(spec), spec)
-                .unwrap();
+        let functions = runtime.load_app(m, secrets).unwrap();
+        for (spec, f) in m.functions.iter().zip(functions) {
             if let Some(route) = &spec.route {
                 routes.push((route.clone(), f));
             }

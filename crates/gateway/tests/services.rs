@@ -1,0 +1,362 @@
+//! Host services through the real server: key-value, config, outbound HTTP, and grants checked at
+//! load. Guest: `guests/services` (the Rust SDK). Logging and durability across `kill -9` are in
+//! the CLI's tests, where the server is a child process with a log.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{client, get, send, start_full};
+use meshwa_runtime::{EngineSettings, Runtime, Secrets};
+use meshwa_test_programs as programs;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An app of `tenant` with the services guest as `svc` at `/<tenant>/svc`, granted `grants`
+/// (TOML lines for `[functions.grants]`), with `extra` app-level TOML at the end.
+fn app(dir: &Path, tenant: &str, grants: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"tenant = "{tenant}"
+app = "book"
+secrets = ["api-key"]
+
+[[functions]]
+name = "svc"
+component = "{}"
+route = "/{tenant}/svc"
+limits = {{ max-outbound-response = "1KiB", timeout = "5s" }}
+[functions.grants]
+{grants}
+
+[key-value.entries]
+max-key-size = "32B"
+max-value-size = "64B"
+max-total-size = "400B"
+
+[key-value.hidden]
+
+[config]
+title = "Guests of {tenant}"
+colour = "green"
+{extra}
+"#,
+        programs::SERVICES
+    );
+    let path = dir.join(format!("{tenant}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ALL_GRANTS: &str = r#"key-value = ["entries"]
+config = ["title", "api-key"]
+logging = true"#;
+
+fn secrets(tenants: &[&str]) -> Secrets {
+    let text: String = tenants
+        .iter()
+        .map(|t| format!("[{t}.book]\napi-key = \"key-of-{t}\"\n"))
+        .collect();
+    Secrets::parse(&text, Path::new("secrets.toml")).unwrap()
+}
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        max_instances: 16,
+        ..EngineSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_operations_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app(dir.path(), "acme", ALL_GRANTS, "");
+    let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
+    let c = client();
+    let at = |p: &str| format!("/acme/svc/{p}");
+
+    assert_eq!(get(server.addr, &at("kv/entries/a")).await.status, 404);
+    let put = send(&c, server.addr, "PUT", &at("kv/entries/a"), b"first").await;
+    assert_eq!((put.status, put.body.as_str()), (200, "ok"));
+    let got = get(server.addr, &at("kv/entries/a")).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "first"));
+    assert_eq!(get(server.addr, &at("exists/entries/a")).await.body, "true");
+
+    for (by, expected) in [(5, "5"), (3, "8")] {
+        let incr = send(
+            &c,
+            server.addr,
+            "POST",
+            &at(&format!("incr/entries/n?by={by}")),
+            b"",
+        )
+        .await;
+        assert_eq!((incr.status, incr.body.as_str()), (200, expected));
+    }
+    let batch = send(&c, server.addr, "PUT", &at("batch/entries"), b"b=2\nc=3").await;
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let many = get(server.addr, &at("batch/entries?keys=a,b,zz")).await;
+    assert_eq!(many.body, "a=first\nb=2\nzz!");
+    assert_eq!(
+        get(server.addr, &at("keys/entries")).await.body,
+        "a\nb\nc\nn"
+    );
+
+    let del = send(&c, server.addr, "DELETE", &at("kv/entries/a"), b"").await;
+    assert_eq!(del.status, 200);
+    assert_eq!(
+        get(server.addr, &at("exists/entries/a")).await.body,
+        "false"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_others_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = app(dir.path(), "acme", ALL_GRANTS, "");
+    let globex = app(dir.path(), "globex", ALL_GRANTS, "");
+    let server = start_full(&[acme, globex], settings(), &secrets(&["acme", "globex"])).await;
+    let c = client();
+
+    let put = send(
+        &c,
+        server.addr,
+        "PUT",
+        "/acme/svc/kv/entries/secret-plan",
+        b"acme only",
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    // Same app name, same store name, other tenant: a different store.
+    assert_eq!(
+        get(server.addr, "/globex/svc/kv/entries/secret-plan")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get(server.addr, "/globex/svc/keys/entries").await.body, "");
+    assert_eq!(
+        get(server.addr, "/acme/svc/keys/entries").await.body,
+        "secret-plan"
+    );
+
+    // A store of the app that was not granted, and one that does not exist.
+    let denied = get(server.addr, "/acme/svc/kv/hidden/x").await;
+    assert_eq!(denied.status, 422);
+    assert!(
+        denied.body.contains("access-denied") || denied.body.contains("AccessDenied"),
+        "{}",
+        denied.body
+    );
+    let missing = get(server.addr, "/acme/svc/kv/nope/x").await;
+    assert!(
+        missing.body.contains("no-such-store") || missing.body.contains("NoSuchStore"),
+        "{}",
+        missing.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_are_error_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app(dir.path(), "acme", ALL_GRANTS, "");
+    let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
+    let c = client();
+
+    let big = send(
+        &c,
+        server.addr,
+        "PUT",
+        "/acme/svc/kv/entries/k",
+        &[b'x'; 65],
+    )
+    .await;
+    assert_eq!(big.status, 422);
+    assert!(
+        big.body.contains("max-value-size of 64 bytes"),
+        "{}",
+        big.body
+    );
+    let long_key = format!("/acme/svc/kv/entries/{}", "k".repeat(33));
+    let long = send(&c, server.addr, "PUT", &long_key, b"v").await;
+    assert!(
+        long.body.contains("max-key-size of 32 bytes"),
+        "{}",
+        long.body
+    );
+
+    // 400 bytes in all: six entries of 2 + 64 bytes fit, the seventh does not.
+    for i in 0..6 {
+        let ok = send(
+            &c,
+            server.addr,
+            "PUT",
+            &format!("/acme/svc/kv/entries/k{i}"),
+            &[b'x'; 64],
+        )
+        .await;
+        assert_eq!(ok.status, 200, "{}", ok.body);
+    }
+    let full = send(
+        &c,
+        server.addr,
+        "PUT",
+        "/acme/svc/kv/entries/k6",
+        &[b'x'; 64],
+    )
+    .await;
+    assert!(
+        full.body.contains("max-total-size of 400 bytes"),
+        "{}",
+        full.body
+    );
+    // The function is fine afterwards: an error value, not a trap.
+    assert_eq!(
+        get(server.addr, "/acme/svc/kv/entries/k0").await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_serves_granted_values_and_secrets_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = app(dir.path(), "acme", ALL_GRANTS, "");
+    let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
+
+    let title = get(server.addr, "/acme/svc/config/title").await;
+    assert_eq!((title.status, title.body.as_str()), (200, "Guests of acme"));
+    let key = get(server.addr, "/acme/svc/config/api-key").await;
+    assert_eq!(key.body, "key-of-acme");
+    // `colour` is in [config] but not granted to this function.
+    assert_eq!(
+        get(server.addr, "/acme/svc/config/colour").await.status,
+        404
+    );
+    let all = get(server.addr, "/acme/svc/config").await;
+    assert_eq!(all.body, "api-key=key-of-acme\ntitle=Guests of acme");
+}
+
+/// A loopback HTTP server that answers `/small` with "hello" and anything else with 4 KiB
+/// (chunked, no length declared, so the limit must cut the stream). Returns its port.
+async fn origin() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0; 4096];
+                let n = socket.read(&mut head).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&head[..n]).into_owned();
+                let response = if head.starts_with("GET /small") {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
+                        .to_owned()
+                } else {
+                    let chunk = "x".repeat(4096);
+                    format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n1000\r\n{chunk}\r\n0\r\n\r\n"
+                    )
+                };
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_only_to_granted_origins_and_within_limits() {
+    let granted = origin().await;
+    let other = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let grants = format!("{ALL_GRANTS}\noutbound = [\"http://127.0.0.1:{granted}\"]");
+    let manifest = app(dir.path(), "acme", &grants, "");
+    let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
+    let fetch =
+        |port: u16, path: &str| format!("/acme/svc/fetch?url=http://127.0.0.1:{port}{path}");
+
+    let ok = get(server.addr, &fetch(granted, "/small")).await;
+    assert_eq!((ok.status, ok.body.as_str()), (200, "200 hello"));
+    let denied = get(server.addr, &fetch(other, "/small")).await;
+    assert_eq!(denied.status, 502);
+    assert!(
+        denied.body.contains(&format!(
+            "HTTP-request-denied: http://127.0.0.1:{other} is not granted to acme/book/svc"
+        )),
+        "{}",
+        denied.body
+    );
+    let localhost = get(
+        server.addr,
+        &format!("/acme/svc/fetch?url=http://localhost:{granted}/small"),
+    )
+    .await;
+    assert!(
+        localhost.body.contains("HTTP-request-denied"),
+        "{}",
+        localhost.body
+    );
+    // 4 KiB streamed against a 1 KiB limit.
+    let big = get(server.addr, &fetch(granted, "/big")).await;
+    assert_eq!(big.status, 502, "{}", big.body);
+    assert!(
+        big.body.contains("body size exceeds limit: 1024 bytes"),
+        "{}",
+        big.body
+    );
+}
+
+#[test]
+fn a_component_importing_an_ungranted_service_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(settings(), data.path()).unwrap();
+    let load = |grants: &str| {
+        let manifest =
+            meshwa_manifest::Manifest::load(&app(dir.path(), "acme", grants, "")).unwrap();
+        runtime
+            .load_app(&manifest, &secrets(&["acme"]))
+            .err()
+            .map(|e| e.to_string())
+    };
+    let e = load("").expect("no grants: refused");
+    assert!(
+        e.contains("acme/book/svc")
+            && e.contains("wasi:keyvalue/")
+            && e.contains("key-value = [\"<store>\"]"),
+        "{e}"
+    );
+    let e = load("key-value = [\"entries\"]\nlogging = true").expect("no config grant: refused");
+    assert!(
+        e.contains("`wasi:config/store@0.2.0-rc.1`") && e.contains("config = "),
+        "{e}"
+    );
+    let e =
+        load("key-value = [\"entries\"]\nconfig = [\"title\"]").expect("no logging grant: refused");
+    assert!(e.contains("`wasi:logging/logging@0.1.0-draft`"), "{e}");
+    let id = meshwa_manifest::FunctionId {
+        tenant: meshwa_manifest::Name::new("acme").unwrap(),
+        app: meshwa_manifest::Name::new("book").unwrap(),
+        function: meshwa_manifest::Name::new("svc").unwrap(),
+    };
+    // Refused loads registered nothing.
+    assert!(runtime.directory().get(&id).is_none());
+    assert_eq!(load(ALL_GRANTS), None);
+    assert!(runtime.directory().get(&id).is_some());
+}
+
+#[test]
+fn a_missing_secret_is_refused_at_load_without_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(settings(), data.path()).unwrap();
+    let manifest =
+        meshwa_manifest::Manifest::load(&app(dir.path(), "acme", ALL_GRANTS, "")).unwrap();
+    let e = runtime
+        .load_app(&manifest, &secrets(&["globex"]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("app acme/book: secret `api-key` has no value"),
+        "{e}"
+    );
+    assert!(!e.contains("key-of-globex"), "{e}");
+}

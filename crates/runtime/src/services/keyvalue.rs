@@ -1,0 +1,213 @@
+//! The host side of `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) on a [`KeyValueBackend`].
+//!
+//! `open(name)` hands out a bucket only for a store the function was granted; a store of the app
+//! that was not granted is `access-denied`, any other name `no-such-store`. A bucket is bound to
+//! its tenant's and app's [`StoreId`] when it is opened, so nothing a guest passes later can
+//! reach another app's data.
+//!
+//! Reads run inline: they are memory or page-cache reads of a few microseconds. Writes wait for
+//! the disk (they are durable when they return), so they run on tokio's blocking pool instead of
+//! stalling the request threads. Quota and data errors are error values the guest sees; backend
+//! failures are logged with the function's identity and reach the guest as `other("internal
+//! error")`, without host details.
+
+use std::sync::Arc;
+
+use meshwa_kv::{KeyValueBackend, KvError, StoreId, StoreQuota};
+use wasmtime::component::Resource;
+
+use crate::state::InstanceState;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+        },
+        require_store_data_send: true,
+    });
+}
+
+use bindings::wasi::keyvalue::{atomics, batch, store};
+
+/// An open store, as the guest's `bucket` handle sees it.
+pub struct Bucket {
+    store: StoreId,
+    quota: StoreQuota,
+}
+
+/// A store a function was granted, resolved at load.
+pub(crate) struct GrantedStore {
+    pub(crate) id: StoreId,
+    pub(crate) quota: StoreQuota,
+}
+
+/// What a function's instances need to serve `wasi:keyvalue`.
+pub(crate) struct KeyValueGrant {
+    pub(crate) backend: Arc<dyn KeyValueBackend>,
+    pub(crate) granted: Vec<GrantedStore>,
+    /// Every store of the app, granted or not, to tell `access-denied` from `no-such-store`.
+    pub(crate) declared: Vec<meshwa_manifest::Name>,
+}
+
+type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
+
+impl InstanceState {
+    fn bucket(
+        &mut self,
+        bucket: &Resource<Bucket>,
+    ) -> wasmtime::Result<(Arc<dyn KeyValueBackend>, StoreId, StoreQuota)> {
+        let backend = match &self.services().key_value {
+            Some(grant) => grant.backend.clone(),
+            // A bucket exists only if `open` found a grant, so this cannot happen.
+            None => wasmtime::bail!("key-value bucket without a key-value grant"),
+        };
+        let bucket = self.table().get(bucket)?;
+        Ok((backend, bucket.store.clone(), bucket.quota))
+    }
+
+    /// Turns a backend result into what the guest sees.
+    fn kv_outcome<T>(&self, result: Result<T, KvError>) -> Result<T, store::Error> {
+        result.map_err(|error| match error {
+            KvError::Backend(_) => {
+                tracing::error!(function = %self.services().id, %error, "key-value backend failed");
+                store::Error::Other("internal error".to_owned())
+            }
+            quota_or_data => store::Error::Other(quota_or_data.to_string()),
+        })
+    }
+}
+
+/// Runs a write on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    write: impl FnOnce() -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .unwrap_or_else(|e| Err(KvError::Backend(format!("write task failed: {e}"))))
+}
+
+impl store::Host for InstanceState {
+    async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
+        let Some(grant) = &self.services().key_value else {
+            return Ok(Err(store::Error::NoSuchStore));
+        };
+        let Some(found) = grant
+            .granted
+            .iter()
+            .find(|s| s.id.store.as_str() == identifier)
+        else {
+            let declared = grant.declared.iter().any(|n| n.as_str() == identifier);
+            return Ok(Err(if declared {
+                store::Error::AccessDenied
+            } else {
+                store::Error::NoSuchStore
+            }));
+        };
+        let bucket = Bucket {
+            store: found.id.clone(),
+            quota: found.quota,
+        };
+        Ok(Ok(self.table().push(bucket)?))
+    }
+}
+
+impl store::HostBucket for InstanceState {
+    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
+        let (backend, store, _) = self.bucket(&bucket)?;
+        Ok(self.kv_outcome(backend.get(&store, &key)))
+    }
+
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
+        let (backend, store, quota) = self.bucket(&bucket)?;
+        let result = blocking(move || backend.set_many(&store, &[(key, value)], &quota)).await;
+        Ok(self.kv_outcome(result))
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
+        let (backend, store, _) = self.bucket(&bucket)?;
+        let result = blocking(move || backend.delete_many(&store, &[key])).await;
+        Ok(self.kv_outcome(result))
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
+        let (backend, store, _) = self.bucket(&bucket)?;
+        Ok(self.kv_outcome(backend.exists(&store, &key)))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> KvResult<store::KeyResponse> {
+        let (backend, store, _) = self.bucket(&bucket)?;
+        let page = backend.list_keys(&store, cursor.unwrap_or(0));
+        Ok(self.kv_outcome(page).map(|page| store::KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor,
+        }))
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table().delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for InstanceState {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> KvResult<u64> {
+        let (backend, store, quota) = self.bucket(&bucket)?;
+        let result = blocking(move || backend.increment(&store, &key, delta, &quota)).await;
+        Ok(self.kv_outcome(result))
+    }
+}
+
+impl batch::Host for InstanceState {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
+        let (backend, store, _) = self.bucket(&bucket)?;
+        let values = backend.get_many(&store, &keys);
+        Ok(self.kv_outcome(values).map(|values| {
+            keys.into_iter()
+                .zip(values)
+                .map(|(key, value)| value.map(|v| (key, v)))
+                .collect()
+        }))
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> KvResult<()> {
+        let (backend, store, quota) = self.bucket(&bucket)?;
+        let result = blocking(move || backend.set_many(&store, &key_values, &quota)).await;
+        Ok(self.kv_outcome(result))
+    }
+
+    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
+        let (backend, store, _) = self.bucket(&bucket)?;
+        let result = blocking(move || backend.delete_many(&store, &keys)).await;
+        Ok(self.kv_outcome(result))
+    }
+}
+
+/// Adds `wasi:keyvalue` (store, atomics, batch) to the linker.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<InstanceState>,
+) -> wasmtime::Result<()> {
+    type Me = wasmtime::component::HasSelf<InstanceState>;
+    store::add_to_linker::<_, Me>(linker, |s| s)?;
+    atomics::add_to_linker::<_, Me>(linker, |s| s)?;
+    batch::add_to_linker::<_, Me>(linker, |s| s)
+}

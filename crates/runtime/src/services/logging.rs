@@ -1,0 +1,261 @@
+//! Guest logs: `wasi:logging` records and the guest's stdout/stderr, into the host's `tracing`
+//! log with the function's identity attached.
+//!
+//! Every function has one [`GuestLog`], shared by all its instances: a token bucket that lets a
+//! function write [`LINES_PER_SECOND`] lines a second on average (bursts up to [`BURST`]), so a
+//! chatty or hostile guest cannot flood the host's log or its disk. Lines over the limit are
+//! dropped and counted; the next line that gets through reports how many were dropped.
+//! Lines are cut at [`MAX_LINE`] bytes, and the values of the app's secrets are replaced by
+//! `[redacted]` in everything a guest logs.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bytes::Bytes;
+use meshwa_manifest::FunctionId;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::state::InstanceState;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "wasi:logging/imports",
+        imports: { default: trappable },
+        require_store_data_send: true,
+    });
+}
+
+use bindings::wasi::logging::logging::{self, Level};
+
+/// Average lines a second one function may log (all its instances together).
+pub const LINES_PER_SECOND: f64 = 100.0;
+/// Lines a function may log at once before the rate applies.
+pub const BURST: f64 = 200.0;
+/// Longest line kept; the rest is cut.
+pub const MAX_LINE: usize = 4096;
+
+/// One function's log sink.
+pub struct GuestLog {
+    function: String,
+    secrets: Vec<String>,
+    bucket: Mutex<Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    dropped: u64,
+}
+
+/// Where a line came from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source {
+    Stdout,
+    Stderr,
+    Logging(Level),
+}
+
+impl GuestLog {
+    /// A sink for `function` that hides the given secret values.
+    pub(crate) fn new(function: &FunctionId, secrets: Vec<String>) -> GuestLog {
+        GuestLog {
+            function: function.to_string(),
+            secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+            bucket: Mutex::new(Bucket {
+                tokens: BURST,
+                refilled: Instant::now(),
+                dropped: 0,
+            }),
+        }
+    }
+
+    /// Takes a token; returns `None` if the line must be dropped, or how many lines were dropped
+    /// since the last one that got through.
+    fn admit(&self) -> Option<u64> {
+        // A poisoned lock only means another thread panicked mid-update of three numbers.
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.refilled = now;
+        bucket.tokens = (bucket.tokens + elapsed * LINES_PER_SECOND).min(BURST);
+        if bucket.tokens < 1.0 {
+            bucket.dropped += 1;
+            return None;
+        }
+        bucket.tokens -= 1.0;
+        Some(std::mem::take(&mut bucket.dropped))
+    }
+
+    /// Logs one line from the guest, if the rate allows.
+    pub(crate) fn line(&self, source: Source, context: &str, text: &str) {
+        let Some(dropped) = self.admit() else {
+            return;
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                target: "meshwa::guest",
+                function = %self.function,
+                dropped,
+                "guest log lines dropped: over {LINES_PER_SECOND} lines/s"
+            );
+        }
+        let message = self.clean(text);
+        let context = self.clean(context);
+        let function = self.function.as_str();
+        macro_rules! emit {
+            ($level:ident, $stream:expr) => {
+                tracing::$level!(target: "meshwa::guest", function, stream = $stream, context = %context, "{message}")
+            };
+        }
+        match source {
+            Source::Stdout => emit!(info, "stdout"),
+            Source::Stderr => emit!(warn, "stderr"),
+            Source::Logging(Level::Trace) => emit!(trace, "wasi:logging"),
+            Source::Logging(Level::Debug) => emit!(debug, "wasi:logging"),
+            Source::Logging(Level::Info) => emit!(info, "wasi:logging"),
+            Source::Logging(Level::Warn) => emit!(warn, "wasi:logging"),
+            Source::Logging(Level::Error | Level::Critical) => emit!(error, "wasi:logging"),
+        }
+    }
+
+    /// Cuts `text` to [`MAX_LINE`] bytes and hides secret values.
+    fn clean(&self, text: &str) -> String {
+        let mut end = text.len().min(MAX_LINE);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut line = text[..end].trim_end().to_owned();
+        for secret in &self.secrets {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        line
+    }
+}
+
+impl logging::Host for InstanceState {
+    fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
+        self.services()
+            .log
+            .line(Source::Logging(level), &context, &message);
+        Ok(())
+    }
+}
+
+/// The guest's stdout or stderr: whole lines go to its [`GuestLog`].
+pub(crate) struct GuestStdio {
+    pub(crate) log: std::sync::Arc<GuestLog>,
+    pub(crate) source: Source,
+}
+
+impl IsTerminal for GuestStdio {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestStdio {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineWriter {
+            log: self.log.clone(),
+            source: self.source,
+            pending: Vec::new(),
+        })
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            log: self.log.clone(),
+            source: self.source,
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Splits written bytes into lines; an unfinished line is logged when the stream is dropped.
+struct LineWriter {
+    log: std::sync::Arc<GuestLog>,
+    source: Source,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
+            self.extend(&bytes[..newline]);
+            self.emit();
+            bytes = &bytes[newline + 1..];
+        }
+        self.extend(bytes);
+    }
+
+    /// Keeps at most [`MAX_LINE`] bytes of a line: a guest writing gigabytes without a newline
+    /// costs the host nothing more.
+    fn extend(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.pending.len());
+        self.pending
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn emit(&mut self) {
+        let line = String::from_utf8_lossy(&self.pending);
+        self.log.line(self.source, "", &line);
+        self.pending.clear();
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,137 @@
+//! Exercises the host services through the Rust SDK: key-value, config, logging, stdout/stderr
+//! and outbound HTTP.
+//!
+//! Paths below are what follows the function's route. Key-value errors answer 422 with
+//! `error: <text>`, a missing key 404.
+//!
+//! | request                               | what it does                                          |
+//! |---------------------------------------|-------------------------------------------------------|
+//! | `GET /kv/<store>/<key>`               | the value                                             |
+//! | `PUT /kv/<store>/<key>` + body        | sets the value                                        |
+//! | `DELETE /kv/<store>/<key>`            | deletes it                                            |
+//! | `GET /exists/<store>/<key>`           | `true` or `false`                                     |
+//! | `GET /keys/<store>`                   | every key, one per line                               |
+//! | `POST /incr/<store>/<key>?by=N`       | the new value                                         |
+//! | `PUT /batch/<store>` + `k=v` lines    | sets them all                                         |
+//! | `GET /batch/<store>?keys=a,b`         | `k=v` lines, `k!` for a missing key                    |
+//! | `GET /config/<key>`                   | the value (404 if not granted)                        |
+//! | `GET /config`                         | every granted `k=v`, one per line                     |
+//! | `POST /log` + body                    | the body to wasi:logging (info), stdout and stderr    |
+//! | `POST /flood?n=N`                     | N lines to stdout                                     |
+//! | `GET /fetch?url=<url>`                | GET of `url` over wasi:http: `<status> <body>`, 502 on error |
+
+use meshwa_sdk::kv::Store;
+use meshwa_sdk::{Request, Response, config, http_request, log};
+
+fn query<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn kv_error(error: meshwa_sdk::kv::Error) -> Response {
+    Response::new(422, format!("error: {error}"))
+}
+
+fn handle(request: Request) -> Response {
+    let (path, q) = request.path.split_once('?').unwrap_or((&request.path, ""));
+    // The route comes first; the operation is the segment after the route's two segments.
+    let parts: Vec<&str> = path.split('/').skip(3).collect();
+    match (request.method.as_str(), parts.as_slice()) {
+        ("GET", ["kv", store, key]) => match Store::open(store).and_then(|s| s.get(key)) {
+            Ok(Some(value)) => Response::new(200, value),
+            Ok(None) => Response::new(404, "missing"),
+            Err(e) => kv_error(e),
+        },
+        ("PUT", ["kv", store, key]) => match Store::open(store).and_then(|s| s.set(key, &request.body)) {
+            Ok(()) => Response::new(200, "ok"),
+            Err(e) => kv_error(e),
+        },
+        ("DELETE", ["kv", store, key]) => match Store::open(store).and_then(|s| s.delete(key)) {
+            Ok(()) => Response::new(200, "ok"),
+            Err(e) => kv_error(e),
+        },
+        ("GET", ["exists", store, key]) => match Store::open(store).and_then(|s| s.exists(key)) {
+            Ok(found) => Response::new(200, found.to_string()),
+            Err(e) => kv_error(e),
+        },
+        ("GET", ["keys", store]) => match Store::open(store).and_then(|s| s.keys()) {
+            Ok(keys) => Response::new(200, keys.join("\n")),
+            Err(e) => kv_error(e),
+        },
+        ("POST", ["incr", store, key]) => {
+            let by = query(q, "by").and_then(|v| v.parse().ok()).unwrap_or(1);
+            match Store::open(store).and_then(|s| s.increment(key, by)) {
+                Ok(value) => Response::new(200, value.to_string()),
+                Err(e) => kv_error(e),
+            }
+        }
+        ("PUT", ["batch", store]) => {
+            let text = String::from_utf8_lossy(&request.body);
+            let entries: Vec<(String, Vec<u8>)> = text
+                .lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            match Store::open(store).and_then(|s| s.set_many(&entries)) {
+                Ok(()) => Response::new(200, "ok"),
+                Err(e) => kv_error(e),
+            }
+        }
+        ("GET", ["batch", store]) => {
+            let keys: Vec<String> = query(q, "keys")
+                .unwrap_or("")
+                .split(',')
+                .map(str::to_string)
+                .collect();
+            match Store::open(store).and_then(|s| s.get_many(&keys)) {
+                Ok(values) => {
+                    let lines: Vec<String> = keys
+                        .iter()
+                        .zip(values)
+                        .map(|(key, value)| match value {
+                            Some((k, v)) => format!("{k}={}", String::from_utf8_lossy(&v)),
+                            None => format!("{key}!"),
+                        })
+                        .collect();
+                    Response::new(200, lines.join("\n"))
+                }
+                Err(e) => kv_error(e),
+            }
+        }
+        ("GET", ["config", key]) => match config::get(key) {
+            Some(value) => Response::new(200, value),
+            None => Response::new(404, "not granted"),
+        },
+        ("GET", ["config"]) => {
+            let mut all = config::all();
+            all.sort();
+            let lines: Vec<String> = all.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Response::new(200, lines.join("\n"))
+        }
+        ("POST", ["log"]) => {
+            let text = String::from_utf8_lossy(&request.body);
+            log::info(&format!("via wasi:logging: {text}"));
+            println!("via stdout: {text}");
+            eprintln!("via stderr: {text}");
+            Response::new(200, "logged")
+        }
+        ("POST", ["flood"]) => {
+            let n: u32 = query(q, "n").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            for i in 0..n {
+                println!("flood line {i}");
+            }
+            Response::new(200, format!("{n} lines"))
+        }
+        ("GET", ["fetch"]) => {
+            let url = query(q, "url").unwrap_or("").replace("%3A", ":").replace("%2F", "/");
+            match http_request("GET", &url, &[]) {
+                Ok((status, body)) => {
+                    Response::new(200, format!("{status} {}", String::from_utf8_lossy(&body)))
+                }
+                Err(error) => Response::new(502, format!("error: {error}")),
+            }
+        }
+        _ => Response::new(404, format!("no such operation: {} {path}", request.method)),
+    }
+}
+
+meshwa_sdk::http_handler!(handle);
