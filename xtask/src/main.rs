@@ -3,7 +3,8 @@
 //! - `cargo xtask build-examples`: builds the example apps (and guest test programs) for
 //!   `wasm32-wasip2` into `target/guests`, where the example manifests point.
 //! - `cargo xtask serve [ARGS...]`: builds them, then runs `meshwa serve` (release) on every
-//!   `examples/*/meshwa.toml`, passing ARGS through (e.g. `--listen 0.0.0.0:3000`).
+//!   `examples/*/meshwa.toml` with the demo secrets of `examples/secrets.toml`, passing ARGS
+//!   through (e.g. `--listen 0.0.0.0:3000`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,6 +36,12 @@ fn run() -> anyhow::Result<()> {
             let mut command = cargo(&root);
             command.args(["run", "--release", "--package", "meshwa", "--", "serve"]);
             command.args(example_manifests(&root)?);
+            // The examples' demo secrets, unless the caller brings their own.
+            if !rest.iter().any(|arg| arg.starts_with("--secrets-file")) {
+                command
+                    .arg("--secrets-file")
+                    .arg(root.join("examples/secrets.toml"));
+            }
             command.args(&rest);
             // Replace nothing: run in the foreground so Ctrl-C reaches the server.
             let status = command.status().context("cannot run cargo")?;

@@ -49,9 +49,15 @@ impl Served {
 }
 
 fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
+    serve_with(data_dir, manifests, &[])
+}
+
+/// `meshwa serve` with extra flags.
+fn serve_with(data_dir: &Path, manifests: &[PathBuf], extra: &[&str]) -> Served {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(manifests)
+        .args(extra)
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -444,4 +450,179 @@ fn metrics_parse_and_move() {
             .any(|s| s.metric.starts_with("meshwa_request_duration_seconds"))
     );
     assert_eq!(http(served.admin, "GET", "/nope", b"").0, 404);
+}
+
+/// Tenant `t`, app `book`: the services guest as `svc` at `/svc`, granted a store, config (a
+/// secret among it) and logging. Returns the manifest and a secrets file for it.
+fn services_app(dir: &Path) -> (PathBuf, PathBuf) {
+    let manifest = write_manifest(
+        dir,
+        "svc.toml",
+        &format!(
+            r#"tenant = "t"
+app = "book"
+secrets = ["api-key"]
+
+[[functions]]
+name = "svc"
+component = "{}"
+route = "/t/svc"
+[functions.grants]
+key-value = ["entries"]
+config = ["api-key"]
+logging = true
+
+[key-value.entries]
+"#,
+            programs::SERVICES
+        ),
+    );
+    let secrets = write_manifest(
+        dir,
+        "secrets.toml",
+        "[t.book]\napi-key = \"hunter2-secret\"\n",
+    );
+    (manifest, secrets)
+}
+
+/// Writers keep setting keys while the server is killed with SIGKILL; after a restart, every key
+/// whose write was acknowledged is there.
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (manifest, secrets) = services_app(dir.path());
+    let flags = ["--secrets-file", secrets.to_str().unwrap()];
+    let served = serve_with(&data, std::slice::from_ref(&manifest), &flags);
+    let addr = served.addr;
+
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let acknowledged = acknowledged.clone();
+            std::thread::spawn(move || {
+                // Bounded: stops at the first failure (the kill) or after 500 writes.
+                for i in 0..500 {
+                    let key = format!("w{writer}-{i}");
+                    let Some((200, _)) = try_http(
+                        addr,
+                        "PUT",
+                        &format!("/t/svc/kv/entries/{key}"),
+                        key.as_bytes(),
+                    ) else {
+                        return;
+                    };
+                    acknowledged.lock().unwrap().push(key);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(served); // SIGKILL, mid-write
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 100,
+        "only {} writes acknowledged",
+        acknowledged.len()
+    );
+
+    let restarted = serve_with(&data, &[manifest], &flags);
+    for key in &acknowledged {
+        let (status, body) = http(
+            restarted.addr,
+            "GET",
+            &format!("/t/svc/kv/entries/{key}"),
+            b"",
+        );
+        assert_eq!(
+            (status, body.as_str()),
+            (200, key.as_str()),
+            "acknowledged key {key} lost"
+        );
+    }
+}
+
+/// Like `http`, but `None` when the server is gone.
+fn try_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+#[test]
+fn guest_logs_carry_the_function_hide_secrets_and_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, secrets) = services_app(dir.path());
+    let served = serve_with(
+        &dir.path().join("data"),
+        &[manifest],
+        &["--secrets-file", secrets.to_str().unwrap()],
+    );
+    // The guest reads the secret and logs it three ways.
+    let (status, secret) = http(served.addr, "GET", "/t/svc/config/api-key", b"");
+    assert_eq!((status, secret.as_str()), (200, "hunter2-secret"));
+    let (status, _) = http(
+        served.addr,
+        "POST",
+        "/t/svc/log",
+        b"my key is hunter2-secret",
+    );
+    assert_eq!(status, 200);
+    let log = served.log_with("via stderr");
+    for stream in ["wasi:logging", "stdout", "stderr"] {
+        assert!(
+            log.lines().any(|l| l.contains("t/book/svc")
+                && l.contains(&format!("stream=\"{stream}\""))
+                && l.contains("my key is [redacted]")),
+            "no {stream} line: {log}"
+        );
+    }
+
+    // 1000 lines at once: the burst gets through, the rest is dropped and counted.
+    let (status, _) = http(served.addr, "POST", "/t/svc/flood?n=1000", b"");
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, _) = http(served.addr, "POST", "/t/svc/log", b"after the flood");
+    assert_eq!(status, 200);
+    let log = served.log_with("guest log lines dropped");
+    let flood_lines = log.lines().filter(|l| l.contains("flood line")).count();
+    assert!(
+        (100..=meshwa_runtime::LOG_BURST as usize + 10).contains(&flood_lines),
+        "{flood_lines} flood lines logged"
+    );
+    assert!(log.contains("guest log lines dropped"), "{log}");
+    assert!(
+        !log.contains("hunter2-secret"),
+        "a secret reached the log: {log}"
+    );
+}
+
+#[test]
+fn a_missing_secrets_value_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = services_app(dir.path());
+    let stderr = refused(&[manifest]);
+    assert!(
+        stderr.contains("app t/book: secret `api-key` has no value in the server's secrets file"),
+        "{stderr}"
+    );
 }

@@ -360,3 +360,66 @@ fn a_missing_secret_is_refused_at_load_without_values() {
     );
     assert!(!e.contains("key-of-globex"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guestbook_example_keeps_state_and_reads_config() {
+    let examples = Path::new(programs::EXAMPLES_DIR);
+    let secrets = Secrets::load(&examples.join("secrets.toml")).unwrap();
+    let manifest = examples.join("umbrella-guestbook/meshwa.toml");
+    let server = start_full(&[manifest], settings(), &secrets).await;
+    let c = client();
+
+    let first = get(server.addr, "/umbrella/guestbook").await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.body.starts_with("The Umbrella guestbook\n"),
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains("visit #1, 0 entries"), "{}", first.body);
+
+    let signed = send(
+        &c,
+        server.addr,
+        "POST",
+        "/umbrella/guestbook",
+        b"name=Ada&message=Hello+there%21",
+    )
+    .await;
+    assert_eq!(
+        (signed.status, signed.body.as_str()),
+        (201, "thank you, entry #1\n")
+    );
+    let bad = send(
+        &c,
+        server.addr,
+        "POST",
+        "/umbrella/guestbook",
+        b"name=&message=x",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+
+    let second = get(server.addr, "/umbrella/guestbook").await;
+    assert!(
+        second.body.contains("visit #2, 1 entries"),
+        "{}",
+        second.body
+    );
+    assert!(second.body.contains("Ada: Hello there!"), "{}", second.body);
+
+    let refused = send(&c, server.addr, "DELETE", "/umbrella/guestbook", b"").await;
+    assert_eq!(refused.status, 401);
+    let request = http::Request::delete(format!("http://{}/umbrella/guestbook", server.addr))
+        .header("authorization", "Bearer change-me")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let cleared = c.request(request).await.unwrap();
+    assert_eq!(cleared.status(), 200);
+    assert!(
+        get(server.addr, "/umbrella/guestbook")
+            .await
+            .body
+            .contains("0 entries")
+    );
+}
