@@ -19,6 +19,7 @@
 //! | `POST /log` + body                    | the body to wasi:logging (info), stdout and stderr    |
 //! | `POST /flood?n=N`                     | N lines to stdout                                     |
 //! | `GET /fetch?url=<url>`                | GET of `url` over wasi:http: `<status> <body>`, 502 on error |
+//! | `POST /kvbench/<store>?op=get\|set&n=N` | N timed gets or durable sets of a 100-byte value: `<p50 ns> <p99 ns>` |
 
 use meshwa_sdk::kv::Store;
 use meshwa_sdk::{Request, Response, config, http_request, log};
@@ -130,8 +131,36 @@ fn handle(request: Request) -> Response {
                 Err(error) => Response::new(502, format!("error: {error}")),
             }
         }
+        ("POST", ["kvbench", store]) => {
+            let n: usize = query(q, "n").and_then(|v| v.parse().ok()).unwrap_or(1000).max(1);
+            match kv_bench(store, query(q, "op").unwrap_or("get"), n) {
+                Ok(text) => Response::new(200, text),
+                Err(e) => kv_error(e),
+            }
+        }
         _ => Response::new(404, format!("no such operation: {} {path}", request.method)),
     }
+}
+
+/// Times `n` gets or sets of a 100-byte value with the guest's monotonic clock.
+fn kv_bench(store: &str, op: &str, n: usize) -> Result<String, meshwa_sdk::kv::Error> {
+    let store = Store::open(store)?;
+    let value = [b'v'; 100];
+    store.set("bench-key", &value)?;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = std::time::Instant::now();
+        match op {
+            "set" => store.set(&format!("bench-{}", i % 100), &value)?,
+            _ => {
+                std::hint::black_box(store.get("bench-key")?);
+            }
+        }
+        samples.push(started.elapsed().as_nanos() as u64);
+    }
+    samples.sort_unstable();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    Ok(format!("{} {}", at(0.5), at(0.99)))
 }
 
 meshwa_sdk::http_handler!(handle);
