@@ -590,9 +590,10 @@ fn guest_logs_carry_the_function_hide_secrets_and_are_rate_limited() {
     let log = served.log_with("via stderr");
     for stream in ["wasi:logging", "stdout", "stderr"] {
         assert!(
-            log.lines().any(|l| l.contains("t/book/svc")
-                && l.contains(&format!("stream=\"{stream}\""))
-                && l.contains("my key is [redacted]")),
+            log.lines()
+                .any(|l| l.contains("tenant=t app=book function=svc invocation=")
+                    && l.contains(&format!("stream=\"{stream}\""))
+                    && l.contains("my key is [redacted]")),
             "no {stream} line: {log}"
         );
     }

@@ -37,15 +37,14 @@ impl InstanceState {
         call: CallContext,
         services: Arc<FunctionServices>,
     ) -> InstanceState {
+        let stdio = |source| GuestStdio {
+            log: services.log.clone(),
+            source,
+            invocation: call.invocation.clone(),
+        };
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestStdio {
-            log: services.log.clone(),
-            source: Source::Stdout,
-        })
-        .stderr(GuestStdio {
-            log: services.log.clone(),
-            source: Source::Stderr,
-        });
+        wasi.stdout(stdio(Source::Stdout))
+            .stderr(stdio(Source::Stderr));
         InstanceState {
             table: ResourceTable::new(),
             wasi: wasi.build(),

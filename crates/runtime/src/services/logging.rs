@@ -1,5 +1,6 @@
 //! Guest logs: `wasi:logging` records and the guest's stdout/stderr, into the host's `tracing`
-//! log with the function's identity attached.
+//! log with the function's identity and the invocation id attached (the same id as the
+//! invocation's own log line and error responses).
 //!
 //! Every function has one [`GuestLog`], shared by all its instances: a token bucket that lets a
 //! function write [`LINES_PER_SECOND`] lines a second on average (bursts up to [`BURST`]), so a
@@ -38,7 +39,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// One function's log sink.
 pub struct GuestLog {
-    function: String,
+    id: FunctionId,
     secrets: Vec<String>,
     bucket: Mutex<Bucket>,
 }
@@ -61,7 +62,7 @@ impl GuestLog {
     /// A sink for `function` that hides the given secret values.
     pub(crate) fn new(function: &FunctionId, secrets: Vec<String>) -> GuestLog {
         GuestLog {
-            function: function.to_string(),
+            id: function.clone(),
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
             bucket: Mutex::new(Bucket {
                 tokens: BURST,
@@ -88,25 +89,36 @@ impl GuestLog {
         Some(std::mem::take(&mut bucket.dropped))
     }
 
-    /// Logs one line from the guest, if the rate allows.
-    pub(crate) fn line(&self, source: Source, context: &str, text: &str) {
+    /// Logs one line of `invocation` from the guest, if the rate allows.
+    pub(crate) fn line(&self, source: Source, invocation: &str, context: &str, text: &str) {
         let Some(dropped) = self.admit() else {
             return;
         };
         if dropped > 0 {
             tracing::warn!(
                 target: "meshwa::guest",
-                function = %self.function,
+                tenant = %self.id.tenant,
+                app = %self.id.app,
+                function = %self.id.function,
                 dropped,
                 "guest log lines dropped: over {LINES_PER_SECOND} lines/s"
             );
         }
         let message = self.clean(text);
         let context = self.clean(context);
-        let function = self.function.as_str();
+        let id = &self.id;
         macro_rules! emit {
             ($level:ident, $stream:expr) => {
-                tracing::$level!(target: "meshwa::guest", function, stream = $stream, context = %context, "{message}")
+                tracing::$level!(
+                    target: "meshwa::guest",
+                    tenant = %id.tenant,
+                    app = %id.app,
+                    function = %id.function,
+                    invocation,
+                    stream = $stream,
+                    context = %context,
+                    "{message}"
+                )
             };
         }
         match source {
@@ -138,9 +150,10 @@ impl GuestLog {
 
 impl logging::Host for InstanceState {
     fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
+        let invocation = &self.call_context().invocation;
         self.services()
             .log
-            .line(Source::Logging(level), &context, &message);
+            .line(Source::Logging(level), invocation, &context, &message);
         Ok(())
     }
 }
@@ -149,6 +162,7 @@ impl logging::Host for InstanceState {
 pub(crate) struct GuestStdio {
     pub(crate) log: std::sync::Arc<GuestLog>,
     pub(crate) source: Source,
+    pub(crate) invocation: std::sync::Arc<str>,
 }
 
 impl IsTerminal for GuestStdio {
@@ -162,6 +176,7 @@ impl StdoutStream for GuestStdio {
         Box::new(LineWriter {
             log: self.log.clone(),
             source: self.source,
+            invocation: self.invocation.clone(),
             pending: Vec::new(),
         })
     }
@@ -170,6 +185,7 @@ impl StdoutStream for GuestStdio {
         Box::new(LineWriter {
             log: self.log.clone(),
             source: self.source,
+            invocation: self.invocation.clone(),
             pending: Vec::new(),
         })
     }
@@ -179,6 +195,7 @@ impl StdoutStream for GuestStdio {
 struct LineWriter {
     log: std::sync::Arc<GuestLog>,
     source: Source,
+    invocation: std::sync::Arc<str>,
     pending: Vec<u8>,
 }
 
@@ -202,7 +219,7 @@ impl LineWriter {
 
     fn emit(&mut self) {
         let line = String::from_utf8_lossy(&self.pending);
-        self.log.line(self.source, "", &line);
+        self.log.line(self.source, &self.invocation, "", &line);
         self.pending.clear();
     }
 }
