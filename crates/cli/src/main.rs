@@ -1,6 +1,7 @@
 //! `meshwa`: the command-line entry point.
 
 mod bench;
+mod client;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -12,15 +13,41 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: client::Connection,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the functions of one or more apps (each a meshwa.toml) over HTTP.
     Serve(serve::ServeArgs),
+    /// Deploy (or redeploy) the app in a directory: uploads its meshwa.toml and components.
+    Deploy(client::DeployArgs),
+    /// List the tenant's apps.
+    Ls,
+    /// Remove an app (its running requests finish first).
+    Rm(client::RmArgs),
+    /// Call a function (public or private) from the terminal; its answer goes to stdout.
+    Invoke(client::InvokeArgs),
+    /// Recent invocations and guest log lines of an app or function.
+    Logs(client::LogsArgs),
+    /// Manage tenants (operator token).
+    #[command(subcommand)]
+    Tenant(client::TenantCommand),
+    /// Manage the tenant's tokens.
+    #[command(subcommand)]
+    Token(client::TokenCommand),
     /// Benchmarks that ship with meshwa (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+/// Runs a client command on a small runtime of its own.
+fn client_command(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,15 +65,26 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let connection = cli.connection;
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(command) => bench::run(command),
+        Command::Deploy(args) => client_command(client::deploy(connection, args)),
+        Command::Ls => client_command(client::ls(connection)),
+        Command::Rm(args) => client_command(client::rm(connection, args)),
+        Command::Invoke(args) => client_command(client::invoke(connection, args)),
+        Command::Logs(args) => client_command(client::logs(connection, args)),
+        Command::Tenant(command) => client_command(client::tenant(connection, command)),
+        Command::Token(command) => client_command(client::token(connection, command)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("meshwa: {error:#}");
-            std::process::ExitCode::FAILURE
+            match error.downcast_ref::<client::ClientError>() {
+                Some(client_error) => std::process::ExitCode::from(client_error.code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

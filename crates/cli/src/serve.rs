@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use meshwa_gateway::{GatewayConfig, Metrics, Router};
+use meshwa_control::{ControlPlane, Origin, Registry};
+use meshwa_gateway::{GatewayConfig, Metrics};
 use meshwa_manifest::{
     Manifest, ManifestError, check_route_collisions, parse_duration, parse_size,
 };
@@ -15,21 +16,40 @@ use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, R
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The apps to serve: paths to meshwa.toml files, one per tenant app.
-    #[arg(value_name = "MANIFEST", required = true)]
+    /// Apps to serve from the start: paths to meshwa.toml files, one per tenant app. They are
+    /// the operator's (read-only for the control plane); tenants deploy theirs through it.
+    #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
 
     /// Address for function traffic (HTTP/1.1 and HTTP/2). Port 0 picks a free port.
     #[arg(long, env = "MESHWA_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
 
-    /// Address for the admin endpoints (`GET /metrics`). Port 0 picks a free port.
+    /// Address for the control plane API and `GET /metrics`. Port 0 picks a free port.
     #[arg(long, env = "MESHWA_ADMIN_LISTEN", default_value = "127.0.0.1:3001")]
     admin_listen: SocketAddr,
 
     /// Where compiled code and key-value state are kept.
     #[arg(long, env = "MESHWA_DATA_DIR", default_value = ".meshwa")]
     data_dir: PathBuf,
+
+    /// File holding the operator's token for the control plane. Without it (and without
+    /// MESHWA_OPERATOR_TOKEN), the token is DATA_DIR/operator.token, generated on first start.
+    #[arg(
+        long,
+        env = "MESHWA_OPERATOR_TOKEN_FILE",
+        conflicts_with = "operator_token"
+    )]
+    operator_token_file: Option<PathBuf>,
+
+    /// The operator's token itself (prefer the file: the environment is visible to the
+    /// server's user in /proc).
+    #[arg(long, env = "MESHWA_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+
+    /// Largest app upload the control plane accepts.
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    max_upload: u64,
 
     /// Values of the apps' secrets: a TOML file of `[<tenant>.<app>]` tables of
     /// `name = "value"`. Keep it readable by the server's user only.
@@ -149,21 +169,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let runtime = Arc::new(Runtime::new(settings, &args.data_dir)?);
 
+    // The command line's apps first: any error stops the server before it listens.
+    let registry = Arc::new(Registry::new(runtime.clone(), secrets));
+    for manifest in manifests {
+        let prepared = registry
+            .prepare(&manifest)
+            .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+        registry
+            .activate(manifest, prepared, Origin::Static)
+            .await?;
+    }
+    let explicit_token =
+        match (&args.operator_token_file, args.operator_token.clone()) {
+            (Some(path), _) => Some(std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the operator token file {}", path.display())
+            })?),
+            (None, token) => token,
+        };
+    let (operator_token, token_file) =
+        meshwa_control::operator_token(&args.data_dir, explicit_token)?;
+    if operator_token.is_empty() {
+        bail!("the operator token is empty");
+    }
+    if let Some(path) = token_file {
+        tracing::info!(path = %path.display(), "control plane: the operator token is in this file");
+    }
+    let stats_runtime = runtime.clone();
+    let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
+    let control = Arc::new(ControlPlane::open(
+        &args.data_dir,
+        registry.clone(),
+        &operator_token,
+        args.max_upload,
+        metrics.clone(),
+    )?);
+    let (restored, not_restored) = control.restore().await?;
     let (mut compiled, mut cached) = (0, 0);
-    let mut routes = Vec::new();
-    for manifest in &manifests {
-        let functions = runtime.load_app(manifest, &secrets)?;
-        for (spec, function) in manifest.functions.iter().zip(functions) {
-            match function.cache_outcome() {
-                CacheOutcome::Compiled => compiled += 1,
-                CacheOutcome::Hit => cached += 1,
-            }
-            if let Some(route) = &spec.route {
-                routes.push((route.clone(), function));
-            }
+    let apps = registry.apps().await;
+    for function in apps.iter().flat_map(|app| &app.functions) {
+        match function.cache_outcome() {
+            CacheOutcome::Compiled => compiled += 1,
+            CacheOutcome::Hit => cached += 1,
         }
     }
-    let router = Arc::new(Router::new(routes));
 
     let listener = meshwa_gateway::bind(args.listen).await?;
     let local = listener
@@ -173,15 +221,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_local = admin_listener
         .local_addr()
         .context("cannot read the bound admin address")?;
-    let stats_runtime = runtime.clone();
-    let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
-    let admin = tokio::spawn(meshwa_gateway::serve_admin(
+    let admin = tokio::spawn(meshwa_control::serve_admin(
         admin_listener,
-        metrics.clone(),
+        control,
         std::future::pending(),
     ));
     tracing::info!(
-        apps = manifests.len(),
+        apps = apps.len(),
+        restored,
+        not_restored,
         functions = compiled + cached,
         compiled,
         from_cache = cached,
@@ -194,7 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     meshwa_gateway::serve(
         listener,
-        router,
+        registry.routes(),
         metrics,
         GatewayConfig {
             shutdown_grace: args.shutdown_grace,

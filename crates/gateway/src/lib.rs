@@ -6,7 +6,6 @@
 //! fault it was, with an error id that also appears in the log. Shutdown stops accepting, lets
 //! in-flight requests finish within a grace period, then returns.
 
-mod admin;
 mod metrics;
 mod router;
 
@@ -22,12 +21,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
-use meshwa_runtime::{ResponseBody, error_response, public_message};
+use meshwa_runtime::{RecentWhat, ResponseBody, error_response, public_message};
 use tokio::net::TcpListener;
 
-pub use admin::serve_admin;
 pub use metrics::{Metrics, StatsSource};
 pub use router::Router;
+
+/// The live route table: swapped whole when apps are deployed or removed. A request takes the
+/// table current when it arrives and keeps its function to the end, so in-flight requests finish
+/// on the version they started on while new ones see the new one.
+pub type Routes = arc_swap::ArcSwap<Router>;
 
 /// Why the gateway stopped with an error. Accept errors on single connections are logged and
 /// survived; only failures of the listener itself end up here.
@@ -68,11 +71,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
         .map_err(|source| GatewayError::Bind { addr, source })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests for at
-/// most `config.shutdown_grace`.
+/// Serves the routes on `listener` until `shutdown` resolves, then drains in-flight requests for
+/// at most `config.shutdown_grace`.
 pub async fn serve(
     listener: TcpListener,
-    router: Arc<Router>,
+    routes: Arc<Routes>,
     metrics: Arc<Metrics>,
     config: GatewayConfig,
     shutdown: impl Future<Output = ()>,
@@ -86,7 +89,7 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    tracing::info!(%local, routes = router.routes().count(), "gateway listening");
+    tracing::info!(%local, routes = routes.load().routes().count(), "gateway listening");
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -102,9 +105,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (router, metrics) = (router.clone(), metrics.clone());
+        let (routes, metrics) = (routes.clone(), metrics.clone());
         let service = hyper::service::service_fn(move |request| {
-            let (router, metrics) = (router.clone(), metrics.clone());
+            let (router, metrics) = (routes.load_full(), metrics.clone());
             async move { Ok::<_, Infallible>(dispatch(&router, &metrics, request).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -168,6 +171,14 @@ pub async fn dispatch(
                 duration_us = started.elapsed().as_micros() as u64,
                 "ok"
             );
+            function.recent_log().push(
+                &invocation,
+                RecentWhat::Invocation {
+                    status: response.status().as_u16(),
+                    duration_us: started.elapsed().as_micros() as u64,
+                    error: None,
+                },
+            );
             response
         }
         Err(error) => {
@@ -188,13 +199,21 @@ pub async fn dispatch(
                 error = %error,
                 "failed"
             );
+            function.recent_log().push(
+                &invocation,
+                RecentWhat::Invocation {
+                    status: status.as_u16(),
+                    duration_us: started.elapsed().as_micros() as u64,
+                    error: Some(error.kind().to_owned()),
+                },
+            );
             error_response(status, error.kind(), &public_message(&error), &invocation)
         }
     }
 }
 
 /// A process-unique, restart-unique id: the process start time in microseconds and a counter.
-fn next_invocation_id() -> String {
+pub fn next_invocation_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| {

@@ -40,13 +40,20 @@ pub struct Directory {
 }
 
 impl Directory {
-    // A panic while holding the lock cannot leave the map half-updated (insert and get are
-    // single operations), so a poisoned lock is still safe to use.
-    pub(crate) fn insert(&self, function: Arc<HttpFunction>) {
-        self.functions
+    // A panic while holding the lock cannot leave the map half-updated in a way that matters
+    // (the worst is an app with some functions gone), so a poisoned lock is still safe to use.
+
+    /// Makes `functions` the functions of their app, replacing (and dropping) whatever the app
+    /// had before in one step, so a call never sees half of two versions of one app.
+    pub(crate) fn replace_app(&self, tenant: &Name, app: &Name, functions: &[Arc<HttpFunction>]) {
+        let mut map = self
+            .functions
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(function.id().clone(), function);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|id, _| !(id.tenant == *tenant && id.app == *app));
+        for function in functions {
+            map.insert(function.id().clone(), function.clone());
+        }
     }
 
     pub fn get(&self, id: &FunctionId) -> Option<Arc<HttpFunction>> {

@@ -1,6 +1,6 @@
 //! A loaded HTTP function and the per-request path: admission, fresh instance, deadline, result.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -45,6 +45,24 @@ pub struct HttpFunction {
     cache: CacheOutcome,
     load_time: Duration,
     services: Arc<FunctionServices>,
+    /// Instances of this function alive now (for draining a removed app).
+    live: Arc<AtomicU64>,
+}
+
+/// Counts one live instance for as long as it exists.
+struct LiveInstance(Arc<AtomicU64>);
+
+impl LiveInstance {
+    fn new(counter: &Arc<AtomicU64>) -> LiveInstance {
+        counter.fetch_add(1, Ordering::Relaxed);
+        LiveInstance(counter.clone())
+    }
+}
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl HttpFunction {
@@ -71,7 +89,18 @@ impl HttpFunction {
             cache,
             load_time,
             services,
+            live: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Instances of this function alive now, in requests and in-process calls.
+    pub fn live_instances(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The function's recent invocations and guest log lines.
+    pub fn recent_log(&self) -> &crate::RecentLog {
+        &self.services.recent
     }
 
     pub fn id(&self) -> &FunctionId {
@@ -177,6 +206,7 @@ impl HttpFunction {
             Entry::Call => self.admission.admit_call(deadline).await?,
         };
 
+        let live = LiveInstance::new(&self.live);
         let mut store = Store::new(
             self.pre.engine(),
             InstanceState::new(self.limits.max_memory, call, self.services.clone()),
@@ -237,6 +267,7 @@ impl HttpFunction {
             });
             // The instance is gone before its slot is released.
             drop(store);
+            drop(live);
             drop(permit);
             result
         });

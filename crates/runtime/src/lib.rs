@@ -42,6 +42,7 @@ pub use http_errors::{
 };
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE, buffer_counters};
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
+pub use services::recent::{RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 /// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
@@ -61,6 +62,15 @@ pub struct Runtime {
     key_value: std::sync::Mutex<Option<Arc<dyn KeyValueBackend>>>,
     loaded_from_cache: std::sync::atomic::AtomicU64,
     loaded_compiled: std::sync::atomic::AtomicU64,
+}
+
+/// An app's functions, compiled, checked and linked, but not yet reachable.
+pub struct PreparedApp {
+    pub tenant: meshwa_manifest::Name,
+    pub app: meshwa_manifest::Name,
+    tenant_max_instances: Option<u32>,
+    /// In manifest order.
+    pub functions: Vec<Arc<HttpFunction>>,
 }
 
 /// A snapshot of the runtime for metrics.
@@ -137,38 +147,78 @@ impl Runtime {
         &self.settings
     }
 
-    /// Loads every function of `manifest`: compiles (or loads from the cache), checks imports
-    /// against grants, resolves services, links and pre-instantiates. Only when all of them
-    /// succeed are they registered for in-process calls and the tenant's limit applied, so a
-    /// broken app changes nothing. Returns the functions in manifest order.
+    /// Loads every function of `manifest` and activates them ([`Runtime::prepare_app`], then
+    /// [`Runtime::activate_app`]). Returns the functions in manifest order, or the first problem.
     pub fn load_app(
         &self,
         manifest: &Manifest,
         secrets: &Secrets,
     ) -> Result<Vec<Arc<HttpFunction>>, LoadError> {
+        let prepared = self
+            .prepare_app(manifest, secrets)
+            .map_err(|mut errors| errors.remove(0))?;
+        self.activate_app(&prepared);
+        Ok(prepared.functions)
+    }
+
+    /// Compiles (or loads from the cache), checks imports against grants, resolves services,
+    /// links and pre-instantiates every function of `manifest`, without making any of them
+    /// reachable. Returns every problem found (at least one on `Err`), function by function, so a
+    /// deployment can be fixed in one round.
+    pub fn prepare_app(
+        &self,
+        manifest: &Manifest,
+        secrets: &Secrets,
+    ) -> Result<PreparedApp, Vec<LoadError>> {
         let backend = if manifest.stores.is_empty() {
             None
         } else {
-            Some(self.key_value()?)
+            Some(self.key_value().map_err(|e| vec![e])?)
         };
-        let mut loaded = Vec::with_capacity(manifest.functions.len());
+        let mut functions = Vec::with_capacity(manifest.functions.len());
+        let mut errors = Vec::new();
         for spec in &manifest.functions {
-            let services =
-                services::FunctionServices::resolve(manifest, spec, secrets, backend.clone())?;
-            loaded.push(self.prepare(manifest.function_id(spec), spec, Arc::new(services))?);
+            let loaded =
+                services::FunctionServices::resolve(manifest, spec, secrets, backend.clone())
+                    .and_then(|services| {
+                        self.prepare(manifest.function_id(spec), spec, Arc::new(services))
+                    });
+            match loaded {
+                Ok(function) => functions.push(function),
+                Err(error) => errors.push(error),
+            }
         }
-        if let Some(limit) = manifest.tenant_max_instances {
-            self.limit_tenant(&manifest.tenant, limit);
+        if !errors.is_empty() {
+            return Err(errors);
         }
-        for function in &loaded {
-            self.directory.insert(function.clone());
+        Ok(PreparedApp {
+            tenant: manifest.tenant.clone(),
+            app: manifest.app.clone(),
+            tenant_max_instances: manifest.tenant_max_instances,
+            functions,
+        })
+    }
+
+    /// Makes a prepared app reachable for in-process calls, replacing the app's previous
+    /// version in one step, and applies its tenant limit. (HTTP routes are the gateway's.)
+    pub fn activate_app(&self, app: &PreparedApp) {
+        if let Some(limit) = app.tenant_max_instances {
+            self.limit_tenant(&app.tenant, limit);
+        }
+        self.directory
+            .replace_app(&app.tenant, &app.app, &app.functions);
+        for function in &app.functions {
             let counter = match function.cache_outcome() {
                 CacheOutcome::Hit => &self.loaded_from_cache,
                 CacheOutcome::Compiled => &self.loaded_compiled,
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(loaded)
+    }
+
+    /// Makes an app unreachable for in-process calls. Instances already running finish.
+    pub fn deactivate_app(&self, tenant: &meshwa_manifest::Name, app: &meshwa_manifest::Name) {
+        self.directory.replace_app(tenant, app, &[]);
     }
 
     /// The key-value backend, opened at first use: `kv.redb` in the data directory.

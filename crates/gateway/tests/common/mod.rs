@@ -74,7 +74,7 @@ pub async fn start_full(
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(meshwa_gateway::serve(
         listener,
-        Arc::new(Router::new(routes)),
+        Arc::new(meshwa_gateway::Routes::from_pointee(Router::new(routes))),
         metrics.clone(),
         GatewayConfig {
             header_read_timeout: std::time::Duration::from_millis(500),

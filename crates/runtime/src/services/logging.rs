@@ -42,6 +42,7 @@ pub struct GuestLog {
     id: FunctionId,
     secrets: Vec<String>,
     bucket: Mutex<Bucket>,
+    recent: std::sync::Arc<super::recent::RecentLog>,
 }
 
 struct Bucket {
@@ -60,7 +61,11 @@ pub(crate) enum Source {
 
 impl GuestLog {
     /// A sink for `function` that hides the given secret values.
-    pub(crate) fn new(function: &FunctionId, secrets: Vec<String>) -> GuestLog {
+    pub(crate) fn new(
+        function: &FunctionId,
+        secrets: Vec<String>,
+        recent: std::sync::Arc<super::recent::RecentLog>,
+    ) -> GuestLog {
         GuestLog {
             id: function.clone(),
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
@@ -69,6 +74,7 @@ impl GuestLog {
                 refilled: Instant::now(),
                 dropped: 0,
             }),
+            recent,
         }
     }
 
@@ -106,6 +112,18 @@ impl GuestLog {
         }
         let message = self.clean(text);
         let context = self.clean(context);
+        let stream = match source {
+            Source::Stdout => "stdout",
+            Source::Stderr => "stderr",
+            Source::Logging(_) => "wasi:logging",
+        };
+        self.recent.push(
+            invocation,
+            super::recent::RecentWhat::Log {
+                stream: stream.to_owned(),
+                message: message.clone(),
+            },
+        );
         let id = &self.id;
         macro_rules! emit {
             ($level:ident, $stream:expr) => {

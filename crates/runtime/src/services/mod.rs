@@ -16,6 +16,7 @@
 pub(crate) mod keyvalue;
 pub(crate) mod logging;
 pub(crate) mod outbound;
+pub(crate) mod recent;
 mod secrets;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub(crate) struct FunctionServices {
     pub(crate) key_value: Option<KeyValueGrant>,
     pub(crate) config: WasiConfigVariables,
     pub(crate) log: Arc<GuestLog>,
+    pub(crate) recent: Arc<recent::RecentLog>,
     pub(crate) outbound: Vec<OutboundRule>,
     pub(crate) timeout: Duration,
     pub(crate) max_outbound_response: u64,
@@ -92,8 +94,10 @@ impl FunctionServices {
             hidden.push(secrets.value(manifest, name)?.to_owned());
         }
 
+        let recent = Arc::new(recent::RecentLog::default());
         Ok(FunctionServices {
-            log: Arc::new(GuestLog::new(&id, hidden)),
+            log: Arc::new(GuestLog::new(&id, hidden, recent.clone())),
+            recent,
             id,
             key_value,
             config,

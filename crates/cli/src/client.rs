@@ -1,0 +1,668 @@
+//! The control-plane client: `meshwa deploy`, `ls`, `rm`, `invoke`, `logs`, `tenant`, `token`.
+//!
+//! Where the server and token come from, first found wins: flags (`--server`, `--token`,
+//! `--tenant`), the environment (`MESHWA_SERVER`, `MESHWA_TOKEN`, `MESHWA_TENANT`), then the
+//! config file (`$MESHWA_CONFIG`, else `~/.config/meshwa/client.toml`, keys `server`, `token`,
+//! `tenant`). The server defaults to `http://127.0.0.1:3001`; a tenant token's tenant is asked
+//! from the server when not given.
+//!
+//! Exit codes a script can rely on: 0 done; 1 refused or failed (the message says why); 2 usage
+//! error; 3 missing or wrong token (401, 403); 4 not found (404); 5 server unreachable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use meshwa_manifest::Manifest;
+use serde_json::Value;
+
+/// Where to find the control plane, shared by every client command.
+#[derive(Args, Clone, Default)]
+pub struct Connection {
+    /// Control-plane address.
+    #[arg(long, env = "MESHWA_SERVER", global = true)]
+    server: Option<String>,
+    /// Bearer token (a tenant's, or the operator's).
+    #[arg(long, env = "MESHWA_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Tenant to act for (default: the token's own tenant).
+    #[arg(long, env = "MESHWA_TENANT", global = true)]
+    tenant: Option<String>,
+    /// Print the server's JSON answer instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Directory with the app's meshwa.toml (component paths in it are relative to it).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// The app to remove.
+    app: String,
+}
+
+#[derive(Args)]
+pub struct InvokeArgs {
+    /// `APP/FUNCTION` (private functions too).
+    target: String,
+    /// Path (and query) the function sees.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// HTTP method the function sees.
+    #[arg(long, short = 'X', default_value = "POST")]
+    method: String,
+    /// Request body; `@FILE` reads a file, `@-` standard input.
+    #[arg(long, short = 'd')]
+    data: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The app, or `APP/FUNCTION` for one function.
+    target: String,
+    /// Most entries shown.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant (operator).
+    Create { name: String },
+    /// List tenants (operator).
+    Ls,
+    /// Delete a tenant, its tokens and its deployed apps (operator).
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for the tenant (shown once).
+    Create,
+    /// List the tenant's tokens (ids only).
+    Ls,
+    /// Revoke one of the tenant's tokens.
+    Revoke { id: String },
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ClientError {
+    pub code: u8,
+    pub message: String,
+}
+
+fn fail(code: u8, message: impl Into<String>) -> anyhow::Error {
+    ClientError {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: Option<String>,
+    token: Option<String>,
+    tenant: Option<String>,
+}
+
+/// A resolved connection to the control plane.
+struct Client {
+    server: String,
+    token: Option<String>,
+    tenant: Option<String>,
+    json: bool,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>,
+    >,
+}
+
+impl Client {
+    fn new(connection: Connection) -> anyhow::Result<Client> {
+        let config = match std::env::var_os("MESHWA_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".config/meshwa/client.toml"))
+            }) {
+            Some(path) if path.is_file() => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str::<ConfigFile>(&text)
+                    .map_err(|e| fail(2, format!("{}: {}", path.display(), e.to_string().trim())))?
+            }
+            _ => ConfigFile::default(),
+        };
+        let server = connection
+            .server
+            .or(config.server)
+            .unwrap_or_else(|| "http://127.0.0.1:3001".to_owned());
+        let server = server.trim_end_matches('/').to_owned();
+        if !server.starts_with("http://") {
+            return Err(fail(
+                2,
+                format!(
+                    "server {server:?}: only http:// addresses are supported (put a TLS proxy in front for remote use)"
+                ),
+            ));
+        }
+        Ok(Client {
+            server,
+            token: connection.token.or(config.token),
+            tenant: connection.tenant.or(config.tenant),
+            json: connection.json,
+            http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http(),
+        })
+    }
+
+    /// Sends a request; returns status and parsed JSON body (or the raw body as a JSON string).
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>,
+        content_type: Option<&str>,
+    ) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.server));
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let request = request.body(body).context("building the request")?;
+        let response = self.http.request(request).await.map_err(|e| {
+            fail(
+                5,
+                format!("cannot reach the control plane at {}: {e}", self.server),
+            )
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| fail(5, format!("the control plane's answer broke off: {e}")))?
+            .to_bytes();
+        Ok((status, headers, body))
+    }
+
+    /// A JSON call; an error status becomes an error with its exit code.
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let (bytes, content_type) = match body {
+            Some(value) => (Bytes::from(value.to_string()), Some("application/json")),
+            None => (Bytes::new(), None),
+        };
+        let (status, _, body) = self.send(method, path, full(bytes), content_type).await?;
+        json_or_error(status, &body)
+    }
+
+    fn print(&self, value: &Value, summary: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            let text = summary(value);
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+
+    /// The tenant to act for: given, or the token's own.
+    async fn tenant(&self) -> anyhow::Result<String> {
+        if let Some(tenant) = &self.tenant {
+            return Ok(tenant.clone());
+        }
+        let me = self.call(http::Method::GET, "/v1/whoami", None).await?;
+        match me["tenant"].as_str() {
+            Some(tenant) => Ok(tenant.to_owned()),
+            None => Err(fail(
+                2,
+                "this is the operator's token: say which tenant with --tenant",
+            )),
+        }
+    }
+}
+
+fn full(bytes: Bytes) -> http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error> {
+    http_body_util::Full::new(bytes)
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// Parses a JSON answer; maps error statuses to exit codes with the server's message.
+fn json_or_error(status: http::StatusCode, body: &[u8]) -> anyhow::Result<Value> {
+    let value: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+    if status.is_success() {
+        return Ok(value);
+    }
+    let mut message = value["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("the control plane answered {status}"));
+    if let Some(errors) = value["errors"].as_array() {
+        for error in errors {
+            message += &format!("\n  - {}", error.as_str().unwrap_or_default());
+        }
+    }
+    let code = match status.as_u16() {
+        401 | 403 => 3,
+        404 => 4,
+        _ => 1,
+    };
+    Err(fail(code, message))
+}
+
+/// Percent-encodes a query value (everything but unreserved characters and `/`).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out += &format!("%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// A request body that reports its progress as it is sent.
+struct ProgressBody {
+    data: Bytes,
+    sent: usize,
+    bar: indicatif::ProgressBar,
+}
+
+impl Body for ProgressBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        const CHUNK: usize = 256 * 1024;
+        if self.sent >= self.data.len() {
+            self.bar.finish_and_clear();
+            return Poll::Ready(None);
+        }
+        let end = (self.sent + CHUNK).min(self.data.len());
+        let chunk = self.data.slice(self.sent..end);
+        self.sent = end;
+        self.bar.set_position(end as u64);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact((self.data.len() - self.sent) as u64)
+    }
+}
+
+/// Reads `dir/meshwa.toml`, checks it, and packs it with its components, their paths rewritten
+/// to `components/<file>` inside the archive.
+fn package(dir: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
+    let path = dir.join("meshwa.toml");
+    let manifest = Manifest::load(&path).map_err(|e| fail(1, e.to_string()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| fail(1, e.to_string()))?;
+    let mut files = BTreeMap::new();
+    let mut names: BTreeMap<PathBuf, String> = BTreeMap::new();
+    if let Some(toml::Value::Array(functions)) = table.get_mut("functions") {
+        for (raw, spec) in functions.iter_mut().zip(&manifest.functions) {
+            let name = match names.get(&spec.component) {
+                Some(name) => name.clone(),
+                None => {
+                    let stem = spec
+                        .component
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("component.wasm");
+                    let mut name = format!("components/{stem}");
+                    let mut n = 2;
+                    while files.contains_key(&name) {
+                        name = format!("components/{n}-{stem}");
+                        n += 1;
+                    }
+                    let bytes = std::fs::read(&spec.component)
+                        .with_context(|| format!("cannot read {}", spec.component.display()))?;
+                    files.insert(name.clone(), bytes);
+                    names.insert(spec.component.clone(), name.clone());
+                    name
+                }
+            };
+            if let toml::Value::Table(raw) = raw {
+                raw.insert("component".to_owned(), toml::Value::String(name));
+            }
+        }
+    }
+    let rewritten = toml::to_string(&table).context("rewriting the manifest")?;
+    files.insert("meshwa.toml".to_owned(), rewritten.into_bytes());
+    let archive = meshwa_control::archive::pack(&files).context("packing the app")?;
+    Ok((manifest, archive))
+}
+
+pub async fn deploy(connection: Connection, args: DeployArgs) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let (manifest, archive) = package(&args.dir)?;
+    let (tenant, app) = (manifest.tenant.to_string(), manifest.app.to_string());
+    let bar = indicatif::ProgressBar::new(archive.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("uploading {bytes}/{total_bytes} {wide_bar}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let body = ProgressBody {
+        data: Bytes::from(archive),
+        sent: 0,
+        bar: bar.clone(),
+    }
+    .boxed_unsync();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("deploying {tenant}/{app}: compiling and checking"));
+    let path = format!("/v1/tenants/{tenant}/apps/{app}");
+    let request = client.send(http::Method::PUT, &path, body, Some("application/x-tar"));
+    let spin = async {
+        // The spinner starts once the upload is through.
+        loop {
+            if bar.is_finished() {
+                spinner.enable_steady_tick(Duration::from_millis(100));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::future::pending::<()>().await
+    };
+    let (status, _, body) = tokio::select! {
+        answer = request => answer?,
+        () = spin => unreachable!("the spinner future never ends"),
+    };
+    spinner.finish_and_clear();
+    let value = json_or_error(status, &body)?;
+    client.print(&value, |v| {
+        let mut lines = vec![format!(
+            "deployed {tenant}/{app} version {} in {} ms ({} compiled)",
+            v["version"], v["elapsed_ms"], v["compiled"]
+        )];
+        for f in v["functions"].as_array().into_iter().flatten() {
+            lines.push(format!(
+                "  {:<24} {}",
+                f["name"].as_str().unwrap_or_default(),
+                f["route"].as_str().unwrap_or("(private)")
+            ));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+pub async fn ls(connection: Connection) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let tenant = client.tenant().await?;
+    let value = client
+        .call(
+            http::Method::GET,
+            &format!("/v1/tenants/{tenant}/apps"),
+            None,
+        )
+        .await?;
+    client.print(&value, |v| {
+        let mut lines = vec![format!(
+            "{:<24} {:<10} {:<14} FUNCTIONS",
+            "APP", "VERSION", "SOURCE"
+        )];
+        for app in v["apps"].as_array().into_iter().flatten() {
+            let functions: Vec<String> = app["functions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| match f["route"].as_str() {
+                    Some(route) => format!("{} {route}", f["name"].as_str().unwrap_or_default()),
+                    None => format!("{} (private)", f["name"].as_str().unwrap_or_default()),
+                })
+                .collect();
+            lines.push(format!(
+                "{:<24} {:<10} {:<14} {}",
+                app["app"].as_str().unwrap_or_default(),
+                app["version"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |v| v.to_string()),
+                app["source"].as_str().unwrap_or_default(),
+                functions.join(", ")
+            ));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+pub async fn rm(connection: Connection, args: RmArgs) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let tenant = client.tenant().await?;
+    let value = client
+        .call(
+            http::Method::DELETE,
+            &format!("/v1/tenants/{tenant}/apps/{}", args.app),
+            None,
+        )
+        .await?;
+    client.print(&value, |v| {
+        let drained = if v["drained"].as_bool() == Some(true) {
+            ""
+        } else {
+            " (some requests were still running at the drain limit)"
+        };
+        format!("removed {tenant}/{}{drained}", args.app)
+    });
+    Ok(())
+}
+
+pub async fn invoke(connection: Connection, args: InvokeArgs) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let tenant = client.tenant().await?;
+    let (app, function) = args
+        .target
+        .split_once('/')
+        .ok_or_else(|| fail(2, "give the function as APP/FUNCTION"))?;
+    let body = match args.data.as_deref() {
+        None => Bytes::new(),
+        Some("@-") => {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
+                .context("reading standard input")?;
+            Bytes::from(data)
+        }
+        Some(text) => match text.strip_prefix('@') {
+            Some(file) => {
+                Bytes::from(std::fs::read(file).with_context(|| format!("cannot read {file}"))?)
+            }
+            None => Bytes::from(text.to_owned()),
+        },
+    };
+    let path = format!(
+        "/v1/tenants/{tenant}/apps/{app}/functions/{function}/invoke?method={}&path={}",
+        args.method,
+        percent_encode(&args.path)
+    );
+    let (status, headers, body) = client
+        .send(http::Method::POST, &path, full(body), None)
+        .await?;
+    let invocation = headers
+        .get("x-meshwa-invocation")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if status.is_client_error() && headers.get("x-meshwa-invocation").is_none() {
+        // The control plane refused the call itself (token, unknown app or function).
+        json_or_error(status, &body)?;
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    out.write_all(&body).context("writing the answer")?;
+    out.flush().ok();
+    if !status.is_success() {
+        return Err(fail(
+            1,
+            format!("{function} answered {status} (invocation {invocation})"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn logs(connection: Connection, args: LogsArgs) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let tenant = client.tenant().await?;
+    let (app, function) = match args.target.split_once('/') {
+        Some((app, function)) => (app, Some(function)),
+        None => (args.target.as_str(), None),
+    };
+    let mut path = format!("/v1/tenants/{tenant}/apps/{app}/logs?limit={}", args.limit);
+    if let Some(function) = function {
+        path += &format!("&function={function}");
+    }
+    let value = client.call(http::Method::GET, &path, None).await?;
+    client.print(&value, |v| {
+        let mut lines = Vec::new();
+        for e in v["entries"].as_array().into_iter().flatten() {
+            let head = format!(
+                "{} {} {}",
+                e["at_ms"],
+                e["function"].as_str().unwrap_or_default(),
+                e["invocation"].as_str().unwrap_or_default()
+            );
+            lines.push(match e["kind"].as_str() {
+                Some("invocation") => format!(
+                    "{head} status={} duration_us={}{}",
+                    e["status"],
+                    e["duration_us"],
+                    e["error"]
+                        .as_str()
+                        .map(|k| format!(" error={k}"))
+                        .unwrap_or_default()
+                ),
+                _ => format!(
+                    "{head} [{}] {}",
+                    e["stream"].as_str().unwrap_or_default(),
+                    e["message"].as_str().unwrap_or_default()
+                ),
+            });
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+pub async fn tenant(connection: Connection, command: TenantCommand) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    match command {
+        TenantCommand::Create { name } => {
+            let value = client
+                .call(
+                    http::Method::POST,
+                    "/v1/tenants",
+                    Some(serde_json::json!({ "name": name })),
+                )
+                .await?;
+            client.print(&value, |_| format!("created tenant {name}"));
+        }
+        TenantCommand::Ls => {
+            let value = client.call(http::Method::GET, "/v1/tenants", None).await?;
+            client.print(&value, |v| {
+                v["tenants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TenantCommand::Rm { name } => {
+            let value = client
+                .call(http::Method::DELETE, &format!("/v1/tenants/{name}"), None)
+                .await?;
+            client.print(&value, |_| format!("deleted tenant {name}"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(connection: Connection, command: TokenCommand) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let tenant = client.tenant().await?;
+    match command {
+        TokenCommand::Create => {
+            let value = client
+                .call(
+                    http::Method::POST,
+                    &format!("/v1/tenants/{tenant}/tokens"),
+                    None,
+                )
+                .await?;
+            // The token alone on stdout, so that `TOKEN=$(meshwa token create)` works.
+            client.print(&value, |v| {
+                v["token"].as_str().unwrap_or_default().to_owned()
+            });
+        }
+        TokenCommand::Ls => {
+            let value = client
+                .call(
+                    http::Method::GET,
+                    &format!("/v1/tenants/{tenant}/tokens"),
+                    None,
+                )
+                .await?;
+            client.print(&value, |v| {
+                v["tokens"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        format!(
+                            "{} created {}",
+                            t["id"].as_str().unwrap_or_default(),
+                            t["created"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TokenCommand::Revoke { id } => {
+            let value = client
+                .call(
+                    http::Method::DELETE,
+                    &format!("/v1/tenants/{tenant}/tokens/{id}"),
+                    None,
+                )
+                .await?;
+            client.print(&value, |_| format!("revoked {id}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The control plane of meshwa: tenants deploy, list, inspect and remove apps at runtime.
+//!
+//! - [`Registry`] owns the set of apps being served and is the one place that changes it
+//!   (atomic swaps of the gateway's route table and the runtime's directory).
+//! - [`ControlStore`] keeps tenants, hashed tokens and deployed apps under the data directory,
+//!   so apps survive a restart and half-written deployments never load.
+//! - [`ControlPlane`] ties both to authentication and serves the JSON API (`api`) on the admin
+//!   listener ([`serve_admin`]), next to `GET /metrics`. The API is described by
+//!   `docs/openapi.json`, served at `GET /v1/openapi.json` and checked against the routes by a test.
+//!
+//! Authentication: the operator's token (from a file or the environment, or generated into the
+//! data directory) manages tenants; each tenant has its own bearer tokens, stored as SHA-256
+//! hashes and revocable, which reach only that tenant's apps. A missing or wrong token is 401;
+//! another tenant's app is 404, exactly like an app that does not exist.
+
+pub mod api;
+pub mod archive;
+mod registry;
+mod store;
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use meshwa_gateway::Metrics;
+use meshwa_manifest::Manifest;
+use tokio::net::TcpListener;
+
+pub use registry::{ActiveApp, ChangeError, Origin, Registry, drain, drain_limit};
+pub use store::{AppRecord, ControlStore, StoreError, TokenRecord};
+
+/// Default largest upload (an app's archive): generous for interpreter-based components
+/// (Python, JavaScript: 10–20 MB each), bounded for hostile ones.
+pub const DEFAULT_MAX_UPLOAD: u64 = 128 * 1024 * 1024;
+
+/// The control plane: registry, persistent store, authentication.
+pub struct ControlPlane {
+    registry: Arc<Registry>,
+    store: ControlStore,
+    operator_token_hash: [u8; 32],
+    max_upload: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl ControlPlane {
+    /// Opens the control plane's store under `data_dir`. `operator_token` manages tenants.
+    pub fn open(
+        data_dir: &Path,
+        registry: Arc<Registry>,
+        operator_token: &str,
+        max_upload: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<ControlPlane, StoreError> {
+        use sha2::Digest;
+        Ok(ControlPlane {
+            registry,
+            store: ControlStore::open(data_dir)?,
+            operator_token_hash: sha2::Sha256::digest(operator_token.as_bytes()).into(),
+            max_upload,
+            metrics,
+        })
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &ControlStore {
+        &self.store
+    }
+
+    /// Loads every deployed app from the store (at start). An app that no longer loads (a
+    /// secret was removed, say) is logged and skipped, not fatal: the others must come up, and
+    /// its record stays so that it returns once fixed. Returns (loaded, failed).
+    pub async fn restore(&self) -> Result<(usize, usize), StoreError> {
+        let (mut loaded, mut failed) = (0, 0);
+        for record in self.store.apps()? {
+            let dir = self
+                .store
+                .app_dir(&record.tenant, &record.app, record.version);
+            let outcome = match Manifest::load(&dir.join("meshwa.toml")) {
+                Err(error) => Err(vec![error.to_string()]),
+                Ok(manifest) => {
+                    let registry = self.registry.clone();
+                    let prepared = tokio::task::spawn_blocking(move || {
+                        registry.prepare(&manifest).map(|p| (manifest, p))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(vec![format!("load task failed: {e}")]));
+                    match prepared {
+                        Ok((manifest, prepared)) => {
+                            let origin = Origin::Deployed {
+                                version: record.version,
+                                deployed_at: record.deployed_at,
+                            };
+                            self.registry
+                                .activate(manifest, prepared, origin)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| vec![e.to_string()])
+                        }
+                        Err(errors) => Err(errors),
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => loaded += 1,
+                Err(errors) => {
+                    failed += 1;
+                    tracing::error!(
+                        app = %format!("{}/{}", record.tenant, record.app),
+                        version = record.version,
+                        errors = %errors.join("; "),
+                        "a deployed app could not be restored; it stays recorded and is skipped"
+                    );
+                }
+            }
+        }
+        Ok((loaded, failed))
+    }
+}
+
+/// The operator token: `explicit` if given (a flag or the environment), else the one in
+/// `DATA_DIR/operator.token`, generated (mode 0600) on first start. Returns the token and, if it
+/// came from the data directory, the file's path (for the log).
+pub fn operator_token(
+    data_dir: &Path,
+    explicit: Option<String>,
+) -> Result<(String, Option<PathBuf>), StoreError> {
+    if let Some(token) = explicit {
+        return Ok((token.trim().to_owned(), None));
+    }
+    let path = data_dir.join("operator.token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), Some(path))),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(StoreError::Io { path, source }),
+    }
+    let token = format!("mwo_{}", store::random_hex(32)?);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        file.write_all(token.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok((token, Some(path)))
+}
+
+/// Serves the admin listener: `GET /metrics` and the control-plane API, until `shutdown`.
+pub async fn serve_admin(
+    listener: TcpListener,
+    control: Arc<ControlPlane>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "admin listening (control plane API, GET /metrics)");
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let control = control.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let control = control.clone();
+                async move { Ok::<_, Infallible>(api::handle(&control, request).await) }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
