@@ -627,3 +627,109 @@ fn a_missing_secrets_value_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// Runs a client command of the binary against `admin`; returns exit code, stdout, stderr.
+fn client(admin: SocketAddr, token: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env("MESHWA_SERVER", format!("http://{admin}"))
+        .env("MESHWA_TOKEN", token)
+        .env("MESHWA_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The operator creates a tenant, the tenant deploys, lists, invokes and removes an app with the
+/// CLI; a restart restores the deployed app from the data directory without compiling.
+#[test]
+fn deploy_list_remove_through_the_cli_and_restart_restores_without_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--operator-token", "op-token"];
+    let served = serve_with(&data, &[], &flags);
+
+    let (code, out, err) = client(served.admin, "op-token", &["tenant", "create", "acme"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, token, err) = client(
+        served.admin,
+        "op-token",
+        &["token", "create", "--tenant", "acme"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("mwt_"), "{token}");
+
+    let app_dir = Path::new(programs::EXAMPLES_DIR).join("acme-greeter");
+    let (code, out, err) = client(served.admin, &token, &["deploy", app_dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deployed acme/greeter version"), "{out}");
+    assert_eq!(http(served.addr, "GET", "/acme/hello?name=Ada", b"").0, 200);
+    let (code, out, _) = client(served.admin, &token, &["ls"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("greeter") && out.contains("/acme/hello"),
+        "{out}"
+    );
+    let (code, out, err) = client(
+        served.admin,
+        &token,
+        &[
+            "invoke",
+            "greeter/hello",
+            "-X",
+            "GET",
+            "--path",
+            "/acme/hello?name=Bo",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Hello, Bo!"), "{out}");
+    let (code, out, _) = client(served.admin, &token, &["logs", "greeter"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("status=200"), "{out}");
+
+    // Exit codes scripts can rely on.
+    assert_eq!(client(served.admin, "wrong", &["ls"]).0, 3);
+    assert_eq!(client(served.admin, &token, &["rm", "nope"]).0, 4);
+    assert_eq!(
+        client(served.admin, &token, &["tenant", "ls"]).0,
+        3,
+        "operator only"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(client(closed, &token, &["ls"]).0, 5);
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("meshwa.toml"), "tenant = \"acme\"\napp = \"greeter\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\n").unwrap();
+    std::fs::write(broken.join("f.wasm"), b"not wasm").unwrap();
+    let (code, _, err) = client(served.admin, &token, &["deploy", broken.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    assert_eq!(
+        http(served.addr, "GET", "/acme/hello", b"").0,
+        200,
+        "the refused deploy changed nothing"
+    );
+
+    drop(served);
+    let restarted = serve_with(&data, &[], &flags);
+    let log = restarted.log_with("startup complete");
+    assert!(
+        log.contains("restored=1") && log.contains("compiled=0 from_cache=1"),
+        "{log}"
+    );
+    assert_eq!(http(restarted.addr, "GET", "/acme/hello", b"").0, 200);
+    let (code, _, err) = client(restarted.admin, &token, &["rm", "greeter"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(http(restarted.addr, "GET", "/acme/hello", b"").0, 404);
+    let (_, out, _) = client(restarted.admin, &token, &["ls"]);
+    assert!(!out.contains("greeter"), "{out}");
+}

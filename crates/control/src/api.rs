@@ -27,7 +27,7 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// Largest response body `invoke` collects from a function.
 const MAX_INVOKE_RESPONSE: usize = 64 * 1024 * 1024;
-/// Largest request body `invoke` forwards, and largest JSON body of other calls.
+/// Largest JSON body of the calls that take one (tenant creation).
 const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// What a route does.

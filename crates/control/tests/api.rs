@@ -1,0 +1,674 @@
+//! The control-plane API against a real server on loopback ports: tokens, tenant isolation,
+//! all-or-nothing deploys, redeploys under load, and the OpenAPI document.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use meshwa_control::{ControlPlane, Registry, archive, serve_admin};
+use meshwa_gateway::{GatewayConfig, Metrics};
+use meshwa_runtime::{EngineSettings, Runtime, Secrets};
+use meshwa_test_programs as programs;
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "operator-secret";
+
+struct Server {
+    admin: SocketAddr,
+    gateway: SocketAddr,
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Server {
+    start_with_limit(meshwa_control::DEFAULT_MAX_UPLOAD).await
+}
+
+async fn start_with_limit(max_upload: u64) -> Server {
+    let data = tempfile::tempdir().unwrap();
+    let settings = EngineSettings {
+        max_instances: 32,
+        ..EngineSettings::default()
+    };
+    let runtime = Arc::new(Runtime::new(settings, data.path()).unwrap());
+    let registry = Arc::new(Registry::new(runtime.clone(), Secrets::default()));
+    let stats = runtime.clone();
+    let metrics = Arc::new(Metrics::new(Arc::new(move || stats.stats())));
+    let control = Arc::new(
+        ControlPlane::open(
+            data.path(),
+            registry.clone(),
+            OPERATOR,
+            max_upload,
+            metrics.clone(),
+        )
+        .unwrap(),
+    );
+    let admin_listener = meshwa_gateway::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let listener = meshwa_gateway::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (admin, gateway) = (
+        admin_listener.local_addr().unwrap(),
+        listener.local_addr().unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_admin(admin_listener, control, std::future::pending()));
+    tokio::spawn(meshwa_gateway::serve(
+        listener,
+        registry.routes(),
+        metrics,
+        GatewayConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        admin,
+        gateway,
+        _data: data,
+        _stop: stop,
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One request; returns status, headers and body.
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, Bytes) {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = client()
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
+}
+
+async fn json_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let (status, _, bytes) = call(addr, method, path, token, body).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Creates a tenant and returns a token of it.
+async fn tenant(server: &Server, name: &str) -> String {
+    let (status, _) = json_call(
+        server.admin,
+        "POST",
+        "/v1/tenants",
+        Some(OPERATOR),
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, token) = json_call(
+        server.admin,
+        "POST",
+        &format!("/v1/tenants/{name}/tokens"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    token["token"].as_str().unwrap().to_owned()
+}
+
+/// An archive of one app: `functions` are (name, component file, route) and the extra manifest
+/// text goes at the end.
+fn app_archive(
+    tenant: &str,
+    app: &str,
+    functions: &[(&str, &str, Option<&str>)],
+    extra: &str,
+) -> Vec<u8> {
+    let mut manifest = format!("tenant = \"{tenant}\"\napp = \"{app}\"\n");
+    let mut files = BTreeMap::new();
+    for (name, component, route) in functions {
+        manifest +=
+            &format!("[[functions]]\nname = \"{name}\"\ncomponent = \"components/{name}.wasm\"\n");
+        if let Some(route) = route {
+            manifest += &format!("route = \"{route}\"\n");
+        }
+        let bytes = std::fs::read(component).unwrap_or_else(|_| component.as_bytes().to_vec());
+        files.insert(format!("components/{name}.wasm"), bytes);
+    }
+    manifest += extra;
+    files.insert("meshwa.toml".to_owned(), manifest.into_bytes());
+    archive::pack(&files).unwrap()
+}
+
+async fn deploy(
+    server: &Server,
+    token: &str,
+    tenant: &str,
+    app: &str,
+    archive: Vec<u8>,
+) -> (u16, Value) {
+    let (status, _, body) = call(
+        server.admin,
+        "PUT",
+        &format!("/v1/tenants/{tenant}/apps/{app}"),
+        Some(token),
+        archive,
+    )
+    .await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = call(addr, "GET", path, None, Vec::new()).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_token_failure_is_refused() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    let a = server.admin;
+
+    let (status, headers, _) = call(a, "GET", "/v1/tenants/acme/apps", None, Vec::new()).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"meshwa\"");
+    assert_eq!(
+        json_call(a, "GET", "/v1/tenants/acme/apps", Some("mwt_wrong"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        json_call(a, "GET", "/v1/tenants/acme/apps", Some(""), None)
+            .await
+            .0,
+        401
+    );
+    let (status, _, _) = {
+        let request = http::Request::get(format!("http://{a}/v1/whoami"))
+            .header("authorization", format!("Basic {acme}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client().request(request).await.unwrap();
+        (response.status().as_u16(), (), ())
+    };
+    assert_eq!(status, 401, "only bearer tokens count");
+
+    // The tenant's token works for the tenant, not for operator endpoints.
+    let (status, me) = json_call(a, "GET", "/v1/whoami", Some(&acme), None).await;
+    assert_eq!(
+        (status, me),
+        (200, json!({ "role": "tenant", "tenant": "acme" }))
+    );
+    assert_eq!(
+        json_call(a, "GET", "/v1/tenants", Some(&acme), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        json_call(
+            a,
+            "POST",
+            "/v1/tenants",
+            Some(&acme),
+            Some(json!({ "name": "evil" }))
+        )
+        .await
+        .0,
+        403
+    );
+
+    // Revoked tokens stop working at once; other tokens of the tenant keep working.
+    let (_, second) = json_call(a, "POST", "/v1/tenants/acme/tokens", Some(&acme), None).await;
+    let second_token = second["token"].as_str().unwrap().to_owned();
+    let (_, list) = json_call(a, "GET", "/v1/tenants/acme/tokens", Some(&acme), None).await;
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&acme), "tokens are never listed");
+    let id = second["id"].as_str().unwrap();
+    assert_eq!(
+        json_call(
+            a,
+            "DELETE",
+            &format!("/v1/tenants/acme/tokens/{id}"),
+            Some(&acme),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        json_call(a, "GET", "/v1/whoami", Some(&second_token), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        json_call(a, "GET", "/v1/whoami", Some(&acme), None).await.0,
+        200
+    );
+
+    // Unknown endpoints and methods.
+    assert_eq!(
+        json_call(a, "GET", "/v1/nope", Some(OPERATOR), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        json_call(a, "PATCH", "/v1/tenants", Some(OPERATOR), None)
+            .await
+            .0,
+        405
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_see_only_their_own_apps() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    let globex = tenant(&server, "globex").await;
+    let a = server.admin;
+    let (status, body) = deploy(
+        &server,
+        &globex,
+        "globex",
+        "shop",
+        app_archive(
+            "globex",
+            "shop",
+            &[("hi", programs::HELLO, Some("/globex/hi"))],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Every way acme could reach globex's app looks exactly like a missing app.
+    for (method, path) in [
+        ("GET", "/v1/tenants/globex/apps"),
+        ("GET", "/v1/tenants/globex/apps/shop"),
+        ("DELETE", "/v1/tenants/globex/apps/shop"),
+        ("GET", "/v1/tenants/globex/apps/shop/logs"),
+        ("POST", "/v1/tenants/globex/apps/shop/functions/hi/invoke"),
+        ("GET", "/v1/tenants/globex/tokens"),
+        ("POST", "/v1/tenants/globex/tokens"),
+    ] {
+        let (status, body) = json_call(a, method, path, Some(&acme), None).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    let (status, _) = deploy(
+        &server,
+        &acme,
+        "globex",
+        "shop",
+        app_archive(
+            "globex",
+            "shop",
+            &[("hi", programs::ECHO, Some("/globex/hi"))],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = deploy(
+        &server,
+        &acme,
+        "acme",
+        "shop",
+        app_archive(
+            "globex",
+            "shop",
+            &[("hi", programs::ECHO, Some("/acme/hi"))],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "a manifest for another tenant is refused");
+    // globex's app is untouched.
+    let (status, text) = get_text(server.gateway, "/globex/hi").await;
+    assert_eq!(status, 200);
+    assert!(text.starts_with("hello from meshwa"), "{text}");
+    let (_, apps) = json_call(a, "GET", "/v1/tenants/acme/apps", Some(&acme), None).await;
+    assert_eq!(apps, json!({ "apps": [] }));
+    // The operator sees both.
+    let (status, apps) = json_call(a, "GET", "/v1/tenants/globex/apps", Some(OPERATOR), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(apps["apps"][0]["app"], "shop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_deployment_changes_nothing_and_reports_every_problem() {
+    let server = start_with_limit(4 * 1024 * 1024).await;
+    let acme = tenant(&server, "acme").await;
+    let globex = tenant(&server, "globex").await;
+    let good = app_archive(
+        "acme",
+        "shop",
+        &[("hi", programs::HELLO, Some("/acme/hi"))],
+        "",
+    );
+    assert_eq!(deploy(&server, &acme, "acme", "shop", good).await.0, 200);
+
+    // Two broken components and an ungranted import: three problems, one answer.
+    let bad = app_archive(
+        "acme",
+        "shop",
+        &[
+            ("hi", "not a component", Some("/acme/hi")),
+            ("other", "also not a component", Some("/acme/other")),
+            ("svc", programs::SERVICES, Some("/acme/svc")),
+        ],
+        "",
+    );
+    let (status, body) = deploy(&server, &acme, "acme", "shop", bad).await;
+    assert_eq!(status, 422, "{body}");
+    let errors: Vec<String> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].contains("acme/shop/hi")
+            && errors[0].contains("not a valid WebAssembly component"),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("acme/shop/other"), "{errors:?}");
+    assert!(
+        errors[2].contains("acme/shop/svc") && errors[2].contains("not granted"),
+        "{errors:?}"
+    );
+
+    // A manifest error, a missing component and a wrong app name, at once.
+    let mut files = BTreeMap::new();
+    files.insert("meshwa.toml".to_owned(), b"tenant = \"acme\"\napp = \"other\"\n[[functions]]\nname = \"f\"\ncomponent = \"missing.wasm\"\n".to_vec());
+    let (status, body) = deploy(
+        &server,
+        &acme,
+        "acme",
+        "shop",
+        archive::pack(&files).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
+
+    // A route another tenant already serves.
+    let taken = app_archive(
+        "globex",
+        "x",
+        &[("hi", programs::HELLO, Some("/acme/hi/more"))],
+        "",
+    );
+    let (status, body) = deploy(&server, &globex, "globex", "x", taken).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("route collision"),
+        "{body}"
+    );
+
+    // Not an archive; too large.
+    let (status, body) = deploy(&server, &acme, "acme", "shop", b"garbage".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = deploy(&server, &acme, "acme", "shop", vec![0; 5 * 1024 * 1024]).await;
+    assert_eq!(status, 413, "{body}");
+
+    // The first version still serves, and the app is still version 1.
+    let (status, text) = get_text(server.gateway, "/acme/hi").await;
+    assert!(
+        status == 200 && text.starts_with("hello from meshwa"),
+        "{status} {text}"
+    );
+    assert_eq!(get_text(server.gateway, "/acme/other").await.0, 404);
+    let (_, detail) = json_call(
+        server.admin,
+        "GET",
+        "/v1/tenants/acme/apps/shop",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(detail["version"], 1, "{detail}");
+}
+
+/// Clients keep sending requests while the app is redeployed back and forth; not one fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeploys_under_load_fail_no_request() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    let v1 = app_archive(
+        "acme",
+        "shop",
+        &[("f", programs::HELLO, Some("/acme/f"))],
+        "",
+    );
+    let v2 = app_archive(
+        "acme",
+        "shop",
+        &[("f", programs::ECHO, Some("/acme/f"))],
+        "",
+    );
+    assert_eq!(
+        deploy(&server, &acme, "acme", "shop", v1.clone()).await.0,
+        200
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let seen = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed, seen) = (stop.clone(), ok.clone(), failed.clone(), seen.clone());
+        let gateway = server.gateway;
+        clients.push(tokio::spawn(async move {
+            let client = client();
+            // Bounded: the redeploys below take a few seconds; the loop ends when told or after 60 s.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                let request = http::Request::post(format!("http://{gateway}/acme/f"))
+                    .body(Full::new(Bytes::from_static(b"ping")))
+                    .unwrap();
+                match client.request(request).await {
+                    Ok(response) if response.status() == 200 => {
+                        let body = response.into_body().collect().await.unwrap().to_bytes();
+                        let version = if &body[..] == b"ping" { "v2" } else { "v1" };
+                        seen.lock().unwrap().insert(version);
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for round in 0..20 {
+        let archive = if round % 2 == 0 {
+            v2.clone()
+        } else {
+            v1.clone()
+        };
+        let (status, body) = deploy(&server, &acme, "acme", "shop", archive).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during redeploys"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 20);
+    assert_eq!(seen.lock().unwrap().len(), 2, "both versions served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_reaches_private_functions_and_logs_record_it() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    let archive = app_archive("acme", "shop", &[("echo", programs::ECHO, None)], "");
+    assert_eq!(deploy(&server, &acme, "acme", "shop", archive).await.0, 200);
+    assert_eq!(
+        get_text(server.gateway, "/acme").await.0,
+        404,
+        "private: no route"
+    );
+
+    let (status, headers, body) = call(
+        server.admin,
+        "POST",
+        "/v1/tenants/acme/apps/shop/functions/echo/invoke?path=%2Fx%3Fy%3D1",
+        Some(&acme),
+        b"hello there".to_vec(),
+    )
+    .await;
+    assert_eq!((status, &body[..]), (200, &b"hello there"[..]));
+    let invocation = headers["x-meshwa-invocation"].to_str().unwrap().to_owned();
+    let (status, logs) = json_call(
+        server.admin,
+        "GET",
+        "/v1/tenants/acme/apps/shop/logs?function=echo",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let entries = logs["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["invocation"] == invocation.as_str()
+                && e["kind"] == "invocation"
+                && e["status"] == 200),
+        "{logs}"
+    );
+    assert_eq!(
+        json_call(
+            server.admin,
+            "POST",
+            "/v1/tenants/acme/apps/shop/functions/nope/invoke",
+            Some(&acme),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Removing drains and unroutes; the app is gone for the API too.
+    let (status, removed) = json_call(
+        server.admin,
+        "DELETE",
+        "/v1/tenants/acme/apps/shop",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!((status, removed["drained"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        json_call(
+            server.admin,
+            "GET",
+            "/v1/tenants/acme/apps/shop",
+            Some(&acme),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let document: Value = serde_json::from_str(meshwa_control::api::OPENAPI).expect("valid JSON");
+    assert!(
+        document["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3."),
+        "an OpenAPI 3 document"
+    );
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete", "patch", "head", "options"]
+                .contains(&method.as_str())
+            {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = meshwa_control::api::ROUTES
+        .iter()
+        .map(|(method, path, _)| (method.to_string(), (*path).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, served,
+        "docs/openapi.json and api::ROUTES differ"
+    );
+
+    // And the server serves the same document.
+    let server = start().await;
+    let (status, body) = get_text(server.admin, "/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, meshwa_control::api::OPENAPI);
+}
+
+#[test]
+fn half_written_deployments_are_never_loaded() {
+    let data = tempfile::tempdir().unwrap();
+    let apps = data.path().join("apps");
+    std::fs::create_dir_all(apps.join(".staging-7")).unwrap();
+    std::fs::create_dir_all(apps.join("acme/shop/v3")).unwrap();
+    std::fs::write(
+        apps.join("acme/shop/v3/meshwa.toml"),
+        "tenant = \"acme\"\napp = \"shop\"\n",
+    )
+    .unwrap();
+    let store = meshwa_control::ControlStore::open(data.path()).unwrap();
+    assert!(store.apps().unwrap().is_empty());
+    assert!(!apps.join(".staging-7").exists());
+    assert!(
+        !apps.join("acme/shop/v3").exists(),
+        "an unrecorded version is removed"
+    );
+}
