@@ -279,19 +279,6 @@ fn json_or_error(status: http::StatusCode, body: &[u8]) -> anyhow::Result<Value>
     Err(fail(code, message))
 }
 
-/// Percent-encodes a query value (everything but unreserved characters and `/`).
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out += &format!("%{byte:02X}");
-        }
-    }
-    out
-}
-
 /// A request body that reports its progress as it is sent.
 struct ProgressBody {
     data: Bytes,
@@ -504,11 +491,11 @@ pub async fn invoke(connection: Connection, args: InvokeArgs) -> anyhow::Result<
             None => Bytes::from(text.to_owned()),
         },
     };
-    let path = format!(
-        "/v1/tenants/{tenant}/apps/{app}/functions/{function}/invoke?method={}&path={}",
-        args.method,
-        percent_encode(&args.path)
-    );
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("method", &args.method)
+        .append_pair("path", &args.path)
+        .finish();
+    let path = format!("/v1/tenants/{tenant}/apps/{app}/functions/{function}/invoke?{query}");
     let (status, headers, body) = client
         .send(http::Method::POST, &path, full(body), None)
         .await?;
@@ -541,10 +528,12 @@ pub async fn logs(connection: Connection, args: LogsArgs) -> anyhow::Result<()> 
         Some((app, function)) => (app, Some(function)),
         None => (args.target.as_str(), None),
     };
-    let mut path = format!("/v1/tenants/{tenant}/apps/{app}/logs?limit={}", args.limit);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("limit", &args.limit.to_string());
     if let Some(function) = function {
-        path += &format!("&function={function}");
+        query.append_pair("function", function);
     }
+    let path = format!("/v1/tenants/{tenant}/apps/{app}/logs?{}", query.finish());
     let value = client.call(http::Method::GET, &path, None).await?;
     client.print(&value, |v| {
         let mut lines = Vec::new();

@@ -430,20 +430,17 @@ async fn route(
         }
         Endpoint::Logs => {
             let app = visible_app(control, &caller, param("tenant"), param("app")).await?;
-            let query = request.uri().query().unwrap_or_default();
-            let get = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            };
-            let limit: usize = get("limit")
+            let limit: usize = query_param(request.uri(), "limit")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100)
                 .min(meshwa_runtime::RECENT_ENTRIES);
-            let only = get("function");
+            let only = query_param(request.uri(), "function");
             let mut entries: Vec<Value> = Vec::new();
             for function in &app.functions {
-                if only.is_some_and(|f| f != function.id().function.as_str()) {
+                if only
+                    .as_deref()
+                    .is_some_and(|f| f != function.id().function.as_str())
+                {
                     continue;
                 }
                 for entry in function.recent_log().latest(limit) {
@@ -786,29 +783,11 @@ async fn remove_app(control: &ControlPlane, tenant: &str, app: &str) -> Result<b
     Ok(drained)
 }
 
-/// Decodes `%XX` escapes of a query value (what `meshwa invoke` encodes); other bytes pass.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(high), Some(low)) => {
-                out.push(high * 16 + low);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The first value of query parameter `name`, decoded.
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Calls one function of an app (public or private) with the request's body.
@@ -823,20 +802,13 @@ async fn invoke(
         .find(|f| f.id().function.as_str() == function)
         .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no function {function}")))?;
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let get = |name: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map(str::to_owned)
-    };
-    let path = get("path").map_or_else(|| "/".to_owned(), |p| percent_decode(&p));
+    let path = query_param(request.uri(), "path").unwrap_or_else(|| "/".to_owned());
     if !path.starts_with('/') {
         return Err(ApiError::BadRequest(
             "`path` must start with '/'".to_owned(),
         ));
     }
-    let method = get("method").unwrap_or_else(|| "POST".to_owned());
+    let method = query_param(request.uri(), "method").unwrap_or_else(|| "POST".to_owned());
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| ApiError::BadRequest(format!("invalid method {method:?}")))?;
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();

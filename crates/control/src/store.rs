@@ -101,6 +101,13 @@ impl ControlStore {
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         let apps_dir = data_dir.join("apps");
         std::fs::create_dir_all(&apps_dir).map_err(io_error(&apps_dir))?;
+        // Every table exists from here on, so readers never meet a missing one.
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_table(TENANTS).map_err(db_error)?;
+        txn.open_table(TOKENS).map_err(db_error)?;
+        txn.open_table(APPS).map_err(db_error)?;
+        txn.open_table(META).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
         let store = ControlStore { db, apps_dir };
         store.remove_leftovers()?;
         Ok(store)
@@ -155,21 +162,14 @@ impl ControlStore {
 
     pub fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        match txn.open_table(TENANTS) {
-            Ok(table) => Ok(table.get(tenant).map_err(db_error)?.is_some()),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
-            Err(e) => Err(db_error(e)),
-        }
+        let table = txn.open_table(TENANTS).map_err(db_error)?;
+        Ok(table.get(tenant).map_err(db_error)?.is_some())
     }
 
     /// Tenants and their creation times.
     pub fn tenants(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = match txn.open_table(TENANTS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_error(e)),
-        };
+        let table = txn.open_table(TENANTS).map_err(db_error)?;
         let mut tenants = Vec::new();
         for entry in table.iter().map_err(db_error)? {
             let (name, created) = entry.map_err(db_error)?;
@@ -219,11 +219,7 @@ impl ControlStore {
     /// The tenant a token belongs to, if it is a live token.
     pub fn token_tenant(&self, token: &str) -> Result<Option<String>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = match txn.open_table(TOKENS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_error(e)),
-        };
+        let table = txn.open_table(TOKENS).map_err(db_error)?;
         let record = table
             .get(token_hash(token).as_str())
             .map_err(db_error)?
@@ -233,11 +229,7 @@ impl ControlStore {
 
     pub fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = match txn.open_table(TOKENS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_error(e)),
-        };
+        let table = txn.open_table(TOKENS).map_err(db_error)?;
         let mut records = Vec::new();
         for entry in table.iter().map_err(db_error)? {
             let (_, value) = entry.map_err(db_error)?;
@@ -274,11 +266,7 @@ impl ControlStore {
     /// Every deployed app's current version.
     pub fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = match txn.open_table(APPS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_error(e)),
-        };
+        let table = txn.open_table(APPS).map_err(db_error)?;
         let mut records = Vec::new();
         for entry in table.iter().map_err(db_error)? {
             let (_, value) = entry.map_err(db_error)?;

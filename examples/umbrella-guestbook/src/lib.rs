@@ -53,12 +53,7 @@ fn show(store: &Store) -> Result<Response, meshwa_sdk::kv::Error> {
 
 fn sign(store: &Store, body: &[u8]) -> Result<Response, meshwa_sdk::kv::Error> {
     let form = String::from_utf8_lossy(body);
-    let field = |name: &str| {
-        form.split('&')
-            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-            .map(decode)
-            .unwrap_or_default()
-    };
+    let field = |name: &str| meshwa_sdk::form_value(&form, name).unwrap_or_default();
     let (name, message) = (field("name"), field("message"));
     if name.trim().is_empty() || message.trim().is_empty() {
         return Ok(Response::new(
@@ -101,29 +96,6 @@ fn clear(store: &Store, authorization: Option<&str>) -> Result<Response, meshwa_
         200,
         format!("cleared {} entries\n", keys.len()),
     ))
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` and `%XX`).
-fn decode(text: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 meshwa_sdk::http_handler!(handle);

@@ -180,6 +180,14 @@ fn write_all(
     stream.blocking_flush()
 }
 
+/// The first value of `name` in `application/x-www-form-urlencoded` text (a form body or a
+/// query string), decoded.
+pub fn form_value(text: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(text.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
 /// An incoming HTTP request, read whole.
 #[derive(Debug, Clone)]
 pub struct Request {
