@@ -770,7 +770,7 @@ fn change_error(error: ChangeError) -> ApiError {
 async fn remove_app(control: &ControlPlane, tenant: &str, app: &str) -> Result<bool, ApiError> {
     let removed = control
         .registry
-        .remove(tenant, app, false)
+        .remove(tenant, app)
         .await
         .map_err(change_error)?;
     let version = control.store.forget_app(tenant, app)?;

@@ -144,20 +144,14 @@ impl Registry {
         Ok(previous)
     }
 
-    /// Unroutes `tenant/app` and makes it unreachable for in-process calls. Its running
-    /// instances finish; [`drain`] waits for them. `allow_static` lets the operator's own
-    /// shutdown paths remove command-line apps; the API never does.
-    pub async fn remove(
-        &self,
-        tenant: &str,
-        app: &str,
-        allow_static: bool,
-    ) -> Result<ActiveApp, ChangeError> {
+    /// Unroutes a deployed `tenant/app` and makes it unreachable for in-process calls. Its
+    /// running instances finish; [`drain`] waits for them. Command-line apps are refused.
+    pub async fn remove(&self, tenant: &str, app: &str) -> Result<ActiveApp, ChangeError> {
         let key = (tenant.to_owned(), app.to_owned());
         let mut apps = self.apps.lock().await;
         match apps.get(&key) {
             None => return Err(ChangeError::NotFound(format!("{tenant}/{app}"))),
-            Some(found) if found.origin == Origin::Static && !allow_static => {
+            Some(found) if found.origin == Origin::Static => {
                 return Err(ChangeError::Static(format!("{tenant}/{app}")));
             }
             Some(_) => {}
