@@ -75,6 +75,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_TENANT_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..))]
     tenant_max_instances: Option<u32>,
 
+    /// Most linear memory all live instances of one tenant may hold together (default: no quota
+    /// beyond its instance slots × max-memory); a manifest's `tenant-limits.max-memory` can only
+    /// lower it. A growth beyond it ends that request with 429.
+    #[arg(long, env = "MESHWA_TENANT_MAX_MEMORY", value_parser = parse_size)]
+    tenant_max_memory: Option<u64>,
+
     /// Most requests of one tenant waiting for an instance slot; more get 429 at once.
     #[arg(long, default_value_t = 100)]
     tenant_max_queue: u32,
@@ -164,6 +170,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances,
         tenant_max_instances: args.tenant_max_instances,
         tenant_max_queue: args.tenant_max_queue,
+        tenant_max_memory: args.tenant_max_memory,
         max_instance_memory: args.max_instance_memory,
         ..EngineSettings::default()
     };

@@ -79,3 +79,72 @@ async fn a_flooding_tenant_cannot_starve_another() {
     assert_eq!(refused, 7, "{statuses:?}");
     assert_eq!(timed_out, 5, "{statuses:?}");
 }
+
+/// A tenant's instances together cannot hold more linear memory than its quota: the request
+/// whose growth would cross it ends with 429 `tenant_memory`, the tenant's other instance keeps
+/// running, other tenants are untouched, and the account is released as instances end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_hold_more_memory_than_its_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let greedy = dir.path().join("greedy.toml");
+    std::fs::write(
+        &greedy,
+        format!(
+            "tenant = \"greedy\"\napp = \"a\"\n[tenant-limits]\nmax-memory = \"4MiB\"\n\
+             [[functions]]\nname = \"f\"\ncomponent = \"{}\"\nroute = \"/greedy\"\n\
+             limits = {{ max-memory = \"64MiB\", timeout = \"1500ms\" }}\n",
+            programs::FAULTS
+        ),
+    )
+    .unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"oom\"\ncomponent = \"{}\"\nroute = \"/good\"\n\
+             limits = {{ max-memory = \"16MiB\" }}\n",
+            programs::FAULTS
+        ),
+    )
+    .unwrap();
+    let server = start_with_settings(&[greedy, good], EngineSettings::default()).await;
+
+    // One instance holds its memory (it sleeps until its deadline) while another grows.
+    let addr = server.addr;
+    let sleeper = tokio::spawn(async move { get(addr, "/greedy/sleep").await.status });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let greedy = get(server.addr, "/greedy/oom").await;
+    assert_eq!(greedy.status, 429, "{}", greedy.body);
+    assert!(
+        greedy.body.contains("\"error\":\"tenant_memory\""),
+        "{}",
+        greedy.body
+    );
+    assert!(
+        greedy.body.contains("memory quota of 4194304 bytes"),
+        "{}",
+        greedy.body
+    );
+
+    // The other tenant's instances may grow up to their own limit (16 MiB, beyond the greedy
+    // tenant's quota): a different account.
+    let other = get(server.addr, "/good/oom").await;
+    assert_eq!(other.status, 503, "{}", other.body);
+    assert!(
+        other.body.contains("\"error\":\"out_of_memory\""),
+        "{}",
+        other.body
+    );
+    assert_eq!(get(server.addr, "/good/ok").await.status, 200);
+
+    assert_eq!(
+        sleeper.await.unwrap(),
+        504,
+        "the sleeping instance ran to its deadline"
+    );
+    // Every instance released its share: many more requests fit in the quota, one by one.
+    for _ in 0..20 {
+        let answer = get(server.addr, "/greedy/ok").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+}

@@ -463,3 +463,63 @@ async fn a_stack_overflow_is_a_trap_of_that_request_only() {
     assert_eq!(answer.status, 500, "{}", answer.body);
     assert_eq!(get(server.addr, "/hello").await.status, 200);
 }
+
+/// A gigantic (endless) response: it streams only as fast as its client reads, ends with an
+/// error at the function's deadline (never as a complete-looking body), and meanwhile another
+/// tenant's requests all succeed with the right answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigantic_response_is_cut_at_the_deadline_and_harms_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = manifest(
+        dir.path(),
+        "mallory",
+        &[("huge", programs::FAULTS, "/m/huge", "timeout = \"1s\"")],
+    );
+    let good = manifest(
+        dir.path(),
+        "alice",
+        &[("hello", programs::HELLO, "/alice", "")],
+    );
+    let server = start(&[bad, good]).await;
+
+    let addr = server.addr;
+    let attack = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let request = http::Request::get(format!("http://{addr}/m/huge"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client().request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut received = 0usize;
+        let ended_with_error = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => received += frame.data_ref().map_or(0, |d| d.len()),
+                Some(Err(_)) => break true,
+                None => break false,
+            }
+        };
+        (received, ended_with_error, started.elapsed())
+    });
+    for i in 0..50 {
+        let answer = get(server.addr, &format!("/alice/{i}")).await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer
+                .body
+                .starts_with(&format!("hello from meshwa: /alice/{i} ")),
+            "{}",
+            answer.body
+        );
+    }
+    let (received, ended_with_error, elapsed) = attack.await.unwrap();
+    assert!(
+        ended_with_error,
+        "an endless body must end with an error, not cleanly"
+    );
+    assert!(received > 1 << 20, "the body streamed ({received} bytes)");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "cut at the 1 s deadline, took {elapsed:?}"
+    );
+}

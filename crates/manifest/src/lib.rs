@@ -30,6 +30,7 @@
 //!
 //! [tenant-limits]
 //! max-instances = 20               # optional: most live instances of this tenant at once
+//! max-memory = "512MiB"            # optional: most linear memory they may hold together
 //!
 //! [key-value.visits]               # a durable store of this app (all quotas optional)
 //! max-key-size = "256B"
@@ -85,6 +86,9 @@ pub struct Manifest {
     /// Most instances the tenant may hold at once (`tenant-limits.max-instances`), if set. With
     /// several apps of one tenant, the smallest applies; the server's ceiling always does.
     pub tenant_max_instances: Option<u32>,
+    /// Most linear memory the tenant's live instances may hold together
+    /// (`tenant-limits.max-memory`), if set; the smallest of the tenant's apps applies.
+    pub tenant_max_memory: Option<u64>,
     /// The app's durable key-value stores (`[key-value.<name>]`).
     pub stores: Vec<StoreSpec>,
     /// Plain config values (`[config]`).

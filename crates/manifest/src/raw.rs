@@ -51,6 +51,7 @@ struct RawGrants {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawTenantLimits {
     max_instances: Option<Spanned<u32>>,
+    max_memory: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +287,25 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         }
     }
 
+    let tenant_max_memory = match raw
+        .tenant_limits
+        .as_ref()
+        .and_then(|l| l.max_memory.as_ref())
+    {
+        Some(v) => {
+            let bytes = parse_size(v.get_ref())
+                .map_err(|m| invalid("tenant-limits.max-memory", v.span(), m))?;
+            if bytes < 64 * 1024 {
+                return Err(invalid(
+                    "tenant-limits.max-memory",
+                    v.span(),
+                    "must be at least 64KiB (one WebAssembly page)".to_owned(),
+                ));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
     let tenant_max_instances = match raw.tenant_limits.and_then(|l| l.max_instances) {
         Some(n) if *n.get_ref() == 0 => {
             return Err(invalid(
@@ -303,6 +323,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         app,
         functions,
         tenant_max_instances,
+        tenant_max_memory,
         stores,
         config,
         secrets,

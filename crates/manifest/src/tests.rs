@@ -233,6 +233,13 @@ fn tenant_limits() {
     assert!(e.contains(":4: `tenant-limits.max-instances`"), "{e}");
     let e = error("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-cpu = 1\n");
     assert!(e.contains("max-cpu"), "{e}");
+    let m = parse("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-memory = \"1GiB\"\n").unwrap();
+    assert_eq!(m.tenant_max_memory, Some(1 << 30));
+    let e = error("tenant = \"a\"\napp = \"b\"\n[tenant-limits]\nmax-memory = \"1KiB\"\n");
+    assert!(
+        e.contains(":4: `tenant-limits.max-memory`: must be at least 64KiB"),
+        "{e}"
+    );
 }
 
 const SERVICES: &str = r#"

@@ -11,12 +11,18 @@
 //!   429, rather than making everybody wait. A waiting request gives up at its deadline with 503.
 //! - Waiting for a slot is first come, first served (tokio's semaphores are fair), within a
 //!   tenant and for the pool.
+//! - Each tenant's live instances together may hold at most its memory quota of linear memory
+//!   (the smaller of `--tenant-max-memory` and its manifests' `tenant-limits.max-memory`; none by
+//!   default, beyond slots × `max-memory`). The account is charged as memories grow, also at
+//!   instantiation, and released when an instance is dropped; a growth beyond it is refused,
+//!   which ends that request with 429 `tenant_memory` and leaves the tenant's other instances
+//!   and every other tenant untouched.
 //! - In-process calls (a function calling another) take a pool slot but not a tenant slot: the
 //!   request that started the chain was admitted already, and a chain's depth is bounded. Taking
 //!   tenant slots per hop would let a deep chain deadlock on its own tenant's quota.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use meshwa_manifest::Name;
@@ -28,6 +34,7 @@ use crate::InvokeError;
 pub(crate) struct Admission {
     pool: Arc<Semaphore>,
     tenant_ceiling: u32,
+    tenant_memory_ceiling: Option<u64>,
     tenant_max_queue: u32,
     tenants: Mutex<HashMap<Name, Arc<TenantGate>>>,
 }
@@ -39,6 +46,40 @@ pub(crate) struct TenantGate {
     limit: AtomicU32,
     queued: AtomicU32,
     max_queue: u32,
+    pub(crate) memory: Arc<TenantMemory>,
+}
+
+/// A tenant's linear-memory account: what all its live instances hold, against its quota.
+pub(crate) struct TenantMemory {
+    pub(crate) tenant: Name,
+    /// `u64::MAX` when the tenant has no memory quota.
+    limit: AtomicU64,
+    used: AtomicU64,
+}
+
+impl TenantMemory {
+    /// Charges `bytes` if the account stays within the quota.
+    pub(crate) fn try_charge(&self, bytes: u64) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= limit)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Lowers the quota to `bytes` (it never rises).
+    fn lower(&self, bytes: u64) {
+        self.limit.fetch_min(bytes, Ordering::Relaxed);
+    }
 }
 
 /// The slots an admitted request holds until its instance is gone.
@@ -48,10 +89,16 @@ pub(crate) struct Admitted {
 }
 
 impl Admission {
-    pub(crate) fn new(max_instances: u32, tenant_ceiling: u32, tenant_max_queue: u32) -> Self {
+    pub(crate) fn new(
+        max_instances: u32,
+        tenant_ceiling: u32,
+        tenant_max_queue: u32,
+        tenant_memory_ceiling: Option<u64>,
+    ) -> Self {
         Admission {
             pool: Arc::new(Semaphore::new(max_instances as usize)),
             tenant_ceiling: tenant_ceiling.clamp(1, max_instances.max(1)),
+            tenant_memory_ceiling,
             tenant_max_queue,
             tenants: Mutex::new(HashMap::new()),
         }
@@ -74,6 +121,11 @@ impl Admission {
                 limit: AtomicU32::new(limit),
                 queued: AtomicU32::new(0),
                 max_queue: self.tenant_max_queue,
+                memory: Arc::new(TenantMemory {
+                    tenant: tenant.clone(),
+                    limit: AtomicU64::new(self.tenant_memory_ceiling.unwrap_or(u64::MAX)),
+                    used: AtomicU64::new(0),
+                }),
             })
         });
         let current = gate.limit.load(Ordering::Relaxed);
@@ -83,6 +135,12 @@ impl Admission {
             gate.limit.store(limit, Ordering::Relaxed);
         }
         gate.clone()
+    }
+
+    /// Lowers `tenant`'s memory quota to `bytes` (a manifest's `tenant-limits.max-memory`); the
+    /// operator's ceiling still applies and the smallest wins.
+    pub(crate) fn limit_memory(&self, tenant: &Name, bytes: u64) {
+        self.gate(tenant, None).memory.lower(bytes);
     }
 
     /// Pool slots not held by any instance now.

@@ -45,6 +45,9 @@ pub struct EngineSettings {
     pub tenant_max_instances: Option<u32>,
     /// Most requests of one tenant waiting for a slot; more are refused at once with 429.
     pub tenant_max_queue: u32,
+    /// Most linear memory all live instances of one tenant may hold together (`None`: no quota
+    /// beyond slots × `max-memory`); a manifest's `tenant-limits.max-memory` can only lower it.
+    pub tenant_max_memory: Option<u64>,
     /// Per-instance linear-memory ceiling; a function asking for more is refused at load.
     pub max_instance_memory: u64,
     /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
@@ -63,6 +66,7 @@ impl Default for EngineSettings {
             max_instances: 1000,
             tenant_max_instances: None,
             tenant_max_queue: 100,
+            tenant_max_memory: None,
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
             pagemap_scan: true,

@@ -122,6 +122,10 @@ pub enum InvokeError {
         "tenant {tenant} is at its quota of {limit} concurrent instances and its queue is full"
     )]
     TenantQuota { tenant: String, limit: u32 },
+    #[error(
+        "tenant {tenant}'s live instances would hold more than its memory quota of {limit} bytes"
+    )]
+    TenantMemory { tenant: String, limit: u64 },
     #[error("internal error: {0}")]
     Host(String),
 }
@@ -131,7 +135,8 @@ impl InvokeError {
         match self {
             InvokeError::PayloadTooLarge { .. }
             | InvokeError::BadRequest(_)
-            | InvokeError::TenantQuota { .. } => Fault::Client,
+            | InvokeError::TenantQuota { .. }
+            | InvokeError::TenantMemory { .. } => Fault::Client,
             InvokeError::Trap(_)
             | InvokeError::Timeout(_)
             | InvokeError::OutOfMemory { .. }
@@ -153,6 +158,7 @@ impl InvokeError {
             InvokeError::GuestError(_) => "guest_error",
             InvokeError::Overloaded => "overloaded",
             InvokeError::TenantQuota { .. } => "tenant_quota",
+            InvokeError::TenantMemory { .. } => "tenant_memory",
             InvokeError::Host(_) => "host",
         }
     }

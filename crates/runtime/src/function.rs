@@ -20,7 +20,7 @@ use crate::admission::{Admission, TenantGate};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
 use crate::services::FunctionServices;
-use crate::state::InstanceState;
+use crate::state::{InstanceState, MemoryDenial};
 use crate::{CacheOutcome, InvokeError};
 
 /// The body of a response produced by a function (streamed from the guest).
@@ -209,9 +209,15 @@ impl HttpFunction {
         let live = LiveInstance::new(&self.live);
         let mut store = Store::new(
             self.pre.engine(),
-            InstanceState::new(self.limits.max_memory, call, self.services.clone()),
+            InstanceState::new(
+                self.limits.max_memory,
+                self.tenant_gate.memory.clone(),
+                call,
+                self.services.clone(),
+            ),
         );
-        let memory_denied = store.data().limiter.memory_denied_flag();
+        let memory_denial = store.data().limiter.denial();
+        let tenant_quota = store.data().limiter.tenant_quota();
         store.limiter(|state| &mut state.limiter);
         let std_deadline = deadline.into_std();
         store.set_epoch_deadline(1);
@@ -261,7 +267,8 @@ impl HttpFunction {
                 classify_failure(
                     error,
                     &limits,
-                    memory_denied.load(Ordering::Relaxed),
+                    &memory_denial,
+                    tenant_quota,
                     guest_body_exceeded.load(Ordering::Relaxed),
                 )
             });
@@ -521,7 +528,8 @@ fn describe_error_code(code: &ErrorCode) -> String {
 fn classify_failure(
     error: wasmtime::Error,
     limits: &Limits,
-    memory_denied: bool,
+    memory_denial: &MemoryDenial,
+    (tenant, tenant_limit): (String, u64),
     body_exceeded: bool,
 ) -> InvokeError {
     let has = |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(pred);
@@ -540,7 +548,13 @@ fn classify_failure(
         Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
-    if memory_denied {
+    if memory_denial.by_tenant_quota() {
+        return InvokeError::TenantMemory {
+            tenant,
+            limit: tenant_limit,
+        };
+    }
+    if memory_denial.by_instance_limit() {
         return InvokeError::OutOfMemory {
             limit: limits.max_memory,
             detail,

@@ -16,7 +16,9 @@ pub fn status_for(error: &InvokeError) -> StatusCode {
     match error {
         InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        InvokeError::TenantQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
+        InvokeError::TenantQuota { .. } | InvokeError::TenantMemory { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         InvokeError::OutOfMemory { .. } | InvokeError::Overloaded => {
             StatusCode::SERVICE_UNAVAILABLE

@@ -69,6 +69,7 @@ pub struct PreparedApp {
     pub tenant: meshwa_manifest::Name,
     pub app: meshwa_manifest::Name,
     tenant_max_instances: Option<u32>,
+    tenant_max_memory: Option<u64>,
     /// In manifest order.
     pub functions: Vec<Arc<HttpFunction>>,
 }
@@ -118,6 +119,7 @@ impl Runtime {
             settings.max_instances,
             tenant_ceiling,
             settings.tenant_max_queue,
+            settings.tenant_max_memory,
         ));
         Ok(Runtime {
             engine,
@@ -195,6 +197,7 @@ impl Runtime {
             tenant: manifest.tenant.clone(),
             app: manifest.app.clone(),
             tenant_max_instances: manifest.tenant_max_instances,
+            tenant_max_memory: manifest.tenant_max_memory,
             functions,
         })
     }
@@ -204,6 +207,9 @@ impl Runtime {
     pub fn activate_app(&self, app: &PreparedApp) {
         if let Some(limit) = app.tenant_max_instances {
             self.limit_tenant(&app.tenant, limit);
+        }
+        if let Some(bytes) = app.tenant_max_memory {
+            self.admission.limit_memory(&app.tenant, bytes);
         }
         self.directory
             .replace_app(&app.tenant, &app.app, &app.functions);

@@ -192,7 +192,8 @@ fn failed(error: &InvokeError) -> invoke::InvokeError {
         InvokeError::OutOfMemory { .. }
         | InvokeError::PayloadTooLarge { .. }
         | InvokeError::Overloaded
-        | InvokeError::TenantQuota { .. } => invoke::InvokeError::LimitExceeded(error.to_string()),
+        | InvokeError::TenantQuota { .. }
+        | InvokeError::TenantMemory { .. } => invoke::InvokeError::LimitExceeded(error.to_string()),
         InvokeError::BadRequest(_) | InvokeError::Host(_) => {
             invoke::InvokeError::Failed(error.to_string())
         }

@@ -7,10 +7,11 @@
 //! stderr go to the host's log.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use wasmtime::ResourceLimiter;
 
+use crate::admission::TenantMemory;
 use crate::calls::CallContext;
 use crate::services::FunctionServices;
 use crate::services::logging::{GuestStdio, Source};
@@ -34,6 +35,7 @@ pub struct InstanceState {
 impl InstanceState {
     pub(crate) fn new(
         max_memory: u64,
+        tenant_memory: Arc<TenantMemory>,
         call: CallContext,
         services: Arc<FunctionServices>,
     ) -> InstanceState {
@@ -50,7 +52,7 @@ impl InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: OutboundPolicy { call, services },
-            limiter: InstanceLimiter::new(max_memory),
+            limiter: InstanceLimiter::new(max_memory, tenant_memory),
         }
     }
 }
@@ -90,39 +92,82 @@ impl WasiHttpView for InstanceState {
     }
 }
 
-/// Enforces the function's memory limit and remembers whether the guest hit it, so that the trap
-/// that usually follows (Rust aborts on allocation failure) is reported as "out of memory".
+/// Which memory limit refused a growth, if any (kept readable after the store is gone).
+#[derive(Clone, Default)]
+pub(crate) struct MemoryDenial(Arc<AtomicU8>);
+
+impl MemoryDenial {
+    const INSTANCE: u8 = 1;
+    const TENANT: u8 = 2;
+
+    /// The instance's own `max-memory` refused a growth.
+    pub(crate) fn by_instance_limit(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::INSTANCE
+    }
+
+    /// The tenant's memory quota refused a growth.
+    pub(crate) fn by_tenant_quota(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::TENANT
+    }
+}
+
+/// Enforces the function's memory limit and the tenant's memory quota, and remembers which one
+/// refused a growth, so that the trap that usually follows (Rust aborts on allocation failure) is
+/// reported as what it is. The bytes charged to the tenant are released when the instance (and
+/// this limiter with it) is dropped.
 pub(crate) struct InstanceLimiter {
     max_memory: usize,
-    memory_denied: Arc<AtomicBool>,
+    tenant: Arc<TenantMemory>,
+    charged: u64,
+    denial: MemoryDenial,
 }
 
 impl InstanceLimiter {
-    fn new(max_memory: u64) -> InstanceLimiter {
+    fn new(max_memory: u64, tenant: Arc<TenantMemory>) -> InstanceLimiter {
         InstanceLimiter {
             max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
-            memory_denied: Arc::new(AtomicBool::new(false)),
+            tenant,
+            charged: 0,
+            denial: MemoryDenial::default(),
         }
     }
 
-    /// A flag that stays readable after the store is gone.
-    pub(crate) fn memory_denied_flag(&self) -> Arc<AtomicBool> {
-        self.memory_denied.clone()
+    pub(crate) fn denial(&self) -> MemoryDenial {
+        self.denial.clone()
+    }
+
+    /// The tenant whose quota this instance is charged to, and that quota.
+    pub(crate) fn tenant_quota(&self) -> (String, u64) {
+        (self.tenant.tenant.to_string(), self.tenant.limit())
+    }
+}
+
+impl Drop for InstanceLimiter {
+    fn drop(&mut self) {
+        self.tenant.release(self.charged);
     }
 }
 
 impl ResourceLimiter for InstanceLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.max_memory && maximum.is_none_or(|max| desired <= max);
-        if !allowed {
-            self.memory_denied.store(true, Ordering::Relaxed);
+        if desired > self.max_memory || maximum.is_some_and(|max| desired > max) {
+            self.denial
+                .0
+                .store(MemoryDenial::INSTANCE, Ordering::Relaxed);
+            return Ok(false);
         }
-        Ok(allowed)
+        let growth = desired.saturating_sub(current) as u64;
+        if !self.tenant.try_charge(growth) {
+            self.denial.0.store(MemoryDenial::TENANT, Ordering::Relaxed);
+            return Ok(false);
+        }
+        self.charged += growth;
+        Ok(true)
     }
 
     fn table_growing(

@@ -13,6 +13,7 @@
 //! | `error-code`       | sets an error code instead of a response                   |
 //! | `read-all`         | reads the whole body, then answers with its length         |
 //! | `recurse`          | recurses without end (stack overflow)                      |
+//! | `huge`             | streams an endless body (64 KiB chunks)                    |
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::types::{ErrorCode, Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -51,6 +52,17 @@ impl Guest for Faults {
                 ResponseOutparam::set(out, Ok(response));
                 support::write_all(&body, b"partial ");
                 panic!("trapping in the middle of the body");
+            }
+            "huge" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let body = response.body().expect("body");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = body.write().expect("stream taken once");
+                let chunk = vec![b'x'; 4096];
+                // Until the host stops it: the deadline, or a client that went away.
+                loop {
+                    stream.blocking_write_and_flush(&chunk).expect("write body");
+                }
             }
             "error-code" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("nope".into())))),
             "recurse" => {

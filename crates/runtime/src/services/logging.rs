@@ -97,6 +97,10 @@ impl GuestLog {
 
     /// Logs one line of `invocation` from the guest, if the rate allows.
     pub(crate) fn line(&self, source: Source, invocation: &str, context: &str, text: &str) {
+        // Blank lines (Rust's panic message starts with one) say nothing and cost a token.
+        if text.trim().is_empty() {
+            return;
+        }
         let Some(dropped) = self.admit() else {
             return;
         };
