@@ -8,6 +8,7 @@
 //! - `hops`: per-hop cost of function-to-function calls against native HTTP + JSON.
 //! - `deploy`: time from `meshwa deploy` to the first successful request (cold and warm), and
 //!   failed requests during back-to-back redeploys under load, against a `meshwa serve` child.
+//! - `attacks`: a good tenant's latency alone and while another tenant runs each attack.
 //! - `kv`: key-value get and durable set from inside a guest against a native client of a local
 //!   `redis-server` (started and stopped by the bench).
 
@@ -36,12 +37,34 @@ pub enum BenchCommand {
     /// A native microservice for the `hops` baseline: parses a JSON document with a payload
     /// string, answers its length as JSON.
     JsonEcho(NativeHelloArgs),
+    /// A good tenant's p50/p99 alone and while another tenant attacks (loop, memory, trap,
+    /// endless response, flood), over real HTTP on loopback.
+    Attacks(AttacksArgs),
     /// Time from `meshwa deploy` to the first successful request, cold and warm, and requests
     /// failed during back-to-back redeploys under load.
     Deploy(DeployBenchArgs),
     /// Key-value get and durable set latency from inside a guest (wasi:keyvalue on the embedded
     /// store) against a native Redis client over loopback (`appendfsync always`).
     Kv(KvArgs),
+}
+
+#[derive(Args)]
+pub struct AttacksArgs {
+    /// The well-behaved function (`guests/hello`).
+    #[arg(long)]
+    good: PathBuf,
+    /// The attacker's component (`guests/faults`).
+    #[arg(long)]
+    faults: PathBuf,
+    /// Good requests measured per row.
+    #[arg(long, default_value_t = 2000)]
+    requests: u32,
+    /// Concurrent attacker connections.
+    #[arg(long, default_value_t = 4)]
+    attackers: u32,
+    /// As `meshwa serve --io-poll-interval`.
+    #[arg(long, default_value_t = 1)]
+    io_poll_interval: u32,
 }
 
 #[derive(Args)]
@@ -120,6 +143,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::JsonEcho(args) => json_echo(args),
         BenchCommand::Kv(args) => kv(args),
         BenchCommand::Deploy(args) => deploy_bench(args),
+        BenchCommand::Attacks(args) => attacks(args),
     }
 }
 
@@ -929,4 +953,154 @@ fn deploy_bench(args: DeployBenchArgs) -> anyhow::Result<()> {
         ms(&redeploys, 0.99)
     );
     Ok(())
+}
+
+/// The attacks of `meshwa bench attacks`: a row name and the attacker's path.
+const ATTACKS: &[(&str, &str)] = &[
+    ("infinite loop (deadline 200 ms)", "/evil/loop/loop"),
+    ("memory growth to the limit", "/evil/oom/oom"),
+    ("trap", "/evil/trap/trap"),
+    ("endless response (deadline 200 ms)", "/evil/huge/huge"),
+    ("stack overflow", "/evil/trap/recurse"),
+    (
+        "slow requests blocked in a host call (deadline 200 ms)",
+        "/evil/loop/sleep",
+    ),
+];
+
+fn attacks(args: AttacksArgs) -> anyhow::Result<()> {
+    let data = std::env::temp_dir().join(format!("meshwa-attacks-{}", std::process::id()));
+    // The same scheduler settings as `meshwa serve` (see its --io-poll-interval).
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .event_interval(args.io_poll_interval)
+        .enable_all()
+        .build()?;
+    let result = tokio.block_on(async {
+        let runtime = Arc::new(Runtime::new(
+            EngineSettings {
+                max_instances: 64,
+                ..EngineSettings::default()
+            },
+            &data,
+        )?);
+        let evil = format!(
+            "tenant = \"evil\"\napp = \"a\"\n\
+             [[functions]]\nname = \"loop\"\ncomponent = {f:?}\nroute = \"/evil/loop\"\nlimits = {{ timeout = \"200ms\" }}\n\
+             [[functions]]\nname = \"oom\"\ncomponent = {f:?}\nroute = \"/evil/oom\"\nlimits = {{ max-memory = \"32MiB\" }}\n\
+             [[functions]]\nname = \"trap\"\ncomponent = {f:?}\nroute = \"/evil/trap\"\n\
+             [[functions]]\nname = \"huge\"\ncomponent = {f:?}\nroute = \"/evil/huge\"\nlimits = {{ timeout = \"200ms\" }}\n",
+            f = args.faults.display().to_string()
+        );
+        let good = format!(
+            "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"hello\"\ncomponent = {:?}\nroute = \"/good\"\n",
+            args.good.display().to_string()
+        );
+        let mut routes = Vec::new();
+        for text in [evil, good] {
+            let manifest = Manifest::parse(&text, Path::new("attacks"), Path::new("."))?;
+            let functions = runtime.load_app(&manifest, &Secrets::default())?;
+            for (spec, function) in manifest.functions.iter().zip(functions) {
+                if let Some(route) = &spec.route {
+                    routes.push((route.clone(), function));
+                }
+            }
+        }
+        let listener = meshwa_gateway::bind("127.0.0.1:0".parse()?).await?;
+        let addr = listener.local_addr()?;
+        let stats = runtime.clone();
+        let metrics = Arc::new(meshwa_gateway::Metrics::new(Arc::new(move || stats.stats())));
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(meshwa_gateway::serve(
+            listener,
+            Arc::new(meshwa_gateway::Routes::from_pointee(meshwa_gateway::Router::new(routes))),
+            metrics,
+            meshwa_gateway::GatewayConfig::default(),
+            async move {
+                let _ = server_stopped.await;
+            },
+        ));
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
+
+        println!(
+            "good tenant's latency over HTTP/1.1 keep-alive, {} sequential requests per row, {} attacker connections; µs\n",
+            args.requests, args.attackers
+        );
+        println!("| attack | good p50 | good p99 | p99 / alone | good failed | attacker answers |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        let mut alone_p99 = f64::NAN;
+        for (name, path) in std::iter::once(&("none (alone)", "")).chain(ATTACKS) {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut attackers = Vec::new();
+            for _ in 0..(if path.is_empty() { 0 } else { args.attackers }) {
+                let (stop, client, path) = (stop.clone(), client.clone(), path.to_string());
+                attackers.push(tokio::spawn(async move {
+                    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+                    // Bounded: stops when the row ends, or after ten minutes.
+                    let deadline = Instant::now() + Duration::from_secs(600);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                        let Ok(request) = http::Request::get(format!("http://{addr}{path}")).body(Full::new(Bytes::new())) else {
+                            break;
+                        };
+                        let status = match client.request(request).await {
+                            Ok(response) => {
+                                let status = response.status().as_u16();
+                                let _ = response.into_body().collect().await;
+                                status
+                            }
+                            Err(_) => 0,
+                        };
+                        *statuses.entry(status).or_default() += 1;
+                    }
+                    statuses
+                }));
+            }
+            if !path.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut samples = Vec::with_capacity(args.requests as usize);
+            let mut failed = 0u32;
+            for i in 0..args.requests {
+                let started = Instant::now();
+                let request = http::Request::get(format!("http://{addr}/good/{i}")).body(Full::new(Bytes::new()))?;
+                let good = match client.request(request).await {
+                    Ok(response) if response.status() == 200 => response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes().starts_with(b"hello from meshwa"))
+                        .unwrap_or(false),
+                    _ => false,
+                };
+                samples.push(started.elapsed());
+                if !good {
+                    failed += 1;
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut answers = std::collections::BTreeMap::<u16, u32>::new();
+            for attacker in attackers {
+                for (status, n) in attacker.await? {
+                    *answers.entry(status).or_default() += n;
+                }
+            }
+            samples.sort_unstable();
+            let (p50, p99) = (percentile_us(&samples, 0.5), percentile_us(&samples, 0.99));
+            if path.is_empty() {
+                alone_p99 = p99;
+            }
+            let answers: Vec<String> = answers.iter().map(|(s, n)| format!("{n}×{s}")).collect();
+            println!(
+                "| {name} | {p50:.0} | {p99:.0} | {:.2}× | {failed} | {} |",
+                p99 / alone_p99,
+                if answers.is_empty() { "-".to_owned() } else { answers.join(" ") }
+            );
+        }
+        let _ = stop_server.send(());
+        let _ = server.await;
+        anyhow::Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&data);
+    result
 }

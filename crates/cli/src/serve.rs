@@ -89,6 +89,13 @@ pub struct ServeArgs {
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     max_instance_memory: u64,
 
+    /// Scheduler ticks between two polls for network events on a worker thread. A guest runs
+    /// at most 1 ms per tick before it yields, so with CPU-bound guests on every worker, new
+    /// requests and connections are noticed after at most this many milliseconds; tokio's
+    /// default of 61 lets a spinning tenant delay everybody's requests by tens of milliseconds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=61))]
+    io_poll_interval: u32,
+
     /// Threads that run requests (default: one per core).
     #[arg(long, env = "MESHWA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
@@ -123,6 +130,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = builder
         .enable_all()
+        .event_interval(args.io_poll_interval)
         .thread_name("meshwa-worker")
         .build()
         .context("cannot start the async runtime")?;
