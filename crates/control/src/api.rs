@@ -667,14 +667,7 @@ async fn deploy(
             return Err(ApiError::Invalid(vec![error.to_string()]));
         }
     };
-    let registry = control.registry.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        let prepared = registry.prepare(&manifest);
-        prepared.map(|p| (manifest, p))
-    })
-    .await
-    .unwrap_or_else(|e| Err(vec![format!("compile task failed: {e}")]));
-    let (manifest, prepared) = match prepared {
+    let (manifest, prepared) = match control.registry.prepare_off_thread(manifest).await {
         Ok(ok) => ok,
         Err(errors) => {
             staged.discard();

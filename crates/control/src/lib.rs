@@ -80,28 +80,20 @@ impl ControlPlane {
                 .app_dir(&record.tenant, &record.app, record.version);
             let outcome = match Manifest::load(&dir.join("meshwa.toml")) {
                 Err(error) => Err(vec![error.to_string()]),
-                Ok(manifest) => {
-                    let registry = self.registry.clone();
-                    let prepared = tokio::task::spawn_blocking(move || {
-                        registry.prepare(&manifest).map(|p| (manifest, p))
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(vec![format!("load task failed: {e}")]));
-                    match prepared {
-                        Ok((manifest, prepared)) => {
-                            let origin = Origin::Deployed {
-                                version: record.version,
-                                deployed_at: record.deployed_at,
-                            };
-                            self.registry
-                                .activate(manifest, prepared, origin)
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| vec![e.to_string()])
-                        }
-                        Err(errors) => Err(errors),
+                Ok(manifest) => match self.registry.prepare_off_thread(manifest).await {
+                    Ok((manifest, prepared)) => {
+                        let origin = Origin::Deployed {
+                            version: record.version,
+                            deployed_at: record.deployed_at,
+                        };
+                        self.registry
+                            .activate(manifest, prepared, origin)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| vec![e.to_string()])
                     }
-                }
+                    Err(errors) => Err(errors),
+                },
             };
             match outcome {
                 Ok(()) => loaded += 1,

@@ -91,6 +91,18 @@ impl Registry {
             .map_err(|errors| errors.iter().map(ToString::to_string).collect())
     }
 
+    /// [`Registry::prepare`] on a blocking thread, so that a compile does not stall the
+    /// requests sharing this thread. Hands the manifest back with the prepared app.
+    pub async fn prepare_off_thread(
+        self: &Arc<Self>,
+        manifest: Manifest,
+    ) -> Result<(Manifest, PreparedApp), Vec<String>> {
+        let registry = self.clone();
+        tokio::task::spawn_blocking(move || registry.prepare(&manifest).map(|p| (manifest, p)))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("compile task failed: {e}")]))
+    }
+
     /// Makes a prepared app current: checks its routes against every other app, then swaps it
     /// in (replacing its previous version, if any). Returns the version it replaced.
     pub async fn activate(

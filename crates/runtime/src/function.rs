@@ -16,7 +16,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use crate::admission::{Admission, TenantGate};
+use crate::admission::{Admission, TenantGate, TenantMemory};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
 use crate::services::FunctionServices;
@@ -217,7 +217,8 @@ impl HttpFunction {
             ),
         );
         let memory_denial = store.data().limiter.denial();
-        let tenant_quota = store.data().limiter.tenant_quota();
+        // Named in the error only if the tenant's quota refused a growth.
+        let tenant_memory = self.tenant_gate.memory.clone();
         store.limiter(|state| &mut state.limiter);
         let std_deadline = deadline.into_std();
         store.set_epoch_deadline(1);
@@ -268,7 +269,7 @@ impl HttpFunction {
                     error,
                     &limits,
                     &memory_denial,
-                    tenant_quota,
+                    &tenant_memory,
                     guest_body_exceeded.load(Ordering::Relaxed),
                 )
             });
@@ -529,7 +530,7 @@ fn classify_failure(
     error: wasmtime::Error,
     limits: &Limits,
     memory_denial: &MemoryDenial,
-    (tenant, tenant_limit): (String, u64),
+    tenant_memory: &TenantMemory,
     body_exceeded: bool,
 ) -> InvokeError {
     let has = |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(pred);
@@ -550,8 +551,8 @@ fn classify_failure(
     };
     if memory_denial.by_tenant_quota() {
         return InvokeError::TenantMemory {
-            tenant,
-            limit: tenant_limit,
+            tenant: tenant_memory.tenant.to_string(),
+            limit: tenant_memory.limit(),
         };
     }
     if memory_denial.by_instance_limit() {

@@ -135,11 +135,6 @@ impl InstanceLimiter {
     pub(crate) fn denial(&self) -> MemoryDenial {
         self.denial.clone()
     }
-
-    /// The tenant whose quota this instance is charged to, and that quota.
-    pub(crate) fn tenant_quota(&self) -> (String, u64) {
-        (self.tenant.tenant.to_string(), self.tenant.limit())
-    }
 }
 
 impl Drop for InstanceLimiter {

@@ -108,11 +108,30 @@ impl FunctionServices {
     }
 }
 
-/// The service interfaces that need a grant, with the grant that allows each.
-const GRANTED_INTERFACES: &[(&str, &str)] = &[
-    ("wasi:keyvalue/", "key-value = [\"<store>\"]"),
-    ("wasi:config/", "config = [\"<key>\"]"),
-    ("wasi:logging/", "logging = true"),
+/// A service interface that needs a grant: its name prefix, the grant to write in the manifest,
+/// and whether a function's grants include it.
+struct GrantedInterface {
+    prefix: &'static str,
+    grant: &'static str,
+    granted: fn(&meshwa_manifest::Grants) -> bool,
+}
+
+const GRANTED_INTERFACES: &[GrantedInterface] = &[
+    GrantedInterface {
+        prefix: "wasi:keyvalue/",
+        grant: "key-value = [\"<store>\"]",
+        granted: |g| !g.key_value.is_empty(),
+    },
+    GrantedInterface {
+        prefix: "wasi:config/",
+        grant: "config = [\"<key>\"]",
+        granted: |g| !g.config.is_empty(),
+    },
+    GrantedInterface {
+        prefix: "wasi:logging/",
+        grant: "logging = true",
+        granted: |g| g.logging,
+    },
 ];
 
 /// Refuses a component that imports a service interface its function was not granted. Runs once
@@ -123,24 +142,16 @@ pub(crate) fn check_imports(
     spec: &FunctionSpec,
     id: &FunctionId,
 ) -> Result<(), LoadError> {
-    let grants = &spec.grants;
     for (import, _) in component.component_type().imports(engine) {
-        for (prefix, grant) in GRANTED_INTERFACES {
-            if !import.starts_with(prefix) {
-                continue;
-            }
-            let granted = match *prefix {
-                "wasi:keyvalue/" => !grants.key_value.is_empty(),
-                "wasi:config/" => !grants.config.is_empty(),
-                _ => grants.logging,
-            };
-            if !granted {
-                return Err(LoadError::NotGranted {
-                    function: id.clone(),
-                    import: import.to_owned(),
-                    grant,
-                });
-            }
+        let ungranted = GRANTED_INTERFACES
+            .iter()
+            .find(|i| import.starts_with(i.prefix) && !(i.granted)(&spec.grants));
+        if let Some(interface) = ungranted {
+            return Err(LoadError::NotGranted {
+                function: id.clone(),
+                import: import.to_owned(),
+                grant: interface.grant,
+            });
         }
     }
     Ok(())
