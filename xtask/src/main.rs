@@ -5,11 +5,18 @@
 //! - `cargo xtask serve [ARGS...]`: builds them, then runs `meshwa serve` (release) on every
 //!   `examples/*/meshwa.toml` with the demo secrets of `examples/secrets.toml`, passing ARGS
 //!   through (e.g. `--listen 0.0.0.0:3000`).
+//! - `cargo xtask setup`: installs what a fresh machine lacks to build the guests: Debian's clang
+//!   toolchain for C/C++ (with apt-get, as root or through sudo).
+//! - `cargo xtask test [ARGS...]`: `setup`, then `cargo test --workspace ARGS`.
+//! - `cargo xtask c-bindings`: regenerates the C bindings of `sdk/c/generated` from `wit/`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
+
+mod c_bindings;
+mod setup;
 
 fn main() -> ExitCode {
     match run() {
@@ -30,8 +37,25 @@ fn run() -> anyhow::Result<()> {
         .context("xtask lives one level below the repository root")?
         .to_path_buf();
     match task.as_str() {
-        "build-examples" => build_examples(&root),
+        "setup" => setup::run(),
+        "test" => {
+            setup::run()?;
+            let status = cargo(&root)
+                .args(["test", "--workspace"])
+                .args(&rest)
+                .status()
+                .context("cannot run cargo")?;
+            if !status.success() {
+                bail!("tests failed");
+            }
+            Ok(())
+        }
+        "build-examples" => {
+            setup::run()?;
+            build_examples(&root)
+        }
         "serve" => {
+            setup::run()?;
             build_examples(&root)?;
             let mut command = cargo(&root);
             command.args(["run", "--release", "--package", "meshwa", "--", "serve"]);
@@ -50,7 +74,15 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask build-examples | cargo xtask serve [meshwa serve flags]"),
+        "c-bindings" => {
+            let dir = root.join(c_bindings::DIR);
+            c_bindings::write(&root, &dir)?;
+            println!("wrote the C bindings to {}", dir.display());
+            Ok(())
+        }
+        _ => bail!(
+            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | c-bindings"
+        ),
     }
 }
 

@@ -43,9 +43,40 @@ pub enum BenchCommand {
     /// Time from `meshwa deploy` to the first successful request, cold and warm, and requests
     /// failed during back-to-back redeploys under load.
     Deploy(DeployBenchArgs),
+    /// Cost of legacy code and heavy runtimes: a C kernel natively vs as a meshwa CGI function,
+    /// and fresh-instance latency of the Python and JavaScript hello functions vs the Rust one.
+    Languages(LanguagesArgs),
     /// Key-value get and durable set latency from inside a guest (wasi:keyvalue on the embedded
     /// store) against a native Redis client over loopback (`appendfsync always`).
     Kv(KvArgs),
+}
+
+#[derive(Args)]
+pub struct LanguagesArgs {
+    /// The Rust hello function (`guests/hello`).
+    #[arg(long)]
+    rust: PathBuf,
+    /// The Python hello function (`guests/polyglot/python-hello`).
+    #[arg(long)]
+    python: PathBuf,
+    /// The JavaScript hello function (`guests/polyglot/js-hello`).
+    #[arg(long)]
+    js: PathBuf,
+    /// The SHA-256 kernel as a WASI core module (`guests/c/sha256sum.c`).
+    #[arg(long)]
+    sha_wasm: PathBuf,
+    /// The same kernel compiled natively.
+    #[arg(long)]
+    sha_native: PathBuf,
+    /// MiB hashed per run of the kernel.
+    #[arg(long, default_value_t = 64)]
+    mib: u32,
+    /// Runs of the kernel per side (the median counts).
+    #[arg(long, default_value_t = 7)]
+    runs: u32,
+    /// Requests measured per hello function.
+    #[arg(long, default_value_t = 300)]
+    iterations: u32,
 }
 
 #[derive(Args)]
@@ -144,6 +175,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kv(args) => kv(args),
         BenchCommand::Deploy(args) => deploy_bench(args),
         BenchCommand::Attacks(args) => attacks(args),
+        BenchCommand::Languages(args) => languages(args),
     }
 }
 
@@ -241,8 +273,13 @@ fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
 }
 
 fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<HttpFunction>> {
+    load_kind(runtime, component, "http")
+}
+
+/// Loads `component` as the only function of a bench app, of `kind` (`http` or `cgi`).
+fn load_kind(runtime: &Runtime, component: &Path, kind: &str) -> anyhow::Result<Arc<HttpFunction>> {
     let text = format!(
-        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\ncomponent = {:?}\n",
+        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\nkind = \"{kind}\"\ncomponent = {:?}\nlimits = {{ max-memory = \"128MiB\", timeout = \"60s\" }}\n",
         component.display().to_string()
     );
     let manifest = Manifest::parse(&text, Path::new("bench"), Path::new("."))?;
@@ -1103,4 +1140,124 @@ fn attacks(args: AttacksArgs) -> anyhow::Result<()> {
     });
     let _ = std::fs::remove_dir_all(&data);
     result
+}
+
+fn languages(args: LanguagesArgs) -> anyhow::Result<()> {
+    // A fresh compile cache: the load column shows the compile time of each component.
+    let data = std::env::temp_dir().join(format!("meshwa-bench-languages-{}", std::process::id()));
+    let result = languages_in(&args, &data);
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+fn languages_in(args: &LanguagesArgs, data: &Path) -> anyhow::Result<()> {
+    let runtime = Runtime::new(
+        EngineSettings {
+            max_instances: 64,
+            ..EngineSettings::default()
+        },
+        data,
+    )?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    // The C kernel: the same source, natively and in the sandbox. Each side's digest must match.
+    let sha = load_kind(&runtime, &args.sha_wasm, "cgi")?;
+    let query = format!("mib={}", args.mib);
+    let mut native = Vec::new();
+    let mut native_out = String::new();
+    for _ in 0..args.runs {
+        let started = Instant::now();
+        let out = std::process::Command::new(&args.sha_native)
+            .env_clear()
+            .env("QUERY_STRING", &query)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", args.sha_native.display()))?;
+        native.push(started.elapsed());
+        anyhow::ensure!(out.status.success(), "native kernel failed: {}", out.status);
+        native_out = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    let mut sandboxed = Vec::new();
+    let mut sandboxed_out = Bytes::new();
+    for _ in 0..args.runs {
+        let started = Instant::now();
+        let (status, body) = tokio.block_on(get(&sha, &format!("/sha?{query}"), "bench"))?;
+        sandboxed.push(started.elapsed());
+        anyhow::ensure!(status == 200, "sandboxed kernel answered {status}");
+        sandboxed_out = body;
+    }
+    let native_digest = native_out
+        .split("\n\n")
+        .nth(1)
+        .context("native output has no CGI body")?;
+    anyhow::ensure!(
+        native_digest.as_bytes() == sandboxed_out.as_ref(),
+        "digests differ: native {native_digest:?}, meshwa {:?}",
+        String::from_utf8_lossy(&sandboxed_out)
+    );
+    native.sort_unstable();
+    sandboxed.sort_unstable();
+    let median = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1000.0;
+    println!(
+        "SHA-256 of {} MiB (guests/c/sha256sum.c, clang-16 -O2), median of {} runs",
+        args.mib, args.runs
+    );
+    println!("| run as | median ms | min ms | MiB/s | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, times) in [
+        ("native process (exec included)", &native),
+        ("meshwa CGI function (fresh instance included)", &sandboxed),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.0} | {:.2}x |",
+            median(times),
+            times[0].as_secs_f64() * 1000.0,
+            f64::from(args.mib) / (median(times) / 1000.0),
+            median(times) / median(&native)
+        );
+    }
+
+    // Fresh-instance latency of hello functions in three languages.
+    println!(
+        "\nhello functions: a fresh instance per request, in-process (no socket), {} requests after the first",
+        args.iterations
+    );
+    println!(
+        "| function | component MiB | load (compile) ms | first request ms | p50 µs | p99 µs |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (name, path) in [
+        ("Rust (guests/hello)", &args.rust),
+        ("Python (componentize-py)", &args.python),
+        ("JavaScript (componentize-js)", &args.js),
+    ] {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("{}", path.display()))?
+            .len();
+        let loaded = Instant::now();
+        let function = load(&runtime, path)?;
+        let load_ms = loaded.elapsed().as_secs_f64() * 1000.0;
+        let first = Instant::now();
+        let (status, _) = tokio.block_on(get(&function, "/hello", "bench"))?;
+        anyhow::ensure!(status == 200, "{name}: status {status}");
+        let first_ms = first.elapsed().as_secs_f64() * 1000.0;
+        let mut latencies = Vec::with_capacity(args.iterations as usize);
+        for _ in 0..args.iterations {
+            let t = Instant::now();
+            let (status, _) = tokio.block_on(get(&function, "/hello", "bench"))?;
+            anyhow::ensure!(status == 200, "{name}: status {status}");
+            latencies.push(t.elapsed());
+        }
+        latencies.sort_unstable();
+        println!(
+            "| {name} | {:.1} | {load_ms:.0} | {first_ms:.1} | {:.0} | {:.0} |",
+            size as f64 / (1024.0 * 1024.0),
+            percentile_us(&latencies, 0.5),
+            percentile_us(&latencies, 0.99)
+        );
+    }
+    Ok(())
 }

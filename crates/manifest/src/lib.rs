@@ -144,6 +144,21 @@ pub struct FunctionSpec {
     /// function of the app may.
     pub callable_by: Option<Vec<Name>>,
     pub grants: Grants,
+    pub kind: FunctionKind,
+}
+
+/// How the host runs a function's code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionKind {
+    /// A `wasi:http` handler (a component exporting `wasi:http/incoming-handler`, or a core
+    /// module built against it).
+    #[default]
+    Http,
+    /// A command-line program run CGI-style: the request body on stdin, CGI variables in the
+    /// environment, headers and body expected on stdout (a component exporting `wasi:cli/run`,
+    /// or a WASI preview1 command module with `_start`).
+    Cgi,
 }
 
 /// Per-invocation limits of a function.

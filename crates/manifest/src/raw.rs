@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    DEFAULT_STORE_QUOTA, FunctionSpec, Grants, Limits, Manifest, ManifestError, Name, OutboundRule,
-    Route, StoreQuota, StoreSpec,
+    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Limits, Manifest, ManifestError, Name,
+    OutboundRule, Route, StoreQuota, StoreSpec,
 };
 
 #[derive(Deserialize)]
@@ -66,6 +66,8 @@ struct RawFunction {
     callable_by: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     grants: RawGrants,
+    #[serde(default)]
+    kind: FunctionKind,
 }
 
 #[derive(Deserialize, Default)]
@@ -274,6 +276,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             limits,
             callable_by,
             grants,
+            kind: raw_fn.kind,
         });
     }
 

@@ -7,6 +7,9 @@
 //! never pick up stale code. wasmtime re-checks compatibility when it deserializes, so even a
 //! tampered key fails safe into a recompile.
 //!
+//! A core module is wrapped into a component (`adapt`) before it is compiled; the key then also
+//! names the wrapping, and a hit skips both steps.
+//!
 //! We keep our own cache instead of wasmtime's `cache` feature so that hits and misses are
 //! observable per component (logs now, metrics later) and writes are atomic renames.
 
@@ -17,6 +20,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::adapt::{self, SourceFormat};
 
 /// Where a loaded component's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,20 +71,28 @@ impl CompileCache {
         Ok(CompileCache { dir, engine_key })
     }
 
-    fn entry_path(&self, bytes: &[u8]) -> PathBuf {
-        let digest = Sha256::digest(bytes);
-        self.dir
-            .join(format!("{}-{}.cwasm", hex(&digest), self.engine_key))
+    fn entry_path(&self, bytes: &[u8], format: SourceFormat) -> PathBuf {
+        let mut digest = Sha256::new();
+        digest.update(format.cache_tag());
+        digest.update([0]);
+        digest.update(bytes);
+        self.dir.join(format!(
+            "{}-{}.cwasm",
+            hex(&digest.finalize()),
+            self.engine_key
+        ))
     }
 
-    /// Returns the compiled form of `bytes`, from the cache if it holds it.
+    /// Returns the compiled form of `bytes` (a component, or a core module that `format` says
+    /// how to wrap), from the cache if it holds it.
     pub(crate) fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
+        format: SourceFormat,
     ) -> wasmtime::Result<CompiledComponent> {
         let started = Instant::now();
-        let entry = self.entry_path(bytes);
+        let entry = self.entry_path(bytes, format);
         if entry.is_file() {
             // SAFETY: `deserialize_file` trusts the file to be machine code that wasmtime wrote.
             // Entries are only ever written by `store` below, into the operator's data directory,
@@ -99,7 +112,13 @@ impl CompileCache {
                 }
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = match format {
+            SourceFormat::Component => Component::new(engine, bytes)?,
+            _ => Component::new(
+                engine,
+                adapt::to_component(bytes, format).map_err(wasmtime::Error::msg)?,
+            )?,
+        };
         if let Err(error) = self.store(&entry, &component) {
             // A cache that cannot be written costs time on the next start, nothing else.
             tracing::warn!(entry = %entry.display(), %error, "cannot write compile-cache entry");

@@ -49,6 +49,13 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
+    /// A CGI function's component does not export `wasi:cli/run` (has no `main`).
+    #[error("{function}: {} is not a command-line program (kind = \"cgi\"): {reason}", path.display())]
+    NotCommand {
+        function: FunctionId,
+        path: PathBuf,
+        reason: String,
+    },
     /// The component does not export `wasi:http/incoming-handler`.
     #[error("{function}: component {} is not an HTTP function: {reason}", path.display())]
     NotHttpHandler {
@@ -126,6 +133,9 @@ pub enum InvokeError {
         "tenant {tenant}'s live instances would hold more than its memory quota of {limit} bytes"
     )]
     TenantMemory { tenant: String, limit: u64 },
+    /// A CGI program's stdout does not start with a valid CGI header block.
+    #[error("the program's output is not a CGI response: {0}")]
+    BadCgiOutput(String),
     #[error("internal error: {0}")]
     Host(String),
 }
@@ -141,7 +151,8 @@ impl InvokeError {
             | InvokeError::Timeout(_)
             | InvokeError::OutOfMemory { .. }
             | InvokeError::NoResponse
-            | InvokeError::GuestError(_) => Fault::Guest,
+            | InvokeError::GuestError(_)
+            | InvokeError::BadCgiOutput(_) => Fault::Guest,
             InvokeError::Overloaded | InvokeError::Host(_) => Fault::Host,
         }
     }
@@ -156,6 +167,7 @@ impl InvokeError {
             InvokeError::OutOfMemory { .. } => "out_of_memory",
             InvokeError::NoResponse => "no_response",
             InvokeError::GuestError(_) => "guest_error",
+            InvokeError::BadCgiOutput(_) => "bad_cgi_output",
             InvokeError::Overloaded => "overloaded",
             InvokeError::TenantQuota { .. } => "tenant_quota",
             InvokeError::TenantMemory { .. } => "tenant_memory",

@@ -7,11 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use meshwa_manifest::{FunctionId, FunctionSpec, Limits, Name};
+use meshwa_manifest::{FunctionId, FunctionSpec, Limits, Name, Route};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::cli::AsyncStdoutStream;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -19,6 +21,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use crate::admission::{Admission, TenantGate, TenantMemory};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
+use crate::cgi::{self, CgiStdio};
 use crate::services::FunctionServices;
 use crate::state::{InstanceState, MemoryDenial};
 use crate::{CacheOutcome, InvokeError};
@@ -39,7 +42,9 @@ pub struct HttpFunction {
     public: bool,
     callable_by: Option<Vec<Name>>,
     directory: Weak<Directory>,
-    pre: ProxyPre<InstanceState>,
+    handler: Handler,
+    /// The public route, for CGI's `SCRIPT_NAME`.
+    route: Option<Route>,
     admission: Arc<Admission>,
     tenant_gate: Arc<TenantGate>,
     cache: CacheOutcome,
@@ -69,7 +74,7 @@ impl HttpFunction {
     pub(crate) fn new(
         spec: &FunctionSpec,
         directory: Weak<Directory>,
-        pre: ProxyPre<InstanceState>,
+        handler: Handler,
         admission: Arc<Admission>,
         cache: CacheOutcome,
         load_time: Duration,
@@ -83,7 +88,8 @@ impl HttpFunction {
             public: spec.route.is_some(),
             callable_by: spec.callable_by.clone(),
             directory,
-            pre,
+            handler,
+            route: spec.route.clone(),
             admission,
             tenant_gate,
             cache,
@@ -132,7 +138,10 @@ impl HttpFunction {
     }
 
     pub fn component(&self) -> &Component {
-        self.pre.instance_pre().component()
+        match &self.handler {
+            Handler::Http(pre) => pre.instance_pre().component(),
+            Handler::Cgi(pre) => pre.instance_pre().component(),
+        }
     }
 
     /// Serves one request in a fresh instance.
@@ -184,7 +193,6 @@ impl HttpFunction {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let deadline = call.deadline.min(Instant::now() + self.limits.timeout);
-        let invocation = call.invocation.clone();
         let call = CallContext {
             caller: self.id.clone(),
             deadline,
@@ -194,7 +202,25 @@ impl HttpFunction {
         if declared_length(&request).is_some_and(|len| len > limit) {
             return Err(InvokeError::PayloadTooLarge { limit });
         }
+        let body_exceeded = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| LimitedBody::new(body, limit, body_exceeded.clone()));
+        match &self.handler {
+            Handler::Http(pre) => {
+                self.run_http(pre, request, call, entry, body_exceeded)
+                    .await
+            }
+            Handler::Cgi(pre) => self.run_cgi(pre, request, call, entry, body_exceeded).await,
+        }
+    }
 
+    /// Admits the invocation and makes its store: limits, deadline, the guest's WASI context.
+    async fn start_instance(
+        &self,
+        call: CallContext,
+        entry: Entry,
+        cgi: Option<CgiStdio>,
+    ) -> Result<Instance, InvokeError> {
+        let deadline = call.deadline;
         // Admission (policy in `admission`): a request from outside takes a slot of its tenant's
         // quota and of the pool; an in-process call only a pool slot.
         let permit = match entry {
@@ -208,17 +234,16 @@ impl HttpFunction {
 
         let live = LiveInstance::new(&self.live);
         let mut store = Store::new(
-            self.pre.engine(),
+            self.handler.engine(),
             InstanceState::new(
                 self.limits.max_memory,
                 self.tenant_gate.memory.clone(),
                 call,
                 self.services.clone(),
+                cgi,
             ),
         );
         let memory_denial = store.data().limiter.denial();
-        // Named in the error only if the tenant's quota refused a growth.
-        let tenant_memory = self.tenant_gate.memory.clone();
         store.limiter(|state| &mut state.limiter);
         let std_deadline = deadline.into_std();
         store.set_epoch_deadline(1);
@@ -230,9 +255,40 @@ impl HttpFunction {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        Ok(Instance {
+            store,
+            memory_denial,
+            // Named in the error only if the tenant's quota refused a growth.
+            tenant_memory: self.tenant_gate.memory.clone(),
+            live,
+            permit,
+        })
+    }
 
-        let body_exceeded = Arc::new(AtomicBool::new(false));
-        let request = request.map(|body| LimitedBody::new(body, limit, body_exceeded.clone()));
+    /// A `wasi:http` handler: the request goes in as an incoming-request resource, the response
+    /// comes back through the outparam.
+    async fn run_http<B>(
+        &self,
+        pre: &ProxyPre<InstanceState>,
+        request: http::Request<LimitedBody<B>>,
+        call: CallContext,
+        entry: Entry,
+        body_exceeded: Arc<AtomicBool>,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let deadline = call.deadline;
+        let invocation = call.invocation.clone();
+        let Instance {
+            mut store,
+            memory_denial,
+            tenant_memory,
+            live,
+            permit,
+        } = self.start_instance(call, entry, None).await?;
+
         let (sender, mut receiver) = oneshot::channel();
         let (request, outparam) = {
             let mut http = store.data_mut().http();
@@ -249,7 +305,7 @@ impl HttpFunction {
         // it until the guest sets the response head, then the response body drives it while the
         // guest streams. No extra task, no cross-thread wake-ups, and the instance dies with the
         // request if the client goes away.
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         let limits = self.limits;
         let guest_body_exceeded = body_exceeded.clone();
         let mut guest: GuestRun = Box::pin(async move {
@@ -299,6 +355,132 @@ impl HttpFunction {
             }
             Ok(Err(code)) => Err(self.error_code(code, &body_exceeded)),
             Err(_) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),
+        }
+    }
+
+    /// A command-line program, CGI-style (see `cgi`): the body is read whole before the program
+    /// starts (a slow client holds no instance), the program's stdout becomes the response.
+    async fn run_cgi<B>(
+        &self,
+        pre: &CommandPre<InstanceState>,
+        request: http::Request<LimitedBody<B>>,
+        call: CallContext,
+        entry: Entry,
+        body_exceeded: Arc<AtomicBool>,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let deadline = call.deadline;
+        let invocation = call.invocation.clone();
+        let (parts, body) = request.into_parts();
+        let stdin = match tokio::time::timeout_at(deadline, body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) if body_exceeded.load(Ordering::Relaxed) => {
+                return Err(InvokeError::PayloadTooLarge {
+                    limit: self.limits.max_request_body,
+                });
+            }
+            Ok(Err(_)) => {
+                return Err(InvokeError::BadRequest(
+                    "cannot read the request body".to_owned(),
+                ));
+            }
+            Err(_elapsed) => return Err(InvokeError::Timeout(self.limits.timeout)),
+        };
+        let (mut stdout, program_stdout) = tokio::io::duplex(cgi::PIPE_CAPACITY);
+        let stdio = CgiStdio {
+            env: cgi::environment(&parts, self.route.as_ref(), stdin.len()),
+            stdin,
+            stdout: AsyncStdoutStream::new(cgi::PIPE_CAPACITY, program_stdout),
+            program: self.id.function.to_string(),
+        };
+        let Instance {
+            mut store,
+            memory_denial,
+            tenant_memory,
+            live,
+            permit,
+        } = self.start_instance(call, entry, Some(stdio)).await?;
+
+        let pre = pre.clone();
+        let limits = self.limits;
+        let id = self.id.clone();
+        let guest_invocation = invocation.clone();
+        let mut guest: GuestRun = Box::pin(async move {
+            let run = async {
+                let command = pre.instantiate_async(&mut store).await?;
+                command.wasi_cli_run().call_run(&mut store).await
+            };
+            let status = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(Ok(()))) => Ok(0),
+                Ok(Ok(Err(()))) => Ok(1),
+                Ok(Err(error)) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    Some(exit) => Ok(exit.0),
+                    None => Err(error),
+                },
+                Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
+            };
+            // The program's stdout closes with its instance: the response body ends there.
+            drop(store);
+            drop(live);
+            drop(permit);
+            match status {
+                Ok(0) => Ok(()),
+                Ok(code) => {
+                    tracing::warn!(
+                        target: "meshwa::invocation",
+                        function = %id,
+                        invocation = %guest_invocation,
+                        code,
+                        "program exited with a non-zero status"
+                    );
+                    Err(InvokeError::GuestError(format!(
+                        "the program exited with status {code}"
+                    )))
+                }
+                Err(error) => Err(classify_failure(
+                    error,
+                    &limits,
+                    &memory_denial,
+                    &tenant_memory,
+                    false,
+                )),
+            }
+        });
+
+        let mut head = Box::pin(async move {
+            let head = cgi::read_head(&mut stdout).await;
+            (head, stdout)
+        });
+        let (head, finished) = tokio::select! {
+            biased;
+            (head, stdout) = &mut head => match head {
+                Ok(head) => {
+                    let response = cgi_response(head, stdout);
+                    return Ok(self.streaming(response, GuestState::Running(guest), &invocation));
+                }
+                // Whatever the program does next, it is not an HTTP response.
+                Err(error) => return Err(InvokeError::BadCgiOutput(error.to_string())),
+            },
+            finished = &mut guest => (head.await, finished),
+        };
+        // The program ended (and its stdout with it) before its head was read.
+        match (head, finished) {
+            // Output complete: a failing exit status after a whole response is only logged.
+            ((Ok(head), stdout), Ok(()) | Err(InvokeError::GuestError(_))) => Ok(self.streaming(
+                cgi_response(head, stdout),
+                GuestState::Done(Ok(())),
+                &invocation,
+            )),
+            ((Ok(head), stdout), Err(error)) => Ok(self.streaming(
+                cgi_response(head, stdout),
+                GuestState::Done(Err(error)),
+                &invocation,
+            )),
+            ((Err(_), _), Err(error)) => Err(error),
+            ((Err(error), _), Ok(())) => Err(InvokeError::BadCgiOutput(error.to_string())),
         }
     }
 
@@ -412,6 +594,40 @@ impl Body for PrefixedBody {
 
 /// How much of a response body is collected before the head is sent.
 const PREFETCH_LIMIT: usize = 64 * 1024;
+
+/// The entry point of a function's code, pre-instantiated.
+pub(crate) enum Handler {
+    /// Exports `wasi:http/incoming-handler`.
+    Http(ProxyPre<InstanceState>),
+    /// Exports `wasi:cli/run`, served CGI-style.
+    Cgi(CommandPre<InstanceState>),
+}
+
+impl Handler {
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Handler::Http(pre) => pre.engine(),
+            Handler::Cgi(pre) => pre.engine(),
+        }
+    }
+}
+
+/// An admitted invocation's store, and what is released when it ends.
+struct Instance {
+    store: Store<InstanceState>,
+    memory_denial: MemoryDenial,
+    tenant_memory: Arc<TenantMemory>,
+    live: LiveInstance,
+    permit: crate::admission::Admitted,
+}
+
+/// The response a CGI program's head describes, its body the rest of the program's stdout.
+fn cgi_response(head: cgi::Head, stdout: tokio::io::DuplexStream) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(cgi::StdoutBody::new(head.rest, stdout).boxed_unsync());
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+}
 
 /// How a request reached a function.
 enum Entry {

@@ -20,6 +20,7 @@ pub fn status_for(error: &InvokeError) -> StatusCode {
             StatusCode::TOO_MANY_REQUESTS
         }
         InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::BadCgiOutput(_) => StatusCode::BAD_GATEWAY,
         InvokeError::OutOfMemory { .. } | InvokeError::Overloaded => {
             StatusCode::SERVICE_UNAVAILABLE
         }
@@ -40,6 +41,9 @@ pub fn public_message(error: &InvokeError) -> String {
         }
         InvokeError::Trap(_) => "the function trapped".to_owned(),
         InvokeError::GuestError(_) => "the function answered with an error".to_owned(),
+        InvokeError::BadCgiOutput(_) => {
+            "the program's output does not start with a valid CGI header block".to_owned()
+        }
         InvokeError::Host(_) => "internal error".to_owned(),
         other => other.to_string(),
     }

@@ -9,10 +9,12 @@
 //!
 //! What the gateway needs to map failures to statuses is in [`InvokeError::fault`].
 
+mod adapt;
 mod admission;
 mod body;
 mod cache;
 mod calls;
+mod cgi;
 mod engine;
 mod error;
 mod function;
@@ -25,10 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use meshwa_kv::KeyValueBackend;
-use meshwa_manifest::{FunctionId, FunctionSpec, Manifest};
+use meshwa_manifest::{FunctionId, FunctionKind, FunctionSpec, Manifest};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::function::Handler;
 
 pub use cache::{CacheOutcome, CompiledComponent};
 pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH};
@@ -265,14 +270,16 @@ impl Runtime {
             path: path.clone(),
             source,
         })?;
-        let compiled =
-            self.cache
-                .load(&self.engine, &bytes)
-                .map_err(|e| LoadError::InvalidComponent {
-                    function: id.clone(),
-                    path: path.clone(),
-                    reason: format!("{e:#}"),
-                })?;
+        let invalid = |reason: String| LoadError::InvalidComponent {
+            function: id.clone(),
+            path: path.clone(),
+            reason,
+        };
+        let format = adapt::SourceFormat::detect(&bytes, spec.kind).map_err(invalid)?;
+        let compiled = self
+            .cache
+            .load(&self.engine, &bytes, format)
+            .map_err(|e| invalid(format!("{e:#}")))?;
         services::check_imports(&self.engine, &compiled.component, spec, &id)?;
         let instance_pre = self
             .linker
@@ -282,14 +289,27 @@ impl Runtime {
                 path: path.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let pre = ProxyPre::new(instance_pre).map_err(|e| LoadError::NotHttpHandler {
-            function: id.clone(),
-            path: path.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        let handler = match spec.kind {
+            FunctionKind::Http => ProxyPre::new(instance_pre)
+                .map(Handler::Http)
+                .map_err(|e| LoadError::NotHttpHandler {
+                    function: id.clone(),
+                    path: path.clone(),
+                    reason: format!("{e:#}"),
+                })?,
+            FunctionKind::Cgi => CommandPre::new(instance_pre)
+                .map(Handler::Cgi)
+                .map_err(|e| LoadError::NotCommand {
+                    function: id.clone(),
+                    path: path.clone(),
+                    reason: format!("{e:#}"),
+                })?,
+        };
         tracing::info!(
             function = %id,
             component = %path.display(),
+            kind = ?spec.kind,
+            source = format.cache_tag(),
             cache = ?compiled.outcome,
             elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
             "function loaded"
@@ -297,7 +317,7 @@ impl Runtime {
         Ok(Arc::new(HttpFunction::new(
             spec,
             Arc::downgrade(&self.directory),
-            pre,
+            handler,
             self.admission.clone(),
             compiled.outcome,
             compiled.elapsed,

@@ -194,7 +194,7 @@ fn failed(error: &InvokeError) -> invoke::InvokeError {
         | InvokeError::Overloaded
         | InvokeError::TenantQuota { .. }
         | InvokeError::TenantMemory { .. } => invoke::InvokeError::LimitExceeded(error.to_string()),
-        InvokeError::BadRequest(_) | InvokeError::Host(_) => {
+        InvokeError::BadRequest(_) | InvokeError::Host(_) | InvokeError::BadCgiOutput(_) => {
             invoke::InvokeError::Failed(error.to_string())
         }
     }

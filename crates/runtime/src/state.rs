@@ -4,7 +4,8 @@
 //! request. Defaults are closed: no environment, no arguments, no files, no sockets (wasmtime-wasi
 //! denies every socket address unless told otherwise), no outbound HTTP. What the function was
 //! granted comes in one shared [`FunctionServices`], resolved when it was loaded; stdout and
-//! stderr go to the host's log.
+//! stderr go to the host's log (a CGI program's stdin, stdout, environment and arguments carry
+//! its request and response instead: see `cgi`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -13,10 +14,12 @@ use wasmtime::ResourceLimiter;
 
 use crate::admission::TenantMemory;
 use crate::calls::CallContext;
+use crate::cgi::CgiStdio;
 use crate::services::FunctionServices;
 use crate::services::logging::{GuestStdio, Source};
 use crate::services::outbound::OutboundPolicy;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -38,6 +41,7 @@ impl InstanceState {
         tenant_memory: Arc<TenantMemory>,
         call: CallContext,
         services: Arc<FunctionServices>,
+        cgi: Option<CgiStdio>,
     ) -> InstanceState {
         let stdio = |source| GuestStdio {
             log: services.log.clone(),
@@ -45,8 +49,19 @@ impl InstanceState {
             invocation: call.invocation.clone(),
         };
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdio(Source::Stdout))
-            .stderr(stdio(Source::Stderr));
+        wasi.stderr(stdio(Source::Stderr));
+        match cgi {
+            // A CGI program: the request on stdin and in its environment, the response on stdout.
+            Some(cgi) => {
+                wasi.stdin(MemoryInputPipe::new(cgi.stdin))
+                    .stdout(cgi.stdout)
+                    .envs(&cgi.env)
+                    .args(&[cgi.program]);
+            }
+            None => {
+                wasi.stdout(stdio(Source::Stdout));
+            }
+        }
         InstanceState {
             table: ResourceTable::new(),
             wasi: wasi.build(),

@@ -1,0 +1,378 @@
+//! CGI-style functions: plain command-line programs served over HTTP (RFC 3875, as far as it
+//! applies to a program that runs in a fresh sandbox per request).
+//!
+//! The program sees:
+//! - **stdin**: the request body, whole (at most the function's `max-request-body`), then EOF;
+//! - **environment**: the CGI meta-variables built by [`environment`], and nothing else;
+//! - **arguments**: one, the function's name;
+//! - **stderr**: goes to the function's log, line by line, like any function's.
+//!
+//! It must print on **stdout** a CGI header block, a blank line, then the body. `Status: 404 Not
+//! Found` sets the status (default 200, or 302 with a `Location`); every other header is passed
+//! on, except those the host frames itself (`Content-Length`, `Transfer-Encoding`, `Connection`).
+//! The body streams to the client while the program writes it. The exit status matters only if
+//! the program printed no valid header block: then the client gets an error that says so.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use hyper::body::{Body, Frame};
+use meshwa_manifest::Route;
+use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream, ReadBuf};
+
+/// The bytes between the program's stdout and the response: enough for a header block and a
+/// steady stream, small enough that a program that writes faster than the client reads waits.
+pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
+/// The largest header block a program may print.
+const MAX_HEAD: usize = 32 * 1024;
+/// The most header lines a program may print.
+const MAX_HEADERS: usize = 100;
+
+/// What a CGI program's instance gets instead of the closed defaults.
+pub(crate) struct CgiStdio {
+    pub(crate) stdin: Bytes,
+    pub(crate) stdout: wasmtime_wasi::cli::AsyncStdoutStream,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) program: String,
+}
+
+/// The CGI meta-variables of a request (RFC 3875 section 4.1).
+///
+/// `SCRIPT_NAME` is the function's route and `PATH_INFO` the rest of the path (for an
+/// in-process call or a private function, `SCRIPT_NAME` is empty). Request headers become
+/// `HTTP_*` variables, except `Authorization` and `Proxy-Authorization`, which CGI servers keep
+/// from programs by default (a credential is the gateway's business, and it would end up in
+/// every environment dump). `REMOTE_ADDR` is not set: the function does not know the client.
+pub(crate) fn environment(
+    parts: &http::request::Parts,
+    route: Option<&Route>,
+    body_len: usize,
+) -> Vec<(String, String)> {
+    let path = parts.uri.path();
+    let script_name = match route {
+        Some(route) if route.as_str() != "/" && route.matches(path) => route.as_str(),
+        _ => "",
+    };
+    let path_info = &path[script_name.len()..];
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let (server_name, server_port) = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => (name, port),
+        _ => (host, "80"),
+    };
+    let protocol = match parts.version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    let mut env = vec![
+        ("GATEWAY_INTERFACE".to_owned(), "CGI/1.1".to_owned()),
+        (
+            "SERVER_SOFTWARE".to_owned(),
+            concat!("meshwa/", env!("CARGO_PKG_VERSION")).to_owned(),
+        ),
+        ("SERVER_PROTOCOL".to_owned(), protocol.to_owned()),
+        ("SERVER_NAME".to_owned(), server_name.to_owned()),
+        ("SERVER_PORT".to_owned(), server_port.to_owned()),
+        ("REQUEST_METHOD".to_owned(), parts.method.to_string()),
+        ("SCRIPT_NAME".to_owned(), script_name.to_owned()),
+        ("PATH_INFO".to_owned(), path_info.to_owned()),
+        (
+            "QUERY_STRING".to_owned(),
+            parts.uri.query().unwrap_or("").to_owned(),
+        ),
+        (
+            "REQUEST_URI".to_owned(),
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or(path)
+                .to_owned(),
+        ),
+    ];
+    if body_len > 0 || parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        env.push(("CONTENT_LENGTH".to_owned(), body_len.to_string()));
+    }
+    if let Some(content_type) = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        env.push(("CONTENT_TYPE".to_owned(), content_type.to_owned()));
+    }
+    for name in parts.headers.keys() {
+        if matches!(
+            name,
+            &http::header::CONTENT_TYPE
+                | &http::header::CONTENT_LENGTH
+                | &http::header::AUTHORIZATION
+                | &http::header::PROXY_AUTHORIZATION
+        ) {
+            continue;
+        }
+        let values: Vec<&str> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let variable = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        env.push((variable, values.join(", ")));
+    }
+    env
+}
+
+/// The response head a program printed, and the body bytes read along with it.
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) rest: Bytes,
+}
+
+/// Why a program's output is not a CGI response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HeadError {
+    #[error("the program printed nothing")]
+    Empty,
+    #[error("the output ended before the blank line that ends the CGI headers")]
+    Unterminated,
+    #[error("the CGI header block is longer than {MAX_HEAD} bytes")]
+    TooLong,
+    #[error("malformed CGI header line {0:?}")]
+    BadLine(String),
+    #[error("invalid CGI Status {0:?}")]
+    BadStatus(String),
+    #[error("more than {MAX_HEADERS} CGI headers")]
+    TooMany,
+    #[error("cannot read the program's output: {0}")]
+    Read(std::io::Error),
+}
+
+/// Reads stdout up to the end of the header block and parses it.
+pub(crate) async fn read_head(stdout: &mut DuplexStream) -> Result<Head, HeadError> {
+    let mut buffer = BytesMut::with_capacity(4096);
+    loop {
+        if let Some((head_len, separator_len)) = find_blank_line(&buffer) {
+            let rest = buffer.split_off(head_len + separator_len).freeze();
+            let (status, headers) = parse_head(&buffer[..head_len])?;
+            return Ok(Head {
+                status,
+                headers,
+                rest,
+            });
+        }
+        if buffer.len() > MAX_HEAD {
+            return Err(HeadError::TooLong);
+        }
+        let read = stdout
+            .read_buf(&mut buffer)
+            .await
+            .map_err(HeadError::Read)?;
+        if read == 0 {
+            return Err(if buffer.is_empty() {
+                HeadError::Empty
+            } else {
+                HeadError::Unterminated
+            });
+        }
+    }
+}
+
+/// Where the header block ends: its length and the blank line's (`\n\n` or `\r\n\r\n`).
+fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
+    let lf = bytes
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i + 1, 1));
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i + 2, 2));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_head(block: &[u8]) -> Result<(StatusCode, HeaderMap), HeadError> {
+    let mut headers = HeaderMap::new();
+    let mut status = None;
+    let lines = block
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty());
+    for (count, line) in lines.enumerate() {
+        if count >= MAX_HEADERS {
+            return Err(HeadError::TooMany);
+        }
+        let bad = || HeadError::BadLine(String::from_utf8_lossy(line).into_owned());
+        let colon = line.iter().position(|b| *b == b':').ok_or_else(bad)?;
+        let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| bad())?;
+        let value = line[colon + 1..].trim_ascii();
+        if name.as_str() == "status" {
+            let text = String::from_utf8_lossy(value).into_owned();
+            let code = text
+                .split_ascii_whitespace()
+                .next()
+                .and_then(|code| code.parse::<u16>().ok())
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .ok_or(HeadError::BadStatus(text))?;
+            status = Some(code);
+            continue;
+        }
+        if matches!(
+            name,
+            http::header::CONTENT_LENGTH
+                | http::header::TRANSFER_ENCODING
+                | http::header::CONNECTION
+        ) {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(value).map_err(|_| bad())?;
+        headers.append(name, value);
+    }
+    let status = status.unwrap_or(if headers.contains_key(http::header::LOCATION) {
+        StatusCode::FOUND
+    } else {
+        StatusCode::OK
+    });
+    Ok((status, headers))
+}
+
+/// The rest of the program's stdout, as a response body.
+pub(crate) struct StdoutBody {
+    first: Option<Bytes>,
+    stdout: DuplexStream,
+    done: bool,
+}
+
+impl StdoutBody {
+    pub(crate) fn new(first: Bytes, stdout: DuplexStream) -> StdoutBody {
+        StdoutBody {
+            first: (!first.is_empty()).then_some(first),
+            stdout,
+            done: false,
+        }
+    }
+}
+
+impl Body for StdoutBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let mut chunk = vec![0; 16 * 1024];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut self.stdout).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled().len();
+                if filled == 0 {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                chunk.truncate(filled);
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+            }
+            Poll::Ready(Err(_)) => {
+                self.done = true;
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_location_and_headers() {
+        let (status, headers) =
+            parse_head(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\nX-A: 1").unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers["x-a"], "1");
+        let (status, _) = parse_head(b"Location: /elsewhere\n").unwrap();
+        assert_eq!(status, StatusCode::FOUND);
+        let (status, headers) = parse_head(b"Content-Length: 5\nContent-Type: a/b").unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        assert!(matches!(
+            parse_head(b"hello world"),
+            Err(HeadError::BadLine(_))
+        ));
+        assert!(matches!(
+            parse_head(b"Status: abc"),
+            Err(HeadError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse_head(b"Bad Name: x"),
+            Err(HeadError::BadLine(_))
+        ));
+        let many = "X: y\n".repeat(MAX_HEADERS + 1);
+        assert!(matches!(
+            parse_head(many.as_bytes()),
+            Err(HeadError::TooMany)
+        ));
+    }
+
+    #[test]
+    fn finds_the_first_blank_line() {
+        assert_eq!(find_blank_line(b"A: b\n\nbody\n\n"), Some((5, 1)));
+        assert_eq!(find_blank_line(b"A: b\r\n\r\nbody"), Some((6, 2)));
+        assert_eq!(find_blank_line(b"A: b\r\n"), None);
+    }
+
+    #[test]
+    fn environment_follows_rfc_3875() {
+        let request = http::Request::post("/tools/wc/extra/path?x=1&y=2")
+            .header("host", "example.test:8080")
+            .header("content-type", "text/plain")
+            .header("authorization", "Bearer secret")
+            .header("x-trace", "a")
+            .header("x-trace", "b")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let route = Route::new("/tools/wc").unwrap();
+        let env: std::collections::HashMap<_, _> =
+            environment(&parts, Some(&route), 12).into_iter().collect();
+        assert_eq!(env["REQUEST_METHOD"], "POST");
+        assert_eq!(env["SCRIPT_NAME"], "/tools/wc");
+        assert_eq!(env["PATH_INFO"], "/extra/path");
+        assert_eq!(env["QUERY_STRING"], "x=1&y=2");
+        assert_eq!(env["CONTENT_LENGTH"], "12");
+        assert_eq!(env["CONTENT_TYPE"], "text/plain");
+        assert_eq!(env["SERVER_NAME"], "example.test");
+        assert_eq!(env["SERVER_PORT"], "8080");
+        assert_eq!(env["HTTP_X_TRACE"], "a, b");
+        assert!(!env.contains_key("HTTP_AUTHORIZATION"));
+        assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
+    }
+}

@@ -1,0 +1,46 @@
+// A wasi:http/proxy "hello" function in JavaScript (built with componentize-js).
+//
+// Answers every request with 200, `content-type: text/plain` and
+// `hello from javascript\n`, or `hello, X, from javascript\n` when the query has `name=X`.
+// It implements `wasi:http/incoming-handler` by hand (not StarlingMonkey's fetch event),
+// so what runs is the same contract as the Python and Rust guests.
+
+import {
+  Fields,
+  OutgoingBody,
+  OutgoingResponse,
+  ResponseOutparam,
+} from 'wasi:http/types@0.2.12';
+
+const encoder = new TextEncoder();
+
+/** The body for a request to `pathWithQuery` (e.g. `/greet?name=Ada`). */
+export function greeting(pathWithQuery) {
+  const url = new URL(pathWithQuery || '/', 'http://localhost');
+  const name = url.searchParams.get('name');
+  return name ? `hello, ${name}, from javascript\n` : 'hello from javascript\n';
+}
+
+export const incomingHandler = {
+  handle(request, responseOut) {
+    const bytes = encoder.encode(greeting(request.pathWithQuery()));
+
+    const headers = Fields.fromList([
+      ['content-type', encoder.encode('text/plain')],
+      ['content-length', encoder.encode(String(bytes.length))],
+    ]);
+    const response = new OutgoingResponse(headers);
+    response.setStatusCode(200);
+    const body = response.body();
+    ResponseOutparam.set(responseOut, { tag: 'ok', val: response });
+
+    // blocking-write-and-flush takes at most 4096 bytes per call.
+    const stream = body.write();
+    for (let i = 0; i < bytes.length; i += 4096) {
+      stream.blockingWriteAndFlush(bytes.subarray(i, i + 4096));
+    }
+    // The stream is a child of the body: drop it before finishing the body.
+    stream[Symbol.dispose]();
+    OutgoingBody.finish(body, undefined);
+  },
+};

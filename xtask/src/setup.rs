@@ -1,0 +1,69 @@
+//! What a fresh machine lacks to build meshwa's guests, installed once.
+//!
+//! Debian's clang toolchain builds the C and C++ functions (the versions measured to work on
+//! these machines; see docs/languages.md). Installing needs root: run as root, or with sudo.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Debian packages the C and C++ guests are built with.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "clang-16",
+    "lld-16",
+    "wasi-libc",
+    "libclang-rt-16-dev-wasm32",
+    "libc++-16-dev-wasm32",
+    "libc++abi-16-dev-wasm32",
+    "make",
+];
+
+pub fn run() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !installed(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    apt_get(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    apt_get(&install)
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.ends_with(b"install ok installed"))
+}
+
+fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    let mut command = if root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    let status = command
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get (is this Debian?)")?;
+    if !status.success() {
+        bail!(
+            "apt-get {} failed; install these packages by hand: {}",
+            args.join(" "),
+            DEBIAN_PACKAGES.join(" ")
+        );
+    }
+    Ok(())
+}
