@@ -342,3 +342,43 @@ limits = {{ max-memory = "64MiB", timeout = "10s" }}
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_function_calls_another_function_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("calls.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"tenant = "acme"
+app = "mixed"
+
+[[functions]]
+name = "caller"
+component = "{}"
+route = "/c"
+
+[[functions]]
+name = "hello"
+component = "{}"
+"#,
+            programs::C_CALLER,
+            programs::HELLO
+        ),
+    )
+    .unwrap();
+    let server = start(&[manifest]).await;
+    let called = get(server.addr, "/c/call?fn=hello").await;
+    assert_eq!(
+        (called.status, called.body.as_str()),
+        (
+            200,
+            "status 200: hello from meshwa: /from-c (request 1 of this instance)\n"
+        )
+    );
+    let missing = get(server.addr, "/c/call?fn=nobody").await;
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (502, "error: not-found\n")
+    );
+}
