@@ -33,6 +33,9 @@ fi
 (cd "$HERE" && cargo build --release --quiet)
 BIN=$CARGO_TARGET_DIR/release/tax-native
 
+# Other work on the machine skews every number: say how busy it was.
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -187,6 +190,7 @@ echo
 echo "open loop at $RATE req/s for $DURATION s; max: closed loop, $CONNECTIONS connections, $DURATION s;"
 echo "CPU: user+system of the deployment's processes (Redis included) over the max run, per request;"
 echo "tax at p50 = 1 - p50(monolith with the same store) / p50(deployment)."
+echo "load average of the machine before the run (1, 5, 15 min): $LOAD_AT_START; the run adds about 2."
 echo
 echo "| deployment | p50 ms | p99 ms | max req/s | CPU µs/req | tax at p50 |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
