@@ -1,12 +1,12 @@
 //! Per-tenant quotas and fair admission, through a real server: a tenant flooding the server
 //! fills only its own share of the pool, gets 429 quickly beyond its queue, and never starves
-//! another tenant.
+//! another tenant. A table-growth bomb is refused by the instance limiter.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get, start_with_settings};
+use common::{client, get, manifest, send, start, start_with_settings};
 use meshwa_runtime::EngineSettings;
 use meshwa_test_programs as programs;
 
@@ -147,4 +147,84 @@ async fn a_tenant_cannot_hold_more_memory_than_its_quota() {
         let answer = get(server.addr, "/greedy/ok").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
+}
+
+/// A WASI command (core module, adapted at load) that grows a table by 10,000 elements at a
+/// time until the host refuses, up to 10 million elements (about 80 MB of host memory if nothing
+/// stopped it), then answers CGI-style `refused` or `grew`.
+const TABLE_BOMB: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (table $t 0 funcref)
+  (data (i32.const 64) "Content-Type: text/plain\n\n")
+  (data (i32.const 128) "refused\n")
+  (data (i32.const 160) "grew\n")
+  (func (export "_start")
+    (local $rounds i32)
+    (local $refused i32)
+    (block $done
+      (loop $grow
+        (if (i32.eq (table.grow $t (ref.null func) (i32.const 10000)) (i32.const -1))
+          (then (local.set $refused (i32.const 1)) (br $done)))
+        (local.set $rounds (i32.add (local.get $rounds) (i32.const 1)))
+        (br_if $grow (i32.lt_u (local.get $rounds) (i32.const 1000)))))
+    ;; One write per iovec (the preview1 adapter writes one iovec per call): the header, then
+    ;; "refused\n" or "grew\n".
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 26))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))
+    (if (local.get $refused)
+      (then (i32.store (i32.const 0) (i32.const 128)) (i32.store (i32.const 4) (i32.const 8)))
+      (else (i32.store (i32.const 0) (i32.const 160)) (i32.store (i32.const 4) (i32.const 5))))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 32)))))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_growth_bomb_is_refused_and_harms_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("table-bomb.wasm");
+    std::fs::write(&bomb, wat::parse_str(TABLE_BOMB).unwrap()).unwrap();
+    let attacker = dir.path().join("attacker.toml");
+    std::fs::write(
+        &attacker,
+        format!(
+            "tenant = \"bomber\"\napp = \"tables\"\n[[functions]]\nname = \"bomb\"\nkind = \"cgi\"\ncomponent = {:?}\nroute = \"/bomb\"\n",
+            bomb.display().to_string()
+        ),
+    )
+    .unwrap();
+    let good = manifest(
+        dir.path(),
+        "alice",
+        &[("hello", programs::HELLO, "/alice", "")],
+    );
+    let server = start(&[attacker, good]).await;
+    let addr = server.addr;
+
+    let good_traffic = tokio::spawn(async move {
+        let c = client();
+        for i in 0..200 {
+            let path = format!("/alice/{i}");
+            let answer = send(&c, addr, "GET", &path, b"").await;
+            assert_eq!(
+                (answer.status, answer.body),
+                (
+                    200,
+                    format!("hello from meshwa: {path} (request 1 of this instance)\n")
+                )
+            );
+        }
+    });
+    let bombs: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { get(addr, "/bomb").await }))
+        .collect();
+    for bomb in bombs {
+        let answer = bomb.await.unwrap();
+        // The limiter refuses the growth past MAX_TABLE_ELEMENTS: table.grow answers -1, as the
+        // core specification says, and the program carries on.
+        assert_eq!((answer.status, answer.body.as_str()), (200, "refused\n"));
+    }
+    good_traffic.await.expect("every good request succeeded");
 }
