@@ -59,6 +59,9 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         count: u32,
     },
+    /// Prints the dataset as `key=value` lines (values are one-line JSON), e.g. for
+    /// `wasmtime serve -S keyvalue-in-memory-data=...`.
+    Dataset,
     /// Times the whole checkout in-process (in-memory store, no HTTP): the logic's own cost.
     LogicCost {
         #[arg(long, default_value_t = 5_000)]
@@ -177,6 +180,22 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(load::verify(url, count))
+        }
+        Command::Dataset => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for (key, value) in tax_logic::dataset() {
+                anyhow::ensure!(
+                    !key.contains('=') && !value.contains(&b'\n'),
+                    "record {key} cannot be written as one key=value line"
+                );
+                out.write_all(key.as_bytes())?;
+                out.write_all(b"=")?;
+                out.write_all(&value)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            Ok(())
         }
         Command::LogicCost { iterations } => {
             logic_cost(iterations);

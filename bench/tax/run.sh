@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# The infrastructure tax, measured: one checkout application (bench/tax/logic, written once),
+# five deployments, one table.
+#   (a) monolith: one native process, the services as function calls;
+#   (b) 6 native services (gateway, auth, cart, pricing, inventory, render: one process each,
+#       HTTP/1.1 keep-alive and JSON between them, pricing and inventory called concurrently);
+#   (c) meshwa, the same services as functions calling each other with `invoke` and host-owned
+#       buffers (guests/tax-shop, bench/tax/meshwa.toml);
+#   (d) meshwa, the same functions chaining with in-process wasi:http requests;
+#   (e) one `wasmtime serve` per service (the same component), chained over loopback HTTP.
+# The store: every deployment reads the same dataset from an in-process store (a map natively,
+# meshwa's embedded store, wasmtime's in-memory wasi:keyvalue), so that the table shows the cost
+# of splitting, not of a network store; with REDIS=1, (a) and (b) are measured again reading a
+# local Redis over loopback. Checks that every deployment answers byte-identical receipts, then
+# measures each: latency at a fixed moderate rate (open loop), max throughput (closed loop),
+# CPU time per request of all its processes. Prints a Markdown table and (unless SMOKE=1)
+# writes it into docs/benchmarks.md. Everything listens on 127.0.0.1; every process started here
+# is stopped on exit, error or Ctrl-C, and stops by itself after a while anyway.
+#
+# Usage: bench/tax/run.sh
+# Environment: RATE=200 (req/s), DURATION=10 (s per measurement), CONNECTIONS=16 (for max),
+#   CHECKED=32 (requests compared), REDIS=1 (0: no Redis rows), SMOKE=0 (1: a short run of
+#   (a)-(d) for the test suite: no Redis, no wasmtime, nothing written), MESHWA_BIN (default: a
+#   release build), WASMTIME (default: wasmtime-cli 48.0.8, installed once into
+#   ~/.cache/meshwa-bench like bench/http.sh does, about 15 minutes).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+SMOKE=${SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+    RATE=${RATE:-50} DURATION=${DURATION:-1} CONNECTIONS=${CONNECTIONS:-4} CHECKED=${CHECKED:-8}
+    REDIS=0
+fi
+RATE=${RATE:-200}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-16}
+CHECKED=${CHECKED:-32}
+REDIS=${REDIS:-1}
+TIME_LIMIT=480   # seconds for the whole run once built; the servers exit by themselves after
+LIFETIME=540     # this many seconds even if this script is killed without a chance to clean up
+WASMTIME_VERSION=48.0.8
+CACHE=${MESHWA_BENCH_CACHE:-$HOME/.cache/meshwa-bench}
+WASMTIME=${WASMTIME:-$CACHE/wasmtime-$WASMTIME_VERSION/bin/wasmtime}
+
+if [ "$REDIS" = 1 ] && ! command -v redis-server >/dev/null; then
+    echo "installing redis-server" >&2
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+if [ "$SMOKE" != 1 ] && [ ! -x "$WASMTIME" ]; then
+    echo "installing wasmtime-cli $WASMTIME_VERSION (about 15 minutes, once)" >&2
+    CARGO_TARGET_DIR="$CACHE/target" cargo install wasmtime-cli --version "$WASMTIME_VERSION" \
+        --locked --root "$CACHE/wasmtime-$WASMTIME_VERSION" >&2
+fi
+(cd "$HERE" && CARGO_TARGET_DIR=${TAX_TARGET_DIR:-$REPO/target/tax} cargo build --release --quiet)
+BIN=${TAX_TARGET_DIR:-$REPO/target/tax}/release/tax-native
+# The meshwa side: the functions' component (the guests workspace, as the test build does) and
+# the server.
+(cd "$REPO/guests" && cargo build --release --quiet --target wasm32-wasip2 \
+    --target-dir "$REPO/target/guests" --package tax-shop)
+COMPONENT=$REPO/target/guests/wasm32-wasip2/release/tax_shop.wasm
+if [ -z "${MESHWA_BIN:-}" ]; then
+    (cd "$REPO" && cargo build --release --quiet --package meshwa)
+    MESHWA_BIN=$REPO/target/release/meshwa
+fi
+
+# Other work on the machine skews every number: say how busy it was.
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT
+trap 'echo "terminated (time limit of ${TIME_LIMIT} s?)" >&2; exit 143' TERM
+
+# The whole run is bounded: past the limit, the script terminates itself (and so cleans up).
+(
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+    sleep "$TIME_LIMIT" & sleeper=$!
+    wait "$sleeper" && kill -TERM $$
+) &
+PIDS+=($!)
+
+# Distinct free ports, all taken at once.
+read -r -a PORTS <<<"$(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(24)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')"
+next_port() { PORT=${PORTS[0]}; PORTS=("${PORTS[@]:1}"); }
+
+fail() {
+    echo "FAILED: $*" >&2
+    for log in "$WORK"/*.log; do
+        [ -s "$log" ] && { echo "--- $(basename "$log")" >&2; tail -n 5 "$log" >&2; }
+    done
+    exit 1
+}
+
+wait_ready() { # URL
+    for _ in $(seq 1 100); do
+        curl -fs -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    fail "$1 not ready"
+}
+
+if [ "$REDIS" = 1 ]; then
+    # Redis: no persistence, in the scratch directory, killed on exit.
+    next_port
+    REDIS_PORT=$PORT
+    REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize no \
+        --dir "$WORK" --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log" &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    for _ in $(seq 1 100); do "$BIN" preload --redis "$REDIS_URL" 2>"$WORK/preload.log" && break; sleep 0.1; done
+    grep -q preloaded "$WORK/preload.log" || fail "preload"
+fi
+
+declare -A URL DEPLOYMENT_PIDS
+
+start() { # DEPLOYMENT NAME ARGS... (a tax-native server)
+    local deployment=$1 name=$2
+    shift 2
+    "$BIN" "$@" --exit-after "$LIFETIME" 2>"$WORK/$deployment-$name.log" &
+    PIDS+=($!)
+    DEPLOYMENT_PIDS[$deployment]+=" $!"
+}
+
+deploy() { # KV-LABEL STORE-ARGS...: a monolith and the 6 services
+    local kv=$1
+    shift
+    next_port
+    start "monolith-$kv" monolith monolith --listen "127.0.0.1:$PORT" "$@"
+    URL[monolith-$kv]=http://127.0.0.1:$PORT/checkout
+    local next=()
+    for service in auth cart pricing inventory render; do
+        next_port
+        start "services-$kv" "$service" service "$service" --listen "127.0.0.1:$PORT" "$@"
+        next+=(--next "$service=http://127.0.0.1:$PORT/")
+    done
+    next_port
+    start "services-$kv" gateway service gateway --listen "127.0.0.1:$PORT" "${next[@]}"
+    URL[services-$kv]=http://127.0.0.1:$PORT/checkout
+}
+
+DEPLOYMENTS=(monolith-memory services-memory)
+deploy memory --memory-kv
+if [ "$REDIS" = 1 ]; then
+    DEPLOYMENTS+=(monolith-redis services-redis)
+    deploy redis --redis "$REDIS_URL"
+fi
+for deployment in "${DEPLOYMENTS[@]}"; do
+    wait_ready "${URL[$deployment]%/checkout}/health"
+done
+
+# (c) and (d): one meshwa server with the app; its store is loaded through the app.
+next_port
+MESHWA_PORT=$PORT
+next_port
+timeout "$LIFETIME" "$MESHWA_BIN" serve "$HERE/meshwa.toml" --listen "127.0.0.1:$MESHWA_PORT" \
+    --admin-listen "127.0.0.1:$PORT" --data-dir "$WORK/meshwa" 2>"$WORK/meshwa.log" >&2 &
+MESHWA_PID=$!
+PIDS+=("$MESHWA_PID")
+for _ in $(seq 1 300); do
+    curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop/load" && break
+    sleep 0.1
+done
+curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop/load" || fail "meshwa did not start"
+DEPLOYMENTS+=(meshwa-invoke meshwa-http)
+URL[meshwa-invoke]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/invoke
+URL[meshwa-http]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/http
+DEPLOYMENT_PIDS[meshwa-invoke]=" $(pgrep -P "$MESHWA_PID" || echo "$MESHWA_PID")"
+DEPLOYMENT_PIDS[meshwa-http]=${DEPLOYMENT_PIDS[meshwa-invoke]}
+
+# (e): one `wasmtime serve` per service, the same component, its in-memory store preset with
+# the dataset; the gateway finds the others through TAX_<SERVICE>_URL.
+if [ "$SMOKE" != 1 ]; then
+    mapfile -t RECORDS < <("$BIN" dataset)
+    KV_ARGS=()
+    for record in "${RECORDS[@]}"; do KV_ARGS+=(-S "keyvalue-in-memory-data=$record"); done
+    wasmtime_serve() { # NAME PORT ENV...
+        local name=$1 port=$2
+        shift 2
+        timeout "$LIFETIME" "$WASMTIME" serve -Scli -Skeyvalue "${KV_ARGS[@]}" \
+            -O pooling-allocator=y --env TAX_KV_STORE= "$@" --addr "127.0.0.1:$port" \
+            "$COMPONENT" 2>"$WORK/wasmtime-$name.log" >&2 &
+        PIDS+=($!)
+        DEPLOYMENT_PIDS[wasmtime]+=" $!"
+    }
+    GATEWAY_ENV=()
+    for service in auth cart pricing inventory render; do
+        next_port
+        wasmtime_serve "$service" "$PORT"
+        GATEWAY_ENV+=(--env "TAX_${service^^}_URL=http://127.0.0.1:$PORT/$service")
+    done
+    next_port
+    wasmtime_serve gateway "$PORT" "${GATEWAY_ENV[@]}"
+    DEPLOYMENTS+=(wasmtime)
+    URL[wasmtime]=http://127.0.0.1:$PORT/checkout/http
+    for _ in $(seq 1 300); do
+        [ "$(grep -l 'Serving HTTP' "$WORK"/wasmtime-*.log 2>/dev/null | wc -l)" = 6 ] && break
+        sleep 0.1
+    done
+    [ "$(grep -l 'Serving HTTP' "$WORK"/wasmtime-*.log | wc -l)" = 6 ] || fail "wasmtime serve did not start"
+fi
+# Every service process, not only the gateway, must be up.
+for log in "$WORK"/services-*.log; do
+    for _ in $(seq 1 100); do grep -q listening "$log" && break; sleep 0.1; done
+    grep -q listening "$log" || fail "$(basename "$log" .log) did not start"
+done
+
+# Byte-identical receipts everywhere.
+for deployment in "${DEPLOYMENTS[@]}"; do
+    "$BIN" verify --url "${URL[$deployment]}" --count "$CHECKED" >"$WORK/$deployment.sha" \
+        2>"$WORK/verify-$deployment.log" || fail "verify $deployment"
+done
+for deployment in "${DEPLOYMENTS[@]}"; do
+    cmp -s "$WORK/${DEPLOYMENTS[0]}.sha" "$WORK/$deployment.sha" ||
+        fail "$deployment answers differ from ${DEPLOYMENTS[0]}: $(diff "$WORK/${DEPLOYMENTS[0]}.sha" "$WORK/$deployment.sha" | head -4)"
+done
+echo "all ${#DEPLOYMENTS[@]} deployments answer the same $CHECKED receipts" >&2
+
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # PIDS...: user + system time of these processes, in clock ticks
+    local sum=0 pid fields child
+    for pid in "$@"; do
+        # A `timeout` wrapper: count the server it runs.
+        child=$(pgrep -P "$pid" | head -n 1 || true)
+        [ -n "$child" ] && pid=$child
+        read -r -a fields <"/proc/$pid/stat" || fail "process $pid is gone"
+        sum=$((sum + fields[13] + fields[14]))
+    done
+    echo "$sum"
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+declare -A P50 P99 MAX CPU
+for deployment in "${DEPLOYMENTS[@]}"; do
+    url=${URL[$deployment]}
+    # shellcheck disable=SC2206
+    pids=(${DEPLOYMENT_PIDS[$deployment]})
+    [[ $deployment == *-redis ]] && pids+=("$REDIS_PID")
+    echo "$deployment: ${RATE} req/s for ${DURATION} s" >&2
+    "$BIN" load --url "$url" --rate "$RATE" --duration "$DURATION" >"$WORK/$deployment.rate.json" ||
+        fail "$deployment at $RATE req/s"
+    echo "$deployment: max throughput, $CONNECTIONS connections, ${DURATION} s" >&2
+    "$BIN" load --url "$url" --max --concurrency "$CONNECTIONS" --duration 1 --warmup 0 >/dev/null ||
+        fail "$deployment warm-up"
+    before=$(cpu_ticks "${pids[@]}")
+    "$BIN" load --url "$url" --max --concurrency "$CONNECTIONS" --duration "$DURATION" --warmup 0 \
+        >"$WORK/$deployment.max.json" || fail "$deployment at max throughput"
+    after=$(cpu_ticks "${pids[@]}")
+    P50[$deployment]=$(json_field "$WORK/$deployment.rate.json" p50_ms)
+    P99[$deployment]=$(json_field "$WORK/$deployment.rate.json" p99_ms)
+    MAX[$deployment]=$(json_field "$WORK/$deployment.max.json" throughput)
+    requests=$(json_field "$WORK/$deployment.max.json" requests)
+    CPU[$deployment]=$(python3 -c "print(($after - $before) * 1e6 / $CLK_TCK / $requests)")
+done
+
+label() {
+    case $1 in
+        monolith-redis) echo "(a) monolith, Redis" ;;
+        services-redis) echo "(b) 6 services, Redis" ;;
+        monolith-memory) echo "(a) monolith, in-process KV" ;;
+        services-memory) echo "(b) 6 services, in-process KV" ;;
+        meshwa-invoke) echo "(c) meshwa, invoke + buffers" ;;
+        meshwa-http) echo "(d) meshwa, in-process wasi:http" ;;
+        wasmtime) echo "(e) 6 × wasmtime serve, loopback HTTP" ;;
+    esac
+}
+
+report() {
+echo "$(date -u +%Y-%m-%d), $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB;"
+"$BIN" logic-cost --iterations 2000 | sed 's/^/logic alone: /'
+echo "open loop at $RATE req/s for $DURATION s; max: closed loop, $CONNECTIONS connections, $DURATION s;"
+echo "CPU: user+system of the deployment's processes (Redis included) over the max run, per request;"
+echo "tax at p50 = 1 - p50(monolith with the same store) / p50(deployment); (c), (d), (e) compare with"
+echo "the monolith on the in-process store."
+echo "load average of the machine before the run (1, 5, 15 min): $LOAD_AT_START; the run adds about 2."
+echo
+echo "| deployment | p50 ms | p99 ms | max req/s | CPU µs/req | tax at p50 |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for deployment in "${DEPLOYMENTS[@]}"; do
+    baseline=monolith-memory
+    [[ $deployment == *-redis ]] && baseline=monolith-redis
+    python3 - "$(label "$deployment")" "${P50[$deployment]}" "${P99[$deployment]}" "${MAX[$deployment]}" \
+        "${CPU[$deployment]}" "${P50[$baseline]}" "$([ "$deployment" = "$baseline" ] && echo 1 || echo 0)" <<'EOF'
+import sys
+label, p50, p99, rps, cpu, base, is_base = sys.argv[1:]
+p50, p99, rps, cpu, base = map(float, (p50, p99, rps, cpu, base))
+tax = "baseline" if is_base == "1" else f"{(1 - base / p50) * 100:.0f} %"
+print(f"| {label} | {p50:.2f} | {p99:.2f} | {rps:.0f} | {cpu:.0f} | {tax} |")
+EOF
+done
+}
+
+report | tee "$WORK/report.md"
+if [ "$SMOKE" != 1 ]; then
+    # The table goes into docs/benchmarks.md, between its markers.
+    python3 - "$REPO/docs/benchmarks.md" "$WORK/report.md" <<'EOF'
+import sys
+path, report = sys.argv[1], open(sys.argv[2]).read().strip()
+text = open(path).read()
+begin, end = "<!-- tax:begin -->", "<!-- tax:end -->"
+if begin not in text:
+    sys.exit(f"{path} has no {begin} marker")
+head, rest = text.split(begin, 1)
+tail = rest.split(end, 1)[1]
+open(path, "w").write(f"{head}{begin}\n{report}\n{end}{tail}")
+EOF
+    echo "written into docs/benchmarks.md" >&2
+fi

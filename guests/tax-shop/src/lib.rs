@@ -1,0 +1,146 @@
+//! The checkout application of the infrastructure-tax benchmark (`bench/tax`) wrapped as meshwa
+//! functions: the business logic is `tax-logic`, the same crate the native deployments run.
+//!
+//! One component serves every function of the app; the request path picks what it does:
+//!
+//! - `.../<service>` (`/auth`, `/cart`, `/pricing`, `/inventory`, `/render`): the service, JSON
+//!   in, JSON out (how the native services answer too);
+//! - `.../checkout/invoke`: the gateway, calling the services with `meshwa:platform/invoke` and
+//!   host-owned buffers (deployment c);
+//! - `.../checkout/http`: the gateway, calling them with plain `wasi:http` requests; on meshwa to
+//!   `http://<service>.shop.internal/` (in-process, deployment d), under `wasmtime serve` to the
+//!   URL in the environment variable `TAX_<SERVICE>_URL` (over loopback, deployment e);
+//! - `.../checkout/local`: the whole checkout in this one instance (the monolith's code, in the
+//!   sandbox): what the logic costs in WebAssembly, without any call;
+//! - `.../load`: writes the benchmark's dataset into the store (meshwa's store starts empty).
+//!
+//! The key-value store is `catalog` on meshwa; `wasmtime serve`'s in-memory store has only the
+//! store `""`, chosen with `TAX_KV_STORE=`.
+
+use meshwa_sdk::{Buffer, Request, Response, http_post, invoke, kv};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tax_logic::model::{
+    AuthResponse, CartResponse, InventoryResponse, PricingResponse, RenderResponse,
+};
+use tax_logic::{ServiceError, gateway};
+
+struct Store(kv::Store);
+
+impl tax_logic::Kv for Store {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.get(key).ok().flatten()
+    }
+}
+
+fn handle(request: Request) -> Response {
+    let path = request.path.split('?').next().unwrap_or_default();
+    let store_name = std::env::var("TAX_KV_STORE").unwrap_or_else(|_| "catalog".to_owned());
+    let store = match kv::Store::open(&store_name) {
+        Ok(store) => Store(store),
+        Err(error) => {
+            return failure(&ServiceError::internal(format!(
+                "cannot open the store: {error:?}"
+            )));
+        }
+    };
+    // Behind a route the path keeps its prefix (`/shop/checkout/invoke` on meshwa); a service
+    // is named by the last segment (`/auth`, or `/shop/auth`).
+    let result = if path.ends_with("/checkout/local") {
+        tax_logic::checkout_monolith_json(&request.body, &store).map(html)
+    } else if path.ends_with("/checkout/invoke") {
+        checkout(&request.body, Style::Invoke).map(html)
+    } else if path.ends_with("/checkout/http") {
+        checkout(&request.body, Style::Http).map(html)
+    } else if path.ends_with("/load") {
+        load(&store)
+    } else {
+        let last = path.rsplit('/').next().unwrap_or_default();
+        match tax_logic::Service::from_name(last) {
+            Some(service) => service.handle_json(&request.body, &store).map(|json| {
+                Response::new(200, json).with_header("content-type", "application/json")
+            }),
+            None => return Response::new(404, format!("no such endpoint {path}\n")),
+        }
+    };
+    result.unwrap_or_else(|error| failure(&error))
+}
+
+fn html(page: String) -> Response {
+    Response::new(200, page).with_header("content-type", "text/html; charset=utf-8")
+}
+
+fn failure(error: &ServiceError) -> Response {
+    Response::new(error.http_status(), error.to_json())
+        .with_header("content-type", "application/json")
+}
+
+fn load(store: &Store) -> Result<Response, ServiceError> {
+    let entries = tax_logic::dataset();
+    for chunk in entries.chunks(64) {
+        store
+            .0
+            .set_many(chunk)
+            .map_err(|e| ServiceError::internal(format!("cannot load the dataset: {e:?}")))?;
+    }
+    Ok(Response::new(200, format!("{} entries\n", entries.len())))
+}
+
+#[derive(Clone, Copy)]
+enum Style {
+    Invoke,
+    Http,
+}
+
+/// The gateway: the same steps as `tax_logic::checkout_monolith`, each service a call.
+/// (Pricing and inventory are independent; they are called one after the other here, because a
+/// guest has no threads and the SDK's calls block. The native gateway calls them concurrently.)
+fn checkout(body: &[u8], style: Style) -> Result<String, ServiceError> {
+    let req = gateway::decode_checkout(body)?;
+    gateway::validate(&req)?;
+    let auth: AuthResponse = call(style, "auth", &gateway::auth_request(&req))?;
+    let cart: CartResponse = call(style, "cart", &gateway::cart_request(&req, &auth))?;
+    let pricing: PricingResponse = call(
+        style,
+        "pricing",
+        &gateway::pricing_request(&req, &auth, &cart),
+    )?;
+    let inventory: InventoryResponse =
+        call(style, "inventory", &gateway::inventory_request(&req, &cart))?;
+    let render: RenderResponse = call(
+        style,
+        "render",
+        &gateway::render_request(&req, &auth, &cart, &pricing, &inventory),
+    )?;
+    Ok(gateway::checkout_html(render))
+}
+
+fn call<I: Serialize, O: DeserializeOwned>(
+    style: Style,
+    service: &str,
+    input: &I,
+) -> Result<O, ServiceError> {
+    let body = serde_json::to_vec(input)
+        .map_err(|e| ServiceError::internal(format!("cannot serialize: {e}")))?;
+    let path = format!("/{service}");
+    let (status, answer) = match style {
+        Style::Invoke => {
+            let response = invoke(service, &path, Buffer::new(&body), &[])
+                .map_err(|e| ServiceError::internal(format!("{service}: {e:?}")))?;
+            (response.status, response.body.read_all())
+        }
+        Style::Http => {
+            let variable = format!("TAX_{}_URL", service.to_ascii_uppercase());
+            let url = std::env::var(variable)
+                .unwrap_or_else(|_| format!("http://{service}.shop.internal{path}"));
+            http_post(&url, &body).map_err(|e| ServiceError::internal(format!("{service}: {e}")))?
+        }
+    };
+    if status != 200 {
+        return Err(ServiceError::from_json(&answer));
+    }
+    serde_json::from_slice(&answer)
+        .map_err(|e| ServiceError::internal(format!("{service} answered malformed JSON: {e}")))
+}
+
+meshwa_sdk::http_handler!(handle);
