@@ -32,7 +32,7 @@ if [ "$SMOKE" = 1 ]; then
     RATE=${RATE:-50} DURATION=${DURATION:-1} CONNECTIONS=${CONNECTIONS:-4} CHECKED=${CHECKED:-8}
     REDIS=0
 fi
-RATE=${RATE:-200}
+RATE=${RATE:-100}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-16}
 CHECKED=${CHECKED:-32}
@@ -59,7 +59,12 @@ BIN=${TAX_TARGET_DIR:-$REPO/target/tax}/release/tax-native
 # the server.
 (cd "$REPO/guests" && cargo build --release --quiet --target wasm32-wasip2 \
     --target-dir "$REPO/target/guests" --package tax-shop)
-COMPONENT=$REPO/target/guests/wasm32-wasip2/release/tax_shop.wasm
+# For `wasmtime serve`, the same code without the invoke style (which imports meshwa:platform).
+if [ "$SMOKE" != 1 ]; then
+    (cd "$REPO/guests" && cargo build --release --quiet --target wasm32-wasip2 \
+        --target-dir "$REPO/target/guests-wasi" --package tax-shop --no-default-features)
+fi
+COMPONENT=$REPO/target/guests-wasi/wasm32-wasip2/release/tax_shop.wasm
 if [ -z "${MESHWA_BIN:-}" ]; then
     (cd "$REPO" && cargo build --release --quiet --package meshwa)
     MESHWA_BIN=$REPO/target/release/meshwa
@@ -183,14 +188,14 @@ DEPLOYMENT_PIDS[meshwa-http]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 # (e): one `wasmtime serve` per service, the same component, its in-memory store preset with
 # the dataset; the gateway finds the others through TAX_<SERVICE>_URL.
 if [ "$SMOKE" != 1 ]; then
-    mapfile -t RECORDS < <("$BIN" dataset)
+    mapfile -t RECORDS < <("$BIN" dataset --hex)
     KV_ARGS=()
     for record in "${RECORDS[@]}"; do KV_ARGS+=(-S "keyvalue-in-memory-data=$record"); done
     wasmtime_serve() { # NAME PORT ENV...
         local name=$1 port=$2
         shift 2
         timeout "$LIFETIME" "$WASMTIME" serve -Scli -Skeyvalue "${KV_ARGS[@]}" \
-            -O pooling-allocator=y --env TAX_KV_STORE= "$@" --addr "127.0.0.1:$port" \
+            -O pooling-allocator=y --env TAX_KV_STORE= --env TAX_KV_HEX=1 "$@" --addr "127.0.0.1:$port" \
             "$COMPONENT" 2>"$WORK/wasmtime-$name.log" >&2 &
         PIDS+=($!)
         DEPLOYMENT_PIDS[wasmtime]+=" $!"
@@ -242,25 +247,27 @@ cpu_ticks() { # PIDS...: user + system time of these processes, in clock ticks
 }
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
-declare -A P50 P99 MAX CPU
+declare -A P50 P99 MAX CPU ERRORS
 for deployment in "${DEPLOYMENTS[@]}"; do
     url=${URL[$deployment]}
     # shellcheck disable=SC2206
     pids=(${DEPLOYMENT_PIDS[$deployment]})
     [[ $deployment == *-redis ]] && pids+=("$REDIS_PID")
     echo "$deployment: ${RATE} req/s for ${DURATION} s" >&2
+    # A deployment that cannot keep up gets its failures counted in the table, not hidden.
     "$BIN" load --url "$url" --rate "$RATE" --duration "$DURATION" >"$WORK/$deployment.rate.json" ||
-        fail "$deployment at $RATE req/s"
+        echo "$deployment: some requests failed at $RATE req/s" >&2
     echo "$deployment: max throughput, $CONNECTIONS connections, ${DURATION} s" >&2
     "$BIN" load --url "$url" --max --concurrency "$CONNECTIONS" --duration 1 --warmup 0 >/dev/null ||
-        fail "$deployment warm-up"
+        echo "$deployment: some requests failed in the warm-up" >&2
     before=$(cpu_ticks "${pids[@]}")
     "$BIN" load --url "$url" --max --concurrency "$CONNECTIONS" --duration "$DURATION" --warmup 0 \
-        >"$WORK/$deployment.max.json" || fail "$deployment at max throughput"
+        >"$WORK/$deployment.max.json" || echo "$deployment: some requests failed at max" >&2
     after=$(cpu_ticks "${pids[@]}")
     P50[$deployment]=$(json_field "$WORK/$deployment.rate.json" p50_ms)
     P99[$deployment]=$(json_field "$WORK/$deployment.rate.json" p99_ms)
     MAX[$deployment]=$(json_field "$WORK/$deployment.max.json" throughput)
+    ERRORS[$deployment]="$(json_field "$WORK/$deployment.rate.json" errors) / $(json_field "$WORK/$deployment.max.json" errors)"
     requests=$(json_field "$WORK/$deployment.max.json" requests)
     CPU[$deployment]=$(python3 -c "print(($after - $before) * 1e6 / $CLK_TCK / $requests)")
 done
@@ -286,18 +293,19 @@ echo "tax at p50 = 1 - p50(monolith with the same store) / p50(deployment); (c),
 echo "the monolith on the in-process store."
 echo "load average of the machine before the run (1, 5, 15 min): $LOAD_AT_START; the run adds about 2."
 echo
-echo "| deployment | p50 ms | p99 ms | max req/s | CPU µs/req | tax at p50 |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| deployment | p50 ms | p99 ms | max req/s | CPU µs/req | tax at p50 | failed (rate / max) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for deployment in "${DEPLOYMENTS[@]}"; do
     baseline=monolith-memory
     [[ $deployment == *-redis ]] && baseline=monolith-redis
     python3 - "$(label "$deployment")" "${P50[$deployment]}" "${P99[$deployment]}" "${MAX[$deployment]}" \
-        "${CPU[$deployment]}" "${P50[$baseline]}" "$([ "$deployment" = "$baseline" ] && echo 1 || echo 0)" <<'EOF'
+        "${CPU[$deployment]}" "${P50[$baseline]}" "$([ "$deployment" = "$baseline" ] && echo 1 || echo 0)" \
+        "${ERRORS[$deployment]}" <<'EOF'
 import sys
-label, p50, p99, rps, cpu, base, is_base = sys.argv[1:]
+label, p50, p99, rps, cpu, base, is_base, errors = sys.argv[1:]
 p50, p99, rps, cpu, base = map(float, (p50, p99, rps, cpu, base))
 tax = "baseline" if is_base == "1" else f"{(1 - base / p50) * 100:.0f} %"
-print(f"| {label} | {p50:.2f} | {p99:.2f} | {rps:.0f} | {cpu:.0f} | {tax} |")
+print(f"| {label} | {p50:.2f} | {p99:.2f} | {rps:.0f} | {cpu:.0f} | {tax} | {errors} |")
 EOF
 done
 }

@@ -17,7 +17,9 @@
 //! The key-value store is `catalog` on meshwa; `wasmtime serve`'s in-memory store has only the
 //! store `""`, chosen with `TAX_KV_STORE=`.
 
-use meshwa_sdk::{Buffer, Request, Response, http_post, invoke, kv};
+#[cfg(feature = "invoke")]
+use meshwa_sdk::{Buffer, invoke};
+use meshwa_sdk::{Request, Response, http_post, kv};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tax_logic::model::{
@@ -25,11 +27,21 @@ use tax_logic::model::{
 };
 use tax_logic::{ServiceError, gateway};
 
-struct Store(kv::Store);
+/// The store, and whether its values are hex-encoded (`TAX_KV_HEX=1`: `wasmtime serve` takes
+/// preset values on its command line, where a comma ends a value, and JSON is full of them).
+struct Store(kv::Store, bool);
 
 impl tax_logic::Kv for Store {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.get(key).ok().flatten()
+        let value = self.0.get(key).ok().flatten()?;
+        if !self.1 {
+            return Some(value);
+        }
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        value
+            .chunks(2)
+            .map(|pair| Some(digit(pair[0])? << 4 | digit(*pair.get(1)?)?))
+            .collect()
     }
 }
 
@@ -37,7 +49,7 @@ fn handle(request: Request) -> Response {
     let path = request.path.split('?').next().unwrap_or_default();
     let store_name = std::env::var("TAX_KV_STORE").unwrap_or_else(|_| "catalog".to_owned());
     let store = match kv::Store::open(&store_name) {
-        Ok(store) => Store(store),
+        Ok(store) => Store(store, std::env::var("TAX_KV_HEX").is_ok_and(|v| v == "1")),
         Err(error) => {
             return failure(&ServiceError::internal(format!(
                 "cannot open the store: {error:?}"
@@ -124,6 +136,11 @@ fn call<I: Serialize, O: DeserializeOwned>(
         .map_err(|e| ServiceError::internal(format!("cannot serialize: {e}")))?;
     let path = format!("/{service}");
     let (status, answer) = match style {
+        #[cfg(not(feature = "invoke"))]
+        Style::Invoke => {
+            return Err(ServiceError::internal("built without the invoke feature"));
+        }
+        #[cfg(feature = "invoke")]
         Style::Invoke => {
             let response = invoke(service, &path, Buffer::new(&body), &[])
                 .map_err(|e| ServiceError::internal(format!("{service}: {e:?}")))?;

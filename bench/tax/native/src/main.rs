@@ -59,9 +59,13 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         count: u32,
     },
-    /// Prints the dataset as `key=value` lines (values are one-line JSON), e.g. for
-    /// `wasmtime serve -S keyvalue-in-memory-data=...`.
-    Dataset,
+    /// Prints the dataset as `key=value` lines (values are one-line JSON, or hex with --hex),
+    /// e.g. for `wasmtime serve -S keyvalue-in-memory-data=...` (which needs --hex: its option
+    /// parser ends a value at a comma).
+    Dataset {
+        #[arg(long)]
+        hex: bool,
+    },
     /// Times the whole checkout in-process (in-memory store, no HTTP): the logic's own cost.
     LogicCost {
         #[arg(long, default_value_t = 5_000)]
@@ -181,7 +185,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(load::verify(url, count))
         }
-        Command::Dataset => {
+        Command::Dataset { hex } => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for (key, value) in tax_logic::dataset() {
@@ -191,7 +195,13 @@ fn main() -> anyhow::Result<()> {
                 );
                 out.write_all(key.as_bytes())?;
                 out.write_all(b"=")?;
-                out.write_all(&value)?;
+                if hex {
+                    for byte in &value {
+                        write!(out, "{byte:02x}")?;
+                    }
+                } else {
+                    out.write_all(&value)?;
+                }
                 out.write_all(b"\n")?;
             }
             out.flush()?;
