@@ -344,7 +344,7 @@ limits = {{ max-memory = "64MiB", timeout = "10s" }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_c_function_calls_another_function_in_process() {
+async fn a_c_function_calls_other_functions_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("calls.toml");
     std::fs::write(
@@ -361,9 +361,15 @@ route = "/c"
 [[functions]]
 name = "hello"
 component = "{}"
+
+[[functions]]
+name = "wc"
+kind = "cgi"
+component = "{}"
 "#,
             programs::C_CALLER,
-            programs::HELLO
+            programs::HELLO,
+            programs::C_CGI
         ),
     )
     .unwrap();
@@ -375,6 +381,24 @@ component = "{}"
             200,
             "status 200: hello from meshwa: /from-c (request 1 of this instance)\n"
         )
+    );
+    // A CGI program is a function like any other: reachable in-process, private here (so its
+    // SCRIPT_NAME is empty and PATH_INFO the whole path).
+    let counted = send(
+        &client(),
+        server.addr,
+        "POST",
+        "/c/call?fn=wc",
+        b"one two\n",
+    )
+    .await;
+    assert_eq!(counted.status, 200, "{}", counted.body);
+    assert!(
+        counted.body.starts_with(
+            "status 200: 1 2 8\nmethod=POST script= path_info=/from-c query= length=8"
+        ),
+        "{}",
+        counted.body
     );
     let missing = get(server.addr, "/c/call?fn=nobody").await;
     assert_eq!(
