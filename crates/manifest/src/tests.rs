@@ -333,3 +333,23 @@ fn grants_must_name_declared_services() {
     let e = error(&SERVICES.replace("[key-value.other]", "[key-value.other]\nmax-keys = 3"));
     assert!(e.contains("max-keys"), "{e}");
 }
+
+#[test]
+fn a_function_kind_is_http_unless_it_says_cgi() {
+    let m = parse(VALID).unwrap();
+    assert_eq!(m.functions[0].kind, FunctionKind::Http);
+    let cgi = VALID.replace(
+        "name = \"private\"\n",
+        "name = \"private\"\nkind = \"cgi\"\n",
+    );
+    assert_eq!(parse(&cgi).unwrap().functions[1].kind, FunctionKind::Cgi);
+    let bad = VALID.replace(
+        "name = \"private\"\n",
+        "name = \"private\"\nkind = \"shell\"\n",
+    );
+    let message = error(&bad);
+    assert!(
+        message.contains("shell") && message.contains("cgi"),
+        "{message}"
+    );
+}
