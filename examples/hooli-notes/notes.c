@@ -45,23 +45,14 @@ static void add(const meshwa_request *req, meshwa_response *res) {
         meshwa_response_printf(res, "a note is 1 to %d bytes\n", MAX_NOTE);
         return;
     }
-    /* The counter is stored as decimal text, so it reads well with any key-value tool. */
-    meshwa_bytes count_bytes;
-    uint64_t count = 0;
-    int found = meshwa_kv_get(STORE, "count", &count_bytes);
-    if (found < 0) goto failed;
-    if (found == 1) {
-        char text[32] = {0};
-        memcpy(text, count_bytes.ptr, count_bytes.len < 31 ? count_bytes.len : 31);
-        sscanf(text, "%llu", (unsigned long long *)&count);
-        meshwa_bytes_free(&count_bytes);
-    }
-    count++;
-    char key[32], text[32];
+    /* Taking the number first, atomically, keeps two notes posted at once from getting the
+     * same number (a read, add and write of the counter would let one overwrite the other). The
+     * store keeps the counter as decimal text, so it reads well with any key-value tool. */
+    uint64_t count;
+    if (meshwa_kv_increment(STORE, "count", 1, &count) < 0) goto failed;
+    char key[32];
     snprintf(key, sizeof key, "note/%llu", (unsigned long long)count);
-    int text_len = snprintf(text, sizeof text, "%llu", (unsigned long long)count);
     if (meshwa_kv_set(STORE, key, req->body, req->body_len) < 0) goto failed;
-    if (meshwa_kv_set(STORE, "count", text, (size_t)text_len) < 0) goto failed;
     meshwa_log(MESHWA_LOG_INFO, "note %llu added (%zu bytes)", (unsigned long long)count, req->body_len);
     meshwa_response_status(res, 201);
     meshwa_response_printf(res, "note %llu\n", (unsigned long long)count);
