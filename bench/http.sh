@@ -14,20 +14,14 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONNECTIONS=${2:-50}
 THREADS=${3:-2}
-WASMTIME_VERSION=48.0.8   # newest wasmtime that builds with the pinned toolchain
-CACHE=${MESHWA_BENCH_CACHE:-$HOME/.cache/meshwa-bench}
-WASMTIME=$CACHE/wasmtime-$WASMTIME_VERSION/bin/wasmtime
+# shellcheck source=bench/wasmtime.sh
+. bench/wasmtime.sh
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk" >&2
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-if [ ! -x "$WASMTIME" ]; then
-    echo "installing wasmtime-cli $WASMTIME_VERSION (about 15 minutes, once)" >&2
-    # A persistent target directory lets an interrupted install resume.
-    CARGO_TARGET_DIR="$CACHE/target" cargo install wasmtime-cli --version "$WASMTIME_VERSION" \
-        --locked --root "$CACHE/wasmtime-$WASMTIME_VERSION" >&2
-fi
+ensure_wasmtime
 
 cargo build --release --package meshwa --quiet
 cargo build --package meshwa-test-programs --quiet   # builds target/guests/.../hello.wasm

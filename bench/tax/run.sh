@@ -39,20 +39,15 @@ CHECKED=${CHECKED:-32}
 REDIS=${REDIS:-1}
 TIME_LIMIT=480   # seconds for the whole run once built; the servers exit by themselves after
 LIFETIME=540     # this many seconds even if this script is killed without a chance to clean up
-WASMTIME_VERSION=48.0.8
-CACHE=${MESHWA_BENCH_CACHE:-$HOME/.cache/meshwa-bench}
-WASMTIME=${WASMTIME:-$CACHE/wasmtime-$WASMTIME_VERSION/bin/wasmtime}
+# shellcheck source=bench/wasmtime.sh
+. "$REPO/bench/wasmtime.sh"
 
 if [ "$REDIS" = 1 ] && ! command -v redis-server >/dev/null; then
     echo "installing redis-server" >&2
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
-if [ "$SMOKE" != 1 ] && [ ! -x "$WASMTIME" ]; then
-    echo "installing wasmtime-cli $WASMTIME_VERSION (about 15 minutes, once)" >&2
-    CARGO_TARGET_DIR="$CACHE/target" cargo install wasmtime-cli --version "$WASMTIME_VERSION" \
-        --locked --root "$CACHE/wasmtime-$WASMTIME_VERSION" >&2
-fi
+[ "$SMOKE" = 1 ] || ensure_wasmtime
 (cd "$HERE" && CARGO_TARGET_DIR=${TAX_TARGET_DIR:-$REPO/target/tax} cargo build --release --quiet)
 BIN=${TAX_TARGET_DIR:-$REPO/target/tax}/release/tax-native
 # The meshwa side: the functions' component (the guests workspace, as the test build does) and

@@ -184,8 +184,8 @@ fn second_start_uses_the_compile_cache() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let apps = [
-        Path::new(programs::EXAMPLES_DIR).join("acme-greeter/meshwa.toml"),
-        Path::new(programs::EXAMPLES_DIR).join("globex-textkit/meshwa.toml"),
+        programs::example_manifest("acme-greeter"),
+        programs::example_manifest("globex-textkit"),
     ];
 
     let first = serve(&data, &apps);

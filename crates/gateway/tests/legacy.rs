@@ -11,12 +11,6 @@ use meshwa_manifest::Manifest;
 use meshwa_runtime::{CacheOutcome, EngineSettings, LoadError, Runtime, Secrets};
 use meshwa_test_programs as programs;
 
-fn example(name: &str) -> PathBuf {
-    Path::new(programs::EXAMPLES_DIR)
-        .join(name)
-        .join("meshwa.toml")
-}
-
 /// One function of kind `kind` at `route`, in its own app of `tenant`.
 fn single(dir: &Path, tenant: &str, component: &str, route: &str, kind: &str) -> PathBuf {
     let text = format!(
@@ -39,7 +33,10 @@ limits = {{ max-memory = "16MiB", timeout = "5s", max-request-body = "64KiB" }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_and_cpp_examples_answer_with_services() {
     let server = start_full(
-        &[example("hooli-notes"), example("hooli-wordfreq")],
+        &[
+            programs::example_manifest("hooli-notes"),
+            programs::example_manifest("hooli-wordfreq"),
+        ],
         EngineSettings::default(),
         &Secrets::default(),
     )

@@ -365,7 +365,7 @@ fn a_missing_secret_is_refused_at_load_without_values() {
 async fn the_guestbook_example_keeps_state_and_reads_config() {
     let examples = Path::new(programs::EXAMPLES_DIR);
     let secrets = Secrets::load(&examples.join("secrets.toml")).unwrap();
-    let manifest = examples.join("umbrella-guestbook/meshwa.toml");
+    let manifest = programs::example_manifest("umbrella-guestbook");
     let server = start_full(&[manifest], settings(), &secrets).await;
     let c = client();
 

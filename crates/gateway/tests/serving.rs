@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,15 +15,13 @@ use hyper_util::rt::TokioExecutor;
 use meshwa_gateway::ERROR_ID_HEADER;
 use meshwa_test_programs as programs;
 
-fn example(name: &str) -> PathBuf {
-    Path::new(programs::EXAMPLES_DIR)
-        .join(name)
-        .join("meshwa.toml")
-}
-
 #[tokio::test]
 async fn both_example_tenants_answer_over_http1_and_http2() {
-    let server = start(&[example("acme-greeter"), example("globex-textkit")]).await;
+    let server = start(&[
+        programs::example_manifest("acme-greeter"),
+        programs::example_manifest("globex-textkit"),
+    ])
+    .await;
 
     let hello = get(server.addr, "/acme/hello?name=Ada%20Lovelace").await;
     assert_eq!(hello.status, 200);
@@ -83,7 +80,7 @@ async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_inst
         "tenant-a",
         &[("hello", programs::HELLO, "/a", "")],
     );
-    let server = start(&[a, example("globex-textkit")]).await;
+    let server = start(&[a, programs::example_manifest("globex-textkit")]).await;
     let client = client();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200u32 {
@@ -372,7 +369,7 @@ async fn a_client_that_goes_away_ends_its_instance() {
 /// call styles, on a payload of several KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orders_pipeline_runs_five_functions_in_process() {
-    let server = start(&[example("initech-orders")]).await;
+    let server = start(&[programs::example_manifest("initech-orders")]).await;
     let mut csv = String::from("sku,qty,unit_price_cents\n");
     let mut subtotal = 0u64;
     for i in 1..=400u64 {

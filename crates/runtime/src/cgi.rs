@@ -251,10 +251,16 @@ fn parse_head(block: &[u8]) -> Result<(StatusCode, HeaderMap), HeadError> {
     Ok((status, headers))
 }
 
+/// Most bytes of stdout one body frame carries.
+const FRAME: usize = 16 * 1024;
+
 /// The rest of the program's stdout, as a response body.
 pub(crate) struct StdoutBody {
     first: Option<Bytes>,
     stdout: DuplexStream,
+    /// Read into, then copied out as a frame: one buffer for the body's life, so that a poll
+    /// that finds nothing to read allocates nothing.
+    scratch: Box<[u8]>,
     done: bool,
 }
 
@@ -263,6 +269,7 @@ impl StdoutBody {
         StdoutBody {
             first: (!first.is_empty()).then_some(first),
             stdout,
+            scratch: vec![0; FRAME].into_boxed_slice(),
             done: false,
         }
     }
@@ -282,20 +289,19 @@ impl Body for StdoutBody {
         if self.done {
             return Poll::Ready(None);
         }
-        let mut chunk = vec![0; 16 * 1024];
-        let mut buf = ReadBuf::new(&mut chunk);
-        match Pin::new(&mut self.stdout).poll_read(cx, &mut buf) {
+        let this = &mut *self;
+        let mut buf = ReadBuf::new(&mut this.scratch);
+        match Pin::new(&mut this.stdout).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => {
-                let filled = buf.filled().len();
-                if filled == 0 {
-                    self.done = true;
+                if buf.filled().is_empty() {
+                    this.done = true;
                     return Poll::Ready(None);
                 }
-                chunk.truncate(filled);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+                let frame = Bytes::copy_from_slice(buf.filled());
+                Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Poll::Ready(Err(_)) => {
-                self.done = true;
+                this.done = true;
                 Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
             }
             Poll::Pending => Poll::Pending,
