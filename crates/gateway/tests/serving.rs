@@ -520,3 +520,96 @@ async fn a_gigantic_response_is_cut_at_the_deadline_and_harms_no_one() {
         "cut at the 1 s deadline, took {elapsed:?}"
     );
 }
+
+/// Slow-sending clients (slowloris on the body): each sends its head, then one byte of a
+/// 100 kB body every 100 ms. A function reading that body (`echo`) is cut at its deadline (1 s);
+/// a CGI program, whose body is read before it starts, never starts: 408 at the deadline. Either
+/// way the server hangs up, and meanwhile another tenant is served, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_sending_clients_end_at_the_deadline_and_harm_no_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("mallory.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "tenant = \"mallory\"\napp = \"tests\"\n\
+             [[functions]]\nname = \"echo\"\ncomponent = \"{}\"\nroute = \"/m/echo\"\n\
+             limits = {{ timeout = \"1s\" }}\n\
+             [[functions]]\nname = \"cgi\"\nkind = \"cgi\"\ncomponent = \"{}\"\nroute = \"/m/cgi\"\n\
+             limits = {{ timeout = \"1s\" }}\n",
+            programs::ECHO,
+            programs::C_CGI
+        ),
+    )
+    .unwrap();
+    let good = manifest(
+        dir.path(),
+        "alice",
+        &[("hello", programs::HELLO, "/alice", "")],
+    );
+    let server = start(&[bad, good]).await;
+
+    let mut attackers = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let path = if i % 2 == 0 { "/m/echo" } else { "/m/cgi" };
+        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        attackers.spawn(async move {
+            let started = std::time::Instant::now();
+            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+            write.write_all(head.as_bytes()).await.unwrap();
+            // Drip at most 8 s worth of bytes; stop when the server hangs up.
+            let drip = tokio::spawn(async move {
+                for _ in 0..80 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if write.write_all(b"x").await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(8), read.read_to_end(&mut answer)).await;
+            drip.abort();
+            (
+                path,
+                read.is_ok(),
+                String::from_utf8_lossy(&answer).into_owned(),
+                started.elapsed(),
+            )
+        });
+    }
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..50 {
+        let answer = get(server.addr, &format!("/alice/{i}")).await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer
+                .body
+                .starts_with(&format!("hello from meshwa: /alice/{i} ")),
+            "{}",
+            answer.body
+        );
+    }
+
+    while let Some(result) = attackers.join_next().await {
+        let (path, closed, answer, elapsed) = result.unwrap();
+        assert!(closed, "{path}: the server never hung up on a slow sender");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{path}: cut at the 1 s deadline, took {elapsed:?}"
+        );
+        if path == "/m/echo" {
+            // The echo had begun its answer: the body is cut without its final chunk, so the
+            // client cannot mistake it for a complete response.
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            assert!(!answer.ends_with("\r\n0\r\n\r\n"), "{answer}");
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+            assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
+        }
+    }
+}

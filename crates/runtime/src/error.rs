@@ -113,6 +113,10 @@ pub enum InvokeError {
     PayloadTooLarge { limit: u64 },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The client did not finish sending the request body before the function's deadline
+    /// (a CGI program's body is read whole before it starts).
+    #[error("the request body did not arrive within the function's deadline of {0:?}")]
+    RequestTimeout(std::time::Duration),
     #[error("function trapped: {0}")]
     Trap(String),
     #[error("function exceeded its deadline of {0:?}")]
@@ -145,6 +149,7 @@ impl InvokeError {
         match self {
             InvokeError::PayloadTooLarge { .. }
             | InvokeError::BadRequest(_)
+            | InvokeError::RequestTimeout(_)
             | InvokeError::TenantQuota { .. }
             | InvokeError::TenantMemory { .. } => Fault::Client,
             InvokeError::Trap(_)
@@ -162,6 +167,7 @@ impl InvokeError {
         match self {
             InvokeError::PayloadTooLarge { .. } => "payload_too_large",
             InvokeError::BadRequest(_) => "bad_request",
+            InvokeError::RequestTimeout(_) => "request_timeout",
             InvokeError::Trap(_) => "trap",
             InvokeError::Timeout(_) => "timeout",
             InvokeError::OutOfMemory { .. } => "out_of_memory",

@@ -387,7 +387,7 @@ impl HttpFunction {
                     "cannot read the request body".to_owned(),
                 ));
             }
-            Err(_elapsed) => return Err(InvokeError::Timeout(self.limits.timeout)),
+            Err(_elapsed) => return Err(InvokeError::RequestTimeout(self.limits.timeout)),
         };
         let (mut stdout, program_stdout) = tokio::io::duplex(cgi::PIPE_CAPACITY);
         let stdio = CgiStdio {

@@ -16,6 +16,7 @@ pub fn status_for(error: &InvokeError) -> StatusCode {
     match error {
         InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        InvokeError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         InvokeError::TenantQuota { .. } | InvokeError::TenantMemory { .. } => {
             StatusCode::TOO_MANY_REQUESTS
         }

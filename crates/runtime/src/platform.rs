@@ -188,7 +188,7 @@ fn failed(error: &InvokeError) -> invoke::InvokeError {
         InvokeError::Trap(_) | InvokeError::NoResponse | InvokeError::GuestError(_) => {
             invoke::InvokeError::Trapped(error.to_string())
         }
-        InvokeError::Timeout(_) => invoke::InvokeError::TimedOut,
+        InvokeError::Timeout(_) | InvokeError::RequestTimeout(_) => invoke::InvokeError::TimedOut,
         InvokeError::OutOfMemory { .. }
         | InvokeError::PayloadTooLarge { .. }
         | InvokeError::Overloaded
