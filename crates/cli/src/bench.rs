@@ -96,6 +96,10 @@ pub struct AttacksArgs {
     /// As `meshwa serve --io-poll-interval`.
     #[arg(long, default_value_t = 1)]
     io_poll_interval: u32,
+    /// As `meshwa serve --tenant-cpu-lanes` (default: the server's 2 workers but one; 0 for
+    /// no cap).
+    #[arg(long, default_value_t = 1)]
+    tenant_cpu_lanes: u32,
 }
 
 #[derive(Args)]
@@ -1013,10 +1017,20 @@ fn attacks(args: AttacksArgs) -> anyhow::Result<()> {
         .event_interval(args.io_poll_interval)
         .enable_all()
         .build()?;
-    let result = tokio.block_on(async {
+    // The good client and the attackers run on threads of their own, as they would in other
+    // processes: the good client's latency must not include reading the attackers' answers.
+    let clients = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let attack_clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let served = tokio.block_on(async {
         let runtime = Arc::new(Runtime::new(
             EngineSettings {
                 max_instances: 64,
+                tenant_cpu_lanes: args.tenant_cpu_lanes,
                 ..EngineSettings::default()
             },
             &data,
@@ -1057,8 +1071,22 @@ fn attacks(args: AttacksArgs) -> anyhow::Result<()> {
                 let _ = server_stopped.await;
             },
         ));
+        anyhow::Ok((addr, server, stop_server))
+    });
+    let (addr, server, stop_server) = match served {
+        Ok(served) => served,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&data);
+            return Err(error);
+        }
+    };
+    let result = clients.block_on(async {
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http::<Full<Bytes>>();
+        // Its own connection pool: the good client never reuses an attacker's connection.
+        let attack_client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
 
         println!(
             "good tenant's latency over HTTP/1.1 keep-alive, {} sequential requests per row, {} attacker connections; µs\n",
@@ -1071,8 +1099,8 @@ fn attacks(args: AttacksArgs) -> anyhow::Result<()> {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut attackers = Vec::new();
             for _ in 0..(if path.is_empty() { 0 } else { args.attackers }) {
-                let (stop, client, path) = (stop.clone(), client.clone(), path.to_string());
-                attackers.push(tokio::spawn(async move {
+                let (stop, client, path) = (stop.clone(), attack_client.clone(), path.to_string());
+                attackers.push(attack_clients.spawn(async move {
                     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
                     // Bounded: stops when the row ends, or after ten minutes.
                     let deadline = Instant::now() + Duration::from_secs(600);
@@ -1134,10 +1162,10 @@ fn attacks(args: AttacksArgs) -> anyhow::Result<()> {
                 if answers.is_empty() { "-".to_owned() } else { answers.join(" ") }
             );
         }
-        let _ = stop_server.send(());
-        let _ = server.await;
         anyhow::Ok(())
     });
+    let _ = stop_server.send(());
+    let _ = tokio.block_on(server);
     let _ = std::fs::remove_dir_all(&data);
     result
 }

@@ -12,7 +12,10 @@ use meshwa_gateway::{GatewayConfig, Metrics};
 use meshwa_manifest::{
     Manifest, ManifestError, check_route_collisions, parse_duration, parse_size,
 };
-use meshwa_runtime::{AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime, Secrets};
+use meshwa_runtime::{
+    AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime, Secrets,
+    default_tenant_cpu_lanes,
+};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -95,6 +98,12 @@ pub struct ServeArgs {
     /// default of 61 lets a spinning tenant delay everybody's requests by tens of milliseconds.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=61))]
     io_poll_interval: u32,
+
+    /// Most worker threads one tenant's guest code may occupy at once while another tenant is
+    /// busy too (default: all workers but one, so a CPU-bound tenant always leaves one free for
+    /// the others; 0: no cap). A tenant alone on the server uses every worker.
+    #[arg(long, env = "MESHWA_TENANT_CPU_LANES")]
+    tenant_cpu_lanes: Option<u32>,
 
     /// Threads that run requests (default: one per core).
     #[arg(long, env = "MESHWA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -180,6 +189,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_max_queue: args.tenant_max_queue,
         tenant_max_memory: args.tenant_max_memory,
         max_instance_memory: args.max_instance_memory,
+        tenant_cpu_lanes: args
+            .tenant_cpu_lanes
+            .unwrap_or_else(|| default_tenant_cpu_lanes(args.worker_threads.map(usize::from))),
         ..EngineSettings::default()
     };
     let runtime = Arc::new(Runtime::new(settings, &args.data_dir)?);

@@ -20,6 +20,7 @@
 //! - In-process calls (a function calling another) take a pool slot but not a tenant slot: the
 //!   request that started the chain was admitted already, and a chain's depth is bounded. Taking
 //!   tenant slots per hop would let a deep chain deadlock on its own tenant's quota.
+//! - Once admitted, a tenant's guest code shares the CPU as `cpu_share` says.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::InvokeError;
+use crate::cpu_share::{CpuShare, TenantCpu};
 
 pub(crate) struct Admission {
     pool: Arc<Semaphore>,
@@ -37,6 +39,7 @@ pub(crate) struct Admission {
     tenant_memory_ceiling: Option<u64>,
     tenant_max_queue: u32,
     tenants: Mutex<HashMap<Name, Arc<TenantGate>>>,
+    cpu: Arc<CpuShare>,
 }
 
 /// One tenant's share of the pool.
@@ -47,6 +50,8 @@ pub(crate) struct TenantGate {
     queued: AtomicU32,
     max_queue: u32,
     pub(crate) memory: Arc<TenantMemory>,
+    /// The workers its guest code may occupy at once (see `cpu_share`).
+    pub(crate) cpu: Arc<TenantCpu>,
 }
 
 /// A tenant's linear-memory account: what all its live instances hold, against its quota.
@@ -94,6 +99,7 @@ impl Admission {
         tenant_ceiling: u32,
         tenant_max_queue: u32,
         tenant_memory_ceiling: Option<u64>,
+        tenant_cpu_lanes: u32,
     ) -> Self {
         Admission {
             pool: Arc::new(Semaphore::new(max_instances as usize)),
@@ -101,6 +107,7 @@ impl Admission {
             tenant_memory_ceiling,
             tenant_max_queue,
             tenants: Mutex::new(HashMap::new()),
+            cpu: CpuShare::new(tenant_cpu_lanes),
         }
     }
 
@@ -126,6 +133,7 @@ impl Admission {
                     limit: AtomicU64::new(self.tenant_memory_ceiling.unwrap_or(u64::MAX)),
                     used: AtomicU64::new(0),
                 }),
+                cpu: self.cpu.tenant(),
             })
         });
         let current = gate.limit.load(Ordering::Relaxed);

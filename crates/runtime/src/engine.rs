@@ -48,6 +48,9 @@ pub struct EngineSettings {
     /// Most linear memory all live instances of one tenant may hold together (`None`: no quota
     /// beyond slots × `max-memory`); a manifest's `tenant-limits.max-memory` can only lower it.
     pub tenant_max_memory: Option<u64>,
+    /// Most worker threads one tenant's guest code may occupy at once while another tenant is
+    /// busy too (see `cpu_share`); 0 for no cap.
+    pub tenant_cpu_lanes: u32,
     /// Per-instance linear-memory ceiling; a function asking for more is refused at load.
     pub max_instance_memory: u64,
     /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
@@ -67,11 +70,21 @@ impl Default for EngineSettings {
             tenant_max_instances: None,
             tenant_max_queue: 100,
             tenant_max_memory: None,
+            tenant_cpu_lanes: default_tenant_cpu_lanes(None),
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
             pagemap_scan: true,
         }
     }
+}
+
+/// All workers but one (at least one): with `workers` threads (default: one per core, as tokio
+/// has it), a CPU-bound tenant leaves a worker free for the others.
+pub fn default_tenant_cpu_lanes(workers: Option<usize>) -> u32 {
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    u32::try_from(workers.saturating_sub(1).max(1)).unwrap_or(u32::MAX)
 }
 
 /// What the engine ended up with, for logs and metrics.

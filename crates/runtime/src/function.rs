@@ -308,14 +308,15 @@ impl HttpFunction {
         let pre = pre.clone();
         let limits = self.limits;
         let guest_body_exceeded = body_exceeded.clone();
+        let cpu = self.tenant_gate.cpu.clone();
         let mut guest: GuestRun = Box::pin(async move {
-            let run = async {
+            let run = cpu.metered(Box::pin(async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, outparam)
                     .await
-            };
+            }));
             let result = match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
                 Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
@@ -408,11 +409,12 @@ impl HttpFunction {
         let limits = self.limits;
         let id = self.id.clone();
         let guest_invocation = invocation.clone();
+        let cpu = self.tenant_gate.cpu.clone();
         let mut guest: GuestRun = Box::pin(async move {
-            let run = async {
+            let run = cpu.metered(Box::pin(async {
                 let command = pre.instantiate_async(&mut store).await?;
                 command.wasi_cli_run().call_run(&mut store).await
-            };
+            }));
             let status = match tokio::time::timeout_at(deadline, run).await {
                 Ok(Ok(Ok(()))) => Ok(0),
                 Ok(Ok(Err(()))) => Ok(1),

@@ -15,6 +15,7 @@ mod body;
 mod cache;
 mod calls;
 mod cgi;
+mod cpu_share;
 mod engine;
 mod error;
 mod function;
@@ -38,7 +39,8 @@ use crate::function::Handler;
 pub use cache::{CacheOutcome, CompiledComponent};
 pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH};
 pub use engine::{
-    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, mpk_available,
+    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, default_tenant_cpu_lanes,
+    mpk_available,
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError};
 pub use function::{HttpFunction, ResponseBody};
@@ -125,6 +127,7 @@ impl Runtime {
             tenant_ceiling,
             settings.tenant_max_queue,
             settings.tenant_max_memory,
+            settings.tenant_cpu_lanes,
         ));
         Ok(Runtime {
             engine,
