@@ -11,6 +11,9 @@
 //! - `attacks`: a good tenant's latency alone and while another tenant runs each attack.
 //! - `kv`: key-value get and durable set from inside a guest against a native client of a local
 //!   `redis-server` (started and stopped by the bench).
+//! - `density`: live instances one process can hold, with their RSS and mappings (`density`).
+
+mod density;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -49,6 +52,9 @@ pub enum BenchCommand {
     /// Key-value get and durable set latency from inside a guest (wasi:keyvalue on the embedded
     /// store) against a native Redis client over loopback (`appendfsync always`).
     Kv(KvArgs),
+    /// How many instances one process can hold live at once (pool slots that fit the address
+    /// space, with and without MPK), and the RSS and kernel mappings each live instance costs.
+    Density(density::DensityArgs),
 }
 
 #[derive(Args)]
@@ -180,6 +186,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Deploy(args) => deploy_bench(args),
         BenchCommand::Attacks(args) => attacks(args),
         BenchCommand::Languages(args) => languages(args),
+        BenchCommand::Density(args) => density::density(args),
     }
 }
 

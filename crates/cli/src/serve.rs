@@ -88,6 +88,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100)]
     tenant_max_queue: u32,
 
+    /// Address space reserved for each linear memory (default: 4 GiB, which spares guest code
+    /// its bounds checks). Lowering it (for example to --max-instance-memory) fits many more
+    /// instances into the pool without MPK, paid for with bounds checks; see
+    /// docs/benchmarks.md, "Density".
+    #[arg(long, value_parser = parse_size)]
+    memory_reservation: Option<u64>,
+
     /// Ceiling on any one instance's linear memory; functions asking for more are refused.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     max_instance_memory: u64,
@@ -189,6 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_max_queue: args.tenant_max_queue,
         tenant_max_memory: args.tenant_max_memory,
         max_instance_memory: args.max_instance_memory,
+        memory_reservation: args.memory_reservation,
         tenant_cpu_lanes: args
             .tenant_cpu_lanes
             .unwrap_or_else(|| default_tenant_cpu_lanes(args.worker_threads.map(usize::from))),

@@ -51,6 +51,11 @@ pub struct EngineSettings {
     /// Most worker threads one tenant's guest code may occupy at once while another tenant is
     /// busy too (see `cpu_share`); 0 for no cap.
     pub tenant_cpu_lanes: u32,
+    /// Address space reserved for each linear memory (`None`: wasmtime's default, 4 GiB on
+    /// 64-bit hosts, which lets compiled code skip bounds checks). A smaller reservation fits
+    /// more pool slots into the address space, paid for with explicit bounds checks in guest
+    /// code; memory protection keys get most of that density without the checks.
+    pub memory_reservation: Option<u64>,
     /// Per-instance linear-memory ceiling; a function asking for more is refused at load.
     pub max_instance_memory: u64,
     /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
@@ -71,6 +76,7 @@ impl Default for EngineSettings {
             tenant_max_queue: 100,
             tenant_max_memory: None,
             tenant_cpu_lanes: default_tenant_cpu_lanes(None),
+            memory_reservation: None,
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
             pagemap_scan: true,
@@ -98,8 +104,11 @@ pub struct EngineFacts {
 /// program plus the shims wit-component adds); adapted preview1 modules a few more.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
-fn base_config() -> Config {
+fn base_config(settings: &EngineSettings) -> Config {
     let mut config = Config::new();
+    if let Some(bytes) = settings.memory_reservation {
+        config.memory_reservation(bytes);
+    }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
@@ -130,6 +139,33 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
     pool
 }
 
+/// Kernel mappings one live instance takes (its memory image, its anonymous memory and their
+/// neighbours; measured by `meshwa bench density`), plus its pooled stack and guard page.
+const MAPPINGS_PER_INSTANCE: u64 = 6;
+
+/// Warns when `vm.max_map_count` is too low for `max_instances` live instances: the kernel
+/// would refuse the mappings of instances beyond it, and those requests would fail. Raising it
+/// needs root, so the server only says what to run.
+fn check_map_count(max_instances: u32) {
+    let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    // The process's own mappings (code, heap, threads) besides the instances.
+    let needed = u64::from(max_instances) * MAPPINGS_PER_INSTANCE + 10_000;
+    if needed > limit {
+        tracing::warn!(
+            max_instances,
+            vm_max_map_count = limit,
+            needed,
+            "vm.max_map_count is too low for this many live instances; as root run: \
+             sysctl -w vm.max_map_count={needed}"
+        );
+    }
+}
+
 /// Is MPK usable here (CPU `pku` and kernel support)?
 pub fn mpk_available() -> bool {
     PoolingAllocationConfig::are_memory_protection_keys_available()
@@ -152,13 +188,14 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
         }
     };
     if settings.allocator != AllocatorChoice::OnDemand {
-        let mut config = base_config();
+        let mut config = base_config(settings);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
             settings, mpk,
         )));
         // Creating the engine reserves the whole pool: this is the probe.
         match Engine::new(&config) {
             Ok(engine) => {
+                check_map_count(settings.max_instances);
                 tracing::info!(
                     allocator = "pooling",
                     mpk,
@@ -177,7 +214,7 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
             Err(error) => return Err(engine_error(error)),
         }
     }
-    let mut config = base_config();
+    let mut config = base_config(settings);
     config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
     let engine = Engine::new(&config).map_err(engine_error)?;
     tracing::info!(allocator = "on-demand", mpk = false, "engine ready");

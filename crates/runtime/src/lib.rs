@@ -39,8 +39,8 @@ use crate::function::Handler;
 pub use cache::{CacheOutcome, CompiledComponent};
 pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH};
 pub use engine::{
-    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, default_tenant_cpu_lanes,
-    mpk_available,
+    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, build_engine,
+    default_tenant_cpu_lanes, mpk_available,
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError};
 pub use function::{HttpFunction, ResponseBody};
