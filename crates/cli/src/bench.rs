@@ -483,7 +483,11 @@ fn hops(args: HopsArgs) -> anyhow::Result<()> {
             let mut cells = Vec::new();
             for style in ["invoke-full", "invoke-head", "http"] {
                 let path = format!("/hop/{style}/{size}/{}", args.iterations);
-                let (p50, p99) = tokio.block_on(hop_in_guest(&hopper, &path))?;
+                // On the runtime's worker, as the gateway runs a request (not on this thread).
+                let hopper = hopper.clone();
+                let (p50, p99) = tokio.block_on(async move {
+                    tokio::spawn(async move { hop_in_guest(&hopper, &path).await }).await?
+                })?;
                 cells.push((p50, p99));
             }
             let baseline = tokio.block_on(hop_native(addr, size, args.iterations))?;
