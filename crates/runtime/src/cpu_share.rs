@@ -11,8 +11,8 @@
 //! - "Busy" means: ran guest code within the last [`CONTENTION_WINDOW`]. A tenant alone on the
 //!   server uses every worker, because the cap would cost throughput and protect no one.
 //! - A lane is held only while the instance's future is being polled, that is while its guest
-//!   code (or a host call made from it) occupies a thread; an instance waiting on I/O or on a
-//!   callee holds none. Instances of one tenant wait for a lane first come, first served
+//!   code (or a host call made from it, or the teardown of the instance) occupies a thread; an
+//!   instance waiting on I/O or on a callee holds none. Instances of one tenant wait for a lane first come, first served
 //!   (tokio's semaphore is fair), and the wait is inside the instance's deadline.
 //! - A function called in-process by another of the same tenant runs inside the caller's poll,
 //!   on the caller's lane: asking for a second lane there could wait on itself.

@@ -321,17 +321,24 @@ impl HttpFunction {
                 Ok(result) => result,
                 Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
             };
-            let result = result.map_err(|error| {
-                classify_failure(
-                    error,
-                    &limits,
-                    &memory_denial,
-                    &tenant_memory,
-                    guest_body_exceeded.load(Ordering::Relaxed),
-                )
-            });
+            // Classifying a failure and tearing the instance down (resetting its memory) are
+            // this tenant's CPU time too: on its lane, like the guest code.
+            let result = cpu
+                .metered(Box::pin(async move {
+                    let result = result.map_err(|error| {
+                        classify_failure(
+                            error,
+                            &limits,
+                            &memory_denial,
+                            &tenant_memory,
+                            guest_body_exceeded.load(Ordering::Relaxed),
+                        )
+                    });
+                    drop(store);
+                    result
+                }))
+                .await;
             // The instance is gone before its slot is released.
-            drop(store);
             drop(live);
             drop(permit);
             result
@@ -425,7 +432,8 @@ impl HttpFunction {
                 Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
             };
             // The program's stdout closes with its instance: the response body ends there.
-            drop(store);
+            // Tearing it down is this tenant's CPU time, on its lane (as in `run_http`).
+            cpu.metered(Box::pin(async move { drop(store) })).await;
             drop(live);
             drop(permit);
             match status {
