@@ -27,7 +27,8 @@ use meshwa_runtime::{
 
 #[derive(Args)]
 pub struct DensityArgs {
-    /// A function that reads its request body before it ends (`guests/echo`).
+    /// A function that answers its head, then reads its request body (`guests/echo`): each
+    /// request then holds its instance, because the body never comes.
     #[arg(long)]
     component: PathBuf,
     /// Most linear memory of one instance (`--max-instance-memory` of `meshwa serve`); the pool
