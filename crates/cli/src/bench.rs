@@ -289,8 +289,24 @@ fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<HttpFunction>
 
 /// Loads `component` as the only function of a bench app, of `kind` (`http` or `cgi`).
 fn load_kind(runtime: &Runtime, component: &Path, kind: &str) -> anyhow::Result<Arc<HttpFunction>> {
+    load_with(
+        runtime,
+        component,
+        kind,
+        "max-memory = \"128MiB\", timeout = \"60s\"",
+    )
+}
+
+/// Loads `component` as the only function of a bench app, of `kind`, with `limits` (the inside
+/// of the manifest's `limits = { ... }`).
+fn load_with(
+    runtime: &Runtime,
+    component: &Path,
+    kind: &str,
+    limits: &str,
+) -> anyhow::Result<Arc<HttpFunction>> {
     let text = format!(
-        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\nkind = \"{kind}\"\ncomponent = {:?}\nlimits = {{ max-memory = \"128MiB\", timeout = \"60s\" }}\n",
+        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\nkind = \"{kind}\"\ncomponent = {:?}\nlimits = {{ {limits} }}\n",
         component.display().to_string()
     );
     let manifest = Manifest::parse(&text, Path::new("bench"), Path::new("."))?;

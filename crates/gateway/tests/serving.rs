@@ -498,17 +498,7 @@ async fn a_gigantic_response_is_cut_at_the_deadline_and_harms_no_one() {
         };
         (received, ended_with_error, started.elapsed())
     });
-    for i in 0..50 {
-        let answer = get(server.addr, &format!("/alice/{i}")).await;
-        assert_eq!(answer.status, 200);
-        assert!(
-            answer
-                .body
-                .starts_with(&format!("hello from meshwa: /alice/{i} ")),
-            "{}",
-            answer.body
-        );
-    }
+    alice_is_served(server.addr, 50).await;
     let (received, ended_with_error, elapsed) = attack.await.unwrap();
     assert!(
         ended_with_error,
@@ -583,17 +573,7 @@ async fn slow_sending_clients_end_at_the_deadline_and_harm_no_one() {
     }
 
     tokio::time::sleep(Duration::from_millis(200)).await;
-    for i in 0..50 {
-        let answer = get(server.addr, &format!("/alice/{i}")).await;
-        assert_eq!(answer.status, 200);
-        assert!(
-            answer
-                .body
-                .starts_with(&format!("hello from meshwa: /alice/{i} ")),
-            "{}",
-            answer.body
-        );
-    }
+    alice_is_served(server.addr, 50).await;
 
     while let Some(result) = attackers.join_next().await {
         let (path, closed, answer, elapsed) = result.unwrap();
@@ -611,5 +591,21 @@ async fn slow_sending_clients_end_at_the_deadline_and_harm_no_one() {
             assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
             assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
         }
+    }
+}
+
+/// `n` requests of the good tenant `alice` (the `hello` guest at `/alice`): every one answered,
+/// and with its own answer.
+async fn alice_is_served(addr: std::net::SocketAddr, n: u32) {
+    for i in 0..n {
+        let answer = get(addr, &format!("/alice/{i}")).await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer
+                .body
+                .starts_with(&format!("hello from meshwa: /alice/{i} ")),
+            "{}",
+            answer.body
+        );
     }
 }

@@ -12,17 +12,16 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Args;
 use hyper::body::{Body, Frame};
-use meshwa_manifest::{Manifest, parse_size};
+use meshwa_manifest::parse_size;
 use meshwa_runtime::{
-    AllocatorChoice, BodyError, EngineSettings, HttpFunction, MpkChoice, Runtime, Secrets,
-    build_engine, mpk_available,
+    AllocatorChoice, BodyError, EngineSettings, HttpFunction, MpkChoice, Runtime, build_engine,
+    mpk_available,
 };
 
 #[derive(Args)]
@@ -209,7 +208,13 @@ fn hold(row: &Row, target: u32, component: &Path, data: &Path) -> anyhow::Result
             },
             data,
         )?;
-        let function = load_holder(&runtime, component)?;
+        // A long timeout: the instances must outlive the measurement.
+        let function = super::load_with(
+            &runtime,
+            component,
+            "http",
+            "max-memory = \"16MiB\", timeout = \"600s\"",
+        )?;
         // One request first: the code is loaded and the first-use costs are not counted.
         drop(start(&function).await?);
         let (memory_before, maps_before) = (memory_now()?, mappings()?);
@@ -239,16 +244,6 @@ fn hold(row: &Row, target: u32, component: &Path, data: &Path) -> anyhow::Result
             make_micros,
         })
     })
-}
-
-fn load_holder(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<HttpFunction>> {
-    let text = format!(
-        "tenant = \"density\"\napp = \"density\"\n[[functions]]\nname = \"hold\"\ncomponent = {:?}\nlimits = {{ max-memory = \"16MiB\", timeout = \"600s\" }}\n",
-        component.display().to_string()
-    );
-    let manifest = Manifest::parse(&text, Path::new("density"), Path::new("."))?;
-    let mut functions = runtime.load_app(&manifest, &Secrets::default())?;
-    Ok(functions.remove(0))
 }
 
 /// Starts one request whose body never arrives; the instance lives as long as the response.
