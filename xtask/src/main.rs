@@ -7,7 +7,8 @@
 //!   through (e.g. `--listen 0.0.0.0:3000`).
 //! - `cargo xtask setup`: installs what a fresh machine lacks to build the guests: Debian's clang
 //!   toolchain for C/C++ (with apt-get, as root or through sudo).
-//! - `cargo xtask test [ARGS...]`: `setup`, then `cargo test --workspace ARGS`.
+//! - `cargo xtask test [ARGS...]`: `setup`, then `cargo test --workspace ARGS`; without ARGS
+//!   also the unit tests of the tax benchmark's logic (`bench/tax`, a workspace of its own).
 //! - `cargo xtask c-bindings`: regenerates the C bindings of `sdk/c/generated` from `wit/`.
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,19 @@ fn run() -> anyhow::Result<()> {
                 .context("cannot run cargo")?;
             if !status.success() {
                 bail!("tests failed");
+            }
+            // The tax benchmark's business logic is a workspace of its own (`bench/tax`); its
+            // unit tests are part of the full run.
+            if rest.is_empty() {
+                let status = cargo(&root)
+                    .args(["test", "--manifest-path", "bench/tax/Cargo.toml"])
+                    .args(["--package", "tax-logic"])
+                    .env("CARGO_TARGET_DIR", root.join("target/tax"))
+                    .status()
+                    .context("cannot run cargo")?;
+                if !status.success() {
+                    bail!("tests of bench/tax failed");
+                }
             }
             Ok(())
         }

@@ -4,9 +4,11 @@
 //! One component serves every function of the app; the request path picks what it does:
 //!
 //! - `.../<service>` (`/auth`, `/cart`, `/pricing`, `/inventory`, `/render`): the service, JSON
-//!   in, JSON out (how the native services answer too);
+//!   in, JSON out (how the native services answer too), or MessagePack when the request's
+//!   `content-type` is `application/msgpack`;
 //! - `.../checkout/invoke`: the gateway, calling the services with `meshwa:platform/invoke` and
-//!   host-owned buffers (deployment c);
+//!   host-owned buffers, the documents in MessagePack (deployment c; `?codec=json` keeps JSON,
+//!   to compare);
 //! - `.../checkout/http`: the gateway, calling them with plain `wasi:http` requests; on meshwa to
 //!   `http://<service>.shop.internal/` (in-process, deployment d), under `wasmtime serve` to the
 //!   URL in the environment variable `TAX_<SERVICE>_URL` (over loopback, deployment e);
@@ -25,7 +27,7 @@ use serde::de::DeserializeOwned;
 use tax_logic::model::{
     AuthResponse, CartResponse, InventoryResponse, PricingResponse, RenderResponse,
 };
-use tax_logic::{ServiceError, gateway};
+use tax_logic::{Codec, ServiceError, gateway};
 
 /// The store, and whether its values are hex-encoded (`TAX_KV_HEX=1`: `wasmtime serve` takes
 /// preset values on its command line, where a comma ends a value, and JSON is full of them).
@@ -61,16 +63,24 @@ fn handle(request: Request) -> Response {
     let result = if path.ends_with("/checkout/local") {
         tax_logic::checkout_monolith_json(&request.body, &store).map(html)
     } else if path.ends_with("/checkout/invoke") {
-        checkout(&request.body, Style::Invoke).map(html)
+        // `?codec=json` keeps JSON between the functions, to measure what MessagePack saves.
+        let codec = if request.path.ends_with("?codec=json") {
+            Codec::Json
+        } else {
+            Codec::MessagePack
+        };
+        checkout(&request.body, Style::Invoke(codec)).map(html)
     } else if path.ends_with("/checkout/http") {
         checkout(&request.body, Style::Http).map(html)
     } else if path.ends_with("/load") {
         load(&store)
     } else {
         let last = path.rsplit('/').next().unwrap_or_default();
+        // A service answers in the encoding it was called with (JSON unless said otherwise).
+        let codec = Codec::from_media_type(request.header("content-type"));
         match tax_logic::Service::from_name(last) {
-            Some(service) => service.handle_json(&request.body, &store).map(|json| {
-                Response::new(200, json).with_header("content-type", "application/json")
+            Some(service) => service.handle(codec, &request.body, &store).map(|answer| {
+                Response::new(200, answer).with_header("content-type", codec.media_type())
             }),
             None => return Response::new(404, format!("no such endpoint {path}\n")),
         }
@@ -100,7 +110,8 @@ fn load(store: &Store) -> Result<Response, ServiceError> {
 
 #[derive(Clone, Copy)]
 enum Style {
-    Invoke,
+    /// `meshwa:platform/invoke`, the documents in this codec.
+    Invoke(Codec),
     Http,
 }
 
@@ -127,22 +138,30 @@ fn checkout(body: &[u8], style: Style) -> Result<String, ServiceError> {
     Ok(gateway::checkout_html(render))
 }
 
+/// Calls `service`. With invoke the documents travel as MessagePack, in host-owned buffers:
+/// services of one meshwa app need not speak JSON to each other, and the profile of deployment
+/// (c) found JSON encoding and parsing the largest cost inside the sandbox. Over wasi:http they
+/// stay JSON, as any HTTP service would send them.
 fn call<I: Serialize, O: DeserializeOwned>(
     style: Style,
     service: &str,
     input: &I,
 ) -> Result<O, ServiceError> {
-    let body = serde_json::to_vec(input)
-        .map_err(|e| ServiceError::internal(format!("cannot serialize: {e}")))?;
+    let codec = match style {
+        Style::Invoke(codec) => codec,
+        Style::Http => Codec::Json,
+    };
+    let body = codec.encode(input)?;
     let path = format!("/{service}");
     let (status, answer) = match style {
         #[cfg(not(feature = "invoke"))]
-        Style::Invoke => {
+        Style::Invoke(_) => {
             return Err(ServiceError::internal("built without the invoke feature"));
         }
         #[cfg(feature = "invoke")]
-        Style::Invoke => {
-            let response = invoke(service, &path, Buffer::new(&body), &[])
+        Style::Invoke(_) => {
+            let headers = [("content-type", codec.media_type())];
+            let response = invoke(service, &path, Buffer::new(&body), &headers)
                 .map_err(|e| ServiceError::internal(format!("{service}: {e:?}")))?;
             (response.status, response.body.read_all())
         }
@@ -154,10 +173,12 @@ fn call<I: Serialize, O: DeserializeOwned>(
         }
     };
     if status != 200 {
+        // Failures are JSON whatever the codec (`ServiceError::to_json`).
         return Err(ServiceError::from_json(&answer));
     }
-    serde_json::from_slice(&answer)
-        .map_err(|e| ServiceError::internal(format!("{service} answered malformed JSON: {e}")))
+    codec.decode(&answer).map_err(|e| {
+        ServiceError::internal(format!("{service} answered a malformed document: {e}"))
+    })
 }
 
 meshwa_sdk::http_handler!(handle);

@@ -100,23 +100,72 @@ impl Service {
     /// Runs the service on a JSON request body and answers the JSON response body: all a
     /// wrapper needs to do besides transport.
     pub fn handle_json(self, input: &[u8], kv: &dyn Kv) -> Result<Vec<u8>, ServiceError> {
+        self.handle(Codec::Json, input, kv)
+    }
+
+    /// Runs the service on a request body in `codec` and answers in the same codec.
+    pub fn handle(self, codec: Codec, input: &[u8], kv: &dyn Kv) -> Result<Vec<u8>, ServiceError> {
         fn run<I: serde::de::DeserializeOwned, O: serde::Serialize>(
+            codec: Codec,
             input: &[u8],
             kv: &dyn Kv,
             service: fn(&I, &dyn Kv) -> Result<O, ServiceError>,
         ) -> Result<Vec<u8>, ServiceError> {
-            let input: I = serde_json::from_slice(input)
+            let input: I = codec
+                .decode(input)
                 .map_err(|e| ServiceError::bad_request(format!("malformed request: {e}")))?;
-            let output = service(&input, kv)?;
-            serde_json::to_vec(&output)
-                .map_err(|e| ServiceError::internal(format!("cannot serialize: {e}")))
+            codec.encode(&service(&input, kv)?)
         }
         match self {
-            Service::Auth => run(input, kv, auth),
-            Service::Cart => run(input, kv, cart),
-            Service::Pricing => run(input, kv, pricing),
-            Service::Inventory => run(input, kv, inventory),
-            Service::Render => run(input, kv, render),
+            Service::Auth => run(codec, input, kv, auth),
+            Service::Cart => run(codec, input, kv, cart),
+            Service::Pricing => run(codec, input, kv, pricing),
+            Service::Inventory => run(codec, input, kv, inventory),
+            Service::Render => run(codec, input, kv, render),
+        }
+    }
+}
+
+/// How a request or response of a service is encoded between two services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// JSON, as microservices talk (and every native deployment here).
+    Json,
+    /// MessagePack with field names: the same documents, binary (no escaping, no number
+    /// formatting), for callers that need not speak JSON.
+    MessagePack,
+}
+
+impl Codec {
+    /// The media type that names the codec in a `content-type` header.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Codec::Json => "application/json",
+            Codec::MessagePack => "application/msgpack",
+        }
+    }
+
+    /// The codec a `content-type` names; JSON when absent or unknown.
+    pub fn from_media_type(media_type: Option<&str>) -> Codec {
+        match media_type {
+            Some(t) if t.eq_ignore_ascii_case("application/msgpack") => Codec::MessagePack,
+            _ => Codec::Json,
+        }
+    }
+
+    pub fn encode<T: serde::Serialize>(self, value: &T) -> Result<Vec<u8>, ServiceError> {
+        match self {
+            Codec::Json => serde_json::to_vec(value)
+                .map_err(|e| ServiceError::internal(format!("cannot serialize: {e}"))),
+            Codec::MessagePack => rmp_serde::to_vec_named(value)
+                .map_err(|e| ServiceError::internal(format!("cannot serialize: {e}"))),
+        }
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(self, bytes: &[u8]) -> Result<T, String> {
+        match self {
+            Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
         }
     }
 }
@@ -234,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn json_round_trips() {
+    fn both_codecs_round_trip() {
         let kv = store();
         let req = sample_request(9);
         let body = serde_json::to_vec(&req).unwrap();
@@ -252,8 +301,10 @@ mod tests {
         >(
             value: &T,
         ) {
-            let json = serde_json::to_vec(value).unwrap();
-            assert_eq!(&serde_json::from_slice::<T>(&json).unwrap(), value);
+            for codec in [Codec::Json, Codec::MessagePack] {
+                let bytes = codec.encode(value).unwrap();
+                assert_eq!(&codec.decode::<T>(&bytes).unwrap(), value, "{codec:?}");
+            }
         }
         round_trip(&auth_out);
         round_trip(&cart_out);
@@ -274,6 +325,22 @@ mod tests {
                 .html,
             html
         );
+
+        // So does MessagePack, and a service answers in the codec it was asked in.
+        let rendered = Service::Render
+            .handle(
+                Codec::MessagePack,
+                &Codec::MessagePack.encode(&render_req).unwrap(),
+                &kv,
+            )
+            .unwrap();
+        let answer: RenderResponse = Codec::MessagePack.decode(&rendered).unwrap();
+        assert_eq!(answer.html, html);
+        assert_eq!(
+            Codec::from_media_type(Some("application/msgpack")),
+            Codec::MessagePack
+        );
+        assert_eq!(Codec::from_media_type(None), Codec::Json);
 
         let err = Service::Cart.handle_json(b"{not json", &kv).unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadRequest);
