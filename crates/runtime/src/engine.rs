@@ -139,9 +139,9 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
     pool
 }
 
-/// Kernel mappings one live instance takes (its memory image, its anonymous memory and their
-/// neighbours; measured by `meshwa bench density`), plus its pooled stack and guard page.
-const MAPPINGS_PER_INSTANCE: u64 = 6;
+/// Kernel mappings one live instance takes: 4.0 measured by `meshwa bench density` (its memory
+/// image, its anonymous memory, its stack and their neighbours); an idle pool takes none.
+const MAPPINGS_PER_INSTANCE: u64 = 4;
 
 /// Warns when `vm.max_map_count` is too low for `max_instances` live instances: the kernel
 /// would refuse the mappings of instances beyond it, and those requests would fail. Raising it
