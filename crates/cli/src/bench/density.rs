@@ -162,10 +162,10 @@ fn largest_pool(settings: &EngineSettings, ceiling: u32) -> u32 {
         })
         .is_ok()
     };
-    let (mut fits_at, mut fails_at) = (0u32, ceiling.saturating_add(1));
     if fits(ceiling) {
         return ceiling;
     }
+    let (mut fits_at, mut fails_at) = (0u32, ceiling);
     while fails_at - fits_at > 1 {
         let mid = fits_at + (fails_at - fits_at) / 2;
         if fits(mid) {
