@@ -138,15 +138,17 @@ impl<F: Future + Unpin> Future for Metered<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         let id = this.cpu.id;
+        let Some(lanes) = &this.cpu.lanes else {
+            // No cap: nothing to note or take on this hot path.
+            return Pin::new(&mut this.inner).poll(cx);
+        };
         if RUNNING.with(Cell::get) == id {
             // Called in-process from an instance of the same tenant, inside its poll.
             return Pin::new(&mut this.inner).poll(cx);
         }
         let contended = this.cpu.share.note(id);
         let mut lane = None;
-        if let Some(lanes) = &this.cpu.lanes
-            && (contended || this.waiting.is_some())
-        {
+        if contended || this.waiting.is_some() {
             if this.waiting.is_none() {
                 match lanes.clone().try_acquire_owned() {
                     Ok(permit) => lane = Some(permit),
