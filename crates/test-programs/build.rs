@@ -7,6 +7,10 @@
 //! `cargo xtask` expect them. A separate target directory keeps the nested cargo from waiting on
 //! the lock of the build that runs this script.
 
+// A build script reports a broken environment by panicking with a message: that is how cargo
+// shows it.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,6 +72,19 @@ fn main() {
     code += &format!(
         "/// The repository's `examples/` directory.\npub const EXAMPLES_DIR: &str = {:?};\n",
         root.join("examples").display().to_string()
+    );
+    // Every component must have a test: the tests call `foreach_program!(assert_test_exists)`, so
+    // a program added here without one fails their build (as wasmtime's test-programs do).
+    code += "/// Calls `$mac!(name)` for every guest program and example component above (lower case).\n\
+             #[macro_export]\nmacro_rules! foreach_program {\n    ($mac:ident) => {\n";
+    for (name, _) in &components {
+        code += &format!("        $mac!({name});\n");
+    }
+    code += "    };\n}\n";
+    code += &format!(
+        "/// A compile cache shared by every test of every run (`target/test-cache`): a component is\n\
+         /// compiled once, not once per test server.\npub const COMPILE_CACHE_DIR: &str = {:?};\n",
+        root.join("target").join("test-cache").display().to_string()
     );
     std::fs::write(out_dir.join("components.rs"), code).expect("write components.rs");
 }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
 use meshwa_manifest::Manifest;
-use meshwa_runtime::{AllocatorChoice, BodyError, EngineSettings, HttpFunction, Runtime, Secrets};
+use meshwa_runtime::{AllocatorChoice, BodyError, EngineSettings, Function, Runtime, Secrets};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -283,12 +283,12 @@ fn fresh_instance(args: FreshInstanceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<HttpFunction>> {
+fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<Function>> {
     load_kind(runtime, component, "http")
 }
 
 /// Loads `component` as the only function of a bench app, of `kind` (`http` or `cgi`).
-fn load_kind(runtime: &Runtime, component: &Path, kind: &str) -> anyhow::Result<Arc<HttpFunction>> {
+fn load_kind(runtime: &Runtime, component: &Path, kind: &str) -> anyhow::Result<Arc<Function>> {
     load_with(
         runtime,
         component,
@@ -304,7 +304,7 @@ fn load_with(
     component: &Path,
     kind: &str,
     limits: &str,
-) -> anyhow::Result<Arc<HttpFunction>> {
+) -> anyhow::Result<Arc<Function>> {
     let text = format!(
         "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\nkind = \"{kind}\"\ncomponent = {:?}\nlimits = {{ {limits} }}\n",
         component.display().to_string()
@@ -317,7 +317,7 @@ fn load_with(
 /// Runs `iterations` invocations on each of `threads` threads (one sequential loop per thread)
 /// and returns every latency and the wall time of the measured part.
 fn measure(
-    function: &Arc<HttpFunction>,
+    function: &Arc<Function>,
     threads: usize,
     iterations: u32,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
@@ -353,19 +353,19 @@ fn measure(
 
 /// One invocation as the bench counts it: a GET of `path` in a fresh instance, body read whole.
 async fn get(
-    function: &HttpFunction,
+    function: &Function,
     path: &str,
     invocation: &str,
 ) -> anyhow::Result<(http::StatusCode, Bytes)> {
     request(function, http::Method::GET, path, invocation).await
 }
 
-async fn post(function: &HttpFunction, path: &str) -> anyhow::Result<(http::StatusCode, Bytes)> {
+async fn post(function: &Function, path: &str) -> anyhow::Result<(http::StatusCode, Bytes)> {
     request(function, http::Method::POST, path, "bench").await
 }
 
 async fn request(
-    function: &HttpFunction,
+    function: &Function,
     method: http::Method,
     path: &str,
     invocation: &str,
@@ -389,7 +389,7 @@ async fn request(
     Ok((status, body))
 }
 
-async fn invoke(function: &HttpFunction) -> anyhow::Result<()> {
+async fn invoke(function: &Function) -> anyhow::Result<()> {
     let (status, _) = get(function, "/bench", "bench").await?;
     anyhow::ensure!(status == 200, "status {status}");
     Ok(())
@@ -527,7 +527,7 @@ fn hops(args: HopsArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the hopper's loop; returns its (p50, p99) in µs.
-async fn hop_in_guest(hopper: &HttpFunction, path: &str) -> anyhow::Result<(f64, f64)> {
+async fn hop_in_guest(hopper: &Function, path: &str) -> anyhow::Result<(f64, f64)> {
     let (status, body) = get(hopper, path, "hops").await?;
     let text = String::from_utf8_lossy(&body);
     anyhow::ensure!(status == 200, "hopper answered {status}: {text}");

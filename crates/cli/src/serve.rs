@@ -36,6 +36,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_DATA_DIR", default_value = ".meshwa")]
     data_dir: PathBuf,
 
+    /// Where compiled machine code is cached [default: DATA_DIR/cache]. Servers (and test runs)
+    /// may share one: entries are keyed by the component's bytes and the engine's settings.
+    #[arg(long, env = "MESHWA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
     /// File holding the operator's token for the control plane. Without it (and without
     /// MESHWA_OPERATOR_TOKEN), the token is DATA_DIR/operator.token, generated on first start.
     #[arg(
@@ -202,7 +207,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| default_tenant_cpu_lanes(args.worker_threads.map(usize::from))),
         ..EngineSettings::default()
     };
-    let runtime = Arc::new(Runtime::new(settings, &args.data_dir)?);
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("cache"));
+    let runtime = Arc::new(Runtime::with_cache_dir(
+        settings,
+        &args.data_dir,
+        &cache_dir,
+    )?);
 
     // The command line's apps first: any error stops the server before it listens.
     let registry = Arc::new(Registry::new(runtime.clone(), secrets));
@@ -275,17 +288,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("meshwa listening on http://{local}");
     println!("meshwa admin on http://{admin_local}");
 
-    meshwa_gateway::serve(
+    // Every trigger runs until the signal; the gateway is the HTTP one.
+    let gateway = meshwa_gateway::HttpTrigger {
         listener,
-        registry.routes(),
+        routes: registry.routes(),
         metrics,
-        GatewayConfig {
+        config: GatewayConfig {
             shutdown_grace: args.shutdown_grace,
             header_read_timeout: args.header_read_timeout,
         },
-        shutdown_signal(),
-    )
-    .await?;
+    };
+    meshwa_runtime::run_triggers(vec![Box::new(gateway)], Box::pin(shutdown_signal())).await?;
     admin.abort();
     tracing::info!("stopped");
     Ok(())

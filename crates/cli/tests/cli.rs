@@ -1,5 +1,8 @@
 //! The `meshwa` binary as an operator runs it: child processes, real signals, real HTTP.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use meshwa_gateway::{Router, Routes};
 use meshwa_manifest::{Manifest, check_route_collisions};
-use meshwa_runtime::{HttpFunction, PreparedApp, Runtime, Secrets};
+use meshwa_runtime::{Function, PreparedApp, Runtime, Secrets};
 
 /// Where an app came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum Origin {
 pub struct ActiveApp {
     pub manifest: Arc<Manifest>,
     /// In manifest order.
-    pub functions: Vec<Arc<HttpFunction>>,
+    pub functions: Vec<Arc<Function>>,
     pub origin: Origin,
 }
 

@@ -1,6 +1,9 @@
 //! The control-plane API against a real server on loopback ports: tokens, tenant isolation,
 //! all-or-nothing deploys, redeploys under load, and the OpenAPI document.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;

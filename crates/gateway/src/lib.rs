@@ -2,7 +2,7 @@
 //!
 //! Accepts HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on one listener, routes each request
 //! by longest path prefix to a function, runs it in a fresh instance through
-//! [`meshwa_runtime::HttpFunction::handle`], and turns every failure into a status that says whose
+//! [`meshwa_runtime::Function::handle`], and turns every failure into a status that says whose
 //! fault it was, with an error id that also appears in the log. Shutdown stops accepting, lets
 //! in-flight requests finish within a grace period, then returns.
 
@@ -21,7 +21,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
-use meshwa_runtime::{RecentWhat, ResponseBody, error_response, public_message};
+use meshwa_runtime::{
+    RecentWhat, ResponseBody, Shutdown, Trigger, TriggerError, error_response, public_message,
+};
 use tokio::net::TcpListener;
 
 pub use metrics::{Metrics, StatsSource};
@@ -126,6 +128,42 @@ pub async fn serve(
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
     }
     Ok(())
+}
+
+/// The gateway as a [`Trigger`]: HTTP requests on its listener start invocations of the routed
+/// functions, and their responses stream back to the clients. The server runs it next to any
+/// other trigger with [`meshwa_runtime::run_triggers`].
+pub struct HttpTrigger {
+    pub listener: TcpListener,
+    pub routes: Arc<Routes>,
+    pub metrics: Arc<Metrics>,
+    pub config: GatewayConfig,
+}
+
+impl Trigger for HttpTrigger {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn run(
+        self: Box<Self>,
+        shutdown: Shutdown,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), TriggerError>> + Send>> {
+        let HttpTrigger {
+            listener,
+            routes,
+            metrics,
+            config,
+        } = *self;
+        Box::pin(async move {
+            serve(listener, routes, metrics, config, shutdown)
+                .await
+                .map_err(|error| TriggerError {
+                    kind: "http",
+                    source: Box::new(error),
+                })
+        })
+    }
 }
 
 /// Routes and runs one request; never fails (failures become responses).

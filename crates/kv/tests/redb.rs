@@ -1,5 +1,8 @@
 //! The embedded backend against a real database file.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use meshwa_kv::{KeyValueBackend, KvError, LIST_PAGE, RedbBackend, StoreId, StoreQuota};
 use meshwa_manifest::Name;
 

@@ -94,11 +94,14 @@ impl CompileCache {
         let started = Instant::now();
         let entry = self.entry_path(bytes, format);
         if entry.is_file() {
+            #[allow(unsafe_code)]
             // SAFETY: `deserialize_file` trusts the file to be machine code that wasmtime wrote.
-            // Entries are only ever written by `store` below, into the operator's data directory,
-            // atomically (temp file + rename); wasmtime additionally checks the header and engine
-            // compatibility. Whoever can write the data directory can already replace the binary.
-            match unsafe { Component::deserialize_file(engine, &entry) } {
+            // Entries are only ever written by `store` below, into the cache directory the
+            // operator chose, atomically (temp file + rename); wasmtime additionally checks the
+            // header and engine compatibility. Whoever can write that directory can already
+            // replace the binary.
+            let loaded = unsafe { Component::deserialize_file(engine, &entry) };
+            match loaded {
                 Ok(component) => {
                     return Ok(CompiledComponent {
                         component,

@@ -25,7 +25,7 @@ use meshwa_manifest::{FunctionId, Name};
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
-use crate::{HttpFunction, failure_response};
+use crate::{Function, failure_response};
 
 /// The reserved top-level name of in-process calls: `<function>.<app>.internal`.
 pub const INTERNAL_DOMAIN: &str = "internal";
@@ -36,7 +36,7 @@ pub const MAX_CALL_DEPTH: u32 = 8;
 /// Every loaded function, by identity: what in-process calls resolve against.
 #[derive(Default)]
 pub struct Directory {
-    functions: RwLock<HashMap<FunctionId, Arc<HttpFunction>>>,
+    functions: RwLock<HashMap<FunctionId, Arc<Function>>>,
 }
 
 impl Directory {
@@ -45,7 +45,7 @@ impl Directory {
 
     /// Makes `functions` the functions of their app, replacing (and dropping) whatever the app
     /// had before in one step, so a call never sees half of two versions of one app.
-    pub(crate) fn replace_app(&self, tenant: &Name, app: &Name, functions: &[Arc<HttpFunction>]) {
+    pub(crate) fn replace_app(&self, tenant: &Name, app: &Name, functions: &[Arc<Function>]) {
         let mut map = self
             .functions
             .write()
@@ -56,7 +56,7 @@ impl Directory {
         }
     }
 
-    pub fn get(&self, id: &FunctionId) -> Option<Arc<HttpFunction>> {
+    pub fn get(&self, id: &FunctionId) -> Option<Arc<Function>> {
         self.functions
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -110,7 +110,7 @@ impl CallContext {
         &self,
         app: &str,
         function: &str,
-    ) -> Result<(Arc<HttpFunction>, CallContext), Refusal> {
+    ) -> Result<(Arc<Function>, CallContext), Refusal> {
         let (Ok(function), Ok(app)) = (Name::new(function), Name::new(app)) else {
             return Err(Refusal::NotFound);
         };
@@ -174,7 +174,7 @@ pub(crate) async fn call(
     Ok((response, Box::new(async { Ok(()) })))
 }
 
-fn may_call(caller: &FunctionId, target: &HttpFunction) -> bool {
+fn may_call(caller: &FunctionId, target: &Function) -> bool {
     let callee = target.id();
     if caller.tenant != callee.tenant {
         return false;

@@ -14,13 +14,26 @@
 //! the program printed no valid header block: then the client gets an error that says so.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use meshwa_manifest::Route;
 use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream, ReadBuf};
+use wasmtime_wasi::cli::AsyncStdoutStream;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::InvokeError;
+use crate::body::LimitedBody;
+use crate::calls::CallContext;
+use crate::function::{Entry, Function};
+use crate::instance::Instance;
+use crate::response::{GuestRun, GuestState, ResponseBody, streaming};
+use crate::state::InstanceState;
 
 /// The bytes between the program's stdout and the response: enough for a header block and a
 /// steady stream, small enough that a program that writes faster than the client reads waits.
@@ -307,6 +320,131 @@ impl Body for StdoutBody {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// Serves `request` with a fresh instance of `function`'s program. The body is read whole before
+/// the program starts (a slow client holds no instance); the program's stdout becomes the
+/// response, streamed once its header block is complete.
+pub(crate) async fn run<B>(
+    function: &Function,
+    pre: &CommandPre<InstanceState>,
+    request: http::Request<LimitedBody<B>>,
+    call: CallContext,
+    entry: Entry,
+    body_exceeded: Arc<AtomicBool>,
+) -> Result<http::Response<ResponseBody>, InvokeError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let deadline = call.deadline;
+    let invocation = call.invocation.clone();
+    let limits = function.limits();
+    let (parts, body) = request.into_parts();
+    let stdin = match tokio::time::timeout_at(deadline, body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) if body_exceeded.load(Ordering::Relaxed) => {
+            return Err(InvokeError::PayloadTooLarge {
+                limit: limits.max_request_body,
+            });
+        }
+        Ok(Err(_)) => {
+            return Err(InvokeError::BadRequest(
+                "cannot read the request body".to_owned(),
+            ));
+        }
+        Err(_elapsed) => return Err(InvokeError::RequestTimeout(limits.timeout)),
+    };
+    let (mut stdout, program_stdout) = tokio::io::duplex(PIPE_CAPACITY);
+    let stdio = CgiStdio {
+        env: environment(&parts, function.route(), stdin.len()),
+        stdin,
+        stdout: AsyncStdoutStream::new(PIPE_CAPACITY, program_stdout),
+        program: function.id().function.to_string(),
+    };
+    let instance = Instance::start(function, call, entry, Some(stdio)).await?;
+
+    let pre = pre.clone();
+    let id = function.id().clone();
+    let guest_invocation = invocation.clone();
+    // The program's stdout closes with its instance: the response body ends there.
+    let status = instance.run(
+        move |store| {
+            Box::pin(async move {
+                let command = pre.instantiate_async(&mut *store).await?;
+                match command.wasi_cli_run().call_run(&mut *store).await {
+                    Ok(Ok(())) => Ok(0),
+                    Ok(Err(())) => Ok(1),
+                    Err(error) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                        Some(exit) => Ok(exit.0),
+                        None => Err(error),
+                    },
+                }
+            })
+        },
+        || false,
+    );
+    let mut guest: GuestRun = Box::pin(async move {
+        match status.await? {
+            0 => Ok(()),
+            code => {
+                tracing::warn!(
+                    target: "meshwa::invocation",
+                    function = %id,
+                    invocation = %guest_invocation,
+                    code,
+                    "program exited with a non-zero status"
+                );
+                Err(InvokeError::GuestError(format!(
+                    "the program exited with status {code}"
+                )))
+            }
+        }
+    });
+
+    let id = function.id();
+    let mut head = Box::pin(async move {
+        let head = read_head(&mut stdout).await;
+        (head, stdout)
+    });
+    let (head, finished) = tokio::select! {
+        biased;
+        (head, stdout) = &mut head => match head {
+            Ok(head) => {
+                let response = response(head, stdout);
+                return Ok(streaming(id, response, GuestState::Running(guest), &invocation));
+            }
+            // Whatever the program does next, it is not an HTTP response.
+            Err(error) => return Err(InvokeError::BadCgiOutput(error.to_string())),
+        },
+        finished = &mut guest => (head.await, finished),
+    };
+    // The program ended (and its stdout with it) before its head was read.
+    match (head, finished) {
+        // Output complete: a failing exit status after a whole response is only logged.
+        ((Ok(head), stdout), Ok(()) | Err(InvokeError::GuestError(_))) => Ok(streaming(
+            id,
+            response(head, stdout),
+            GuestState::Done(Ok(())),
+            &invocation,
+        )),
+        ((Ok(head), stdout), Err(error)) => Ok(streaming(
+            id,
+            response(head, stdout),
+            GuestState::Done(Err(error)),
+            &invocation,
+        )),
+        ((Err(_), _), Err(error)) => Err(error),
+        ((Err(error), _), Ok(())) => Err(InvokeError::BadCgiOutput(error.to_string())),
+    }
+}
+
+/// The response a CGI program's head describes, its body the rest of the program's stdout.
+fn response(head: Head, stdout: DuplexStream) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(StdoutBody::new(head.rest, stdout).boxed_unsync());
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! One [`Runtime`] holds the wasmtime engine (pooling allocator when it can be reserved,
 //! copy-on-write memory images, epoch deadlines), the on-disk compile cache, the key-value
 //! backend and the linker with the host services. [`Runtime::load_app`] turns an app's components
-//! into [`HttpFunction`]s: compiled (or loaded from the cache), checked against their grants,
+//! into [`Function`]s: compiled (or loaded from the cache), checked against their grants,
 //! linked and pre-instantiated once. Each request then gets a fresh instance from it with
-//! [`HttpFunction::handle`]; no instance ever serves two requests.
+//! [`Function::handle`]; no instance ever serves two requests.
 //!
 //! What the gateway needs to map failures to statuses is in [`InvokeError::fault`].
 
@@ -19,10 +19,14 @@ mod cpu_share;
 mod engine;
 mod error;
 mod function;
+mod http;
 mod http_errors;
+mod instance;
 mod platform;
+mod response;
 mod services;
 mod state;
+mod trigger;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,16 +47,21 @@ pub use engine::{
     default_tenant_cpu_lanes, mpk_available,
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError};
-pub use function::{HttpFunction, ResponseBody};
+pub use function::Function;
 pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
-pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE, buffer_counters};
+pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE};
+pub use response::ResponseBody;
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
 pub use services::recent::{RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
-/// The error type request bodies handed to [`HttpFunction::handle`] must convert into.
+pub use trigger::{
+    Event, MAX_OUTCOME_BODY, Outcome, SUBJECT_HEADER, Shutdown, TRIGGER_HEADER, Trigger,
+    TriggerError, run_triggers,
+};
+/// The error type request bodies handed to [`Function::handle`] must convert into.
 pub use wasmtime_wasi_http::Error as BodyError;
 
 /// The engine, compile cache and linker shared by every function in the process.
@@ -78,7 +87,7 @@ pub struct PreparedApp {
     tenant_max_instances: Option<u32>,
     tenant_max_memory: Option<u64>,
     /// In manifest order.
-    pub functions: Vec<Arc<HttpFunction>>,
+    pub functions: Vec<Arc<Function>>,
 }
 
 /// A snapshot of the runtime for metrics.
@@ -99,14 +108,25 @@ pub struct RuntimeStats {
 impl Runtime {
     /// Sets up the engine with `settings`; compiled code is cached under `data_dir/cache`.
     pub fn new(settings: EngineSettings, data_dir: &Path) -> Result<Runtime, EngineError> {
+        Runtime::with_cache_dir(settings, data_dir, &data_dir.join("cache"))
+    }
+
+    /// Like [`Runtime::new`], with compiled code cached in `cache_dir`. Several runtimes (and
+    /// processes) may share one cache directory: entries are keyed by content and engine
+    /// settings, and written by atomic rename.
+    pub fn with_cache_dir(
+        settings: EngineSettings,
+        data_dir: &Path,
+        cache_dir: &Path,
+    ) -> Result<Runtime, EngineError> {
         let (engine, facts) = engine::build_engine(&settings)?;
-        let cache_dir: PathBuf = data_dir.join("cache");
-        let cache = cache::CompileCache::new(cache_dir.clone(), &engine).map_err(|source| {
-            EngineError::DataDir {
-                path: cache_dir,
-                source,
-            }
-        })?;
+        let cache =
+            cache::CompileCache::new(cache_dir.to_path_buf(), &engine).map_err(|source| {
+                EngineError::DataDir {
+                    path: cache_dir.to_path_buf(),
+                    source,
+                }
+            })?;
         let mut linker = Linker::new(&engine);
         // Every function gets WASI (closed by default: see `state`), wasi:http and
         // meshwa:platform; the services are linked too, and `services::check_imports` refuses a
@@ -163,7 +183,7 @@ impl Runtime {
         &self,
         manifest: &Manifest,
         secrets: &Secrets,
-    ) -> Result<Vec<Arc<HttpFunction>>, LoadError> {
+    ) -> Result<Vec<Arc<Function>>, LoadError> {
         let prepared = self
             .prepare_app(manifest, secrets)
             .map_err(|mut errors| errors.remove(0))?;
@@ -259,7 +279,7 @@ impl Runtime {
         id: FunctionId,
         spec: &FunctionSpec,
         services: Arc<services::FunctionServices>,
-    ) -> Result<Arc<HttpFunction>, LoadError> {
+    ) -> Result<Arc<Function>, LoadError> {
         let path = spec.component.clone();
         if spec.limits.max_memory > self.settings.max_instance_memory {
             return Err(LoadError::MemoryAboveCeiling {
@@ -317,7 +337,7 @@ impl Runtime {
             elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
             "function loaded"
         );
-        Ok(Arc::new(HttpFunction::new(
+        Ok(Arc::new(Function::new(
             spec,
             Arc::downgrade(&self.directory),
             handler,

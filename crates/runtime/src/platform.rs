@@ -42,8 +42,8 @@ pub struct HostBuffer {
     bytes: Bytes,
 }
 
-/// Process-wide buffer accounting: how many bytes crossed between guests and the host. Slices
-/// and hand-overs do not show up here, because they copy nothing.
+/// One function's buffer accounting: how many bytes crossed between its instances and the host.
+/// Slices and hand-overs do not show up here, because they copy nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferCounters {
     /// Bytes copied out of guests into new buffers (`buffer` constructor).
@@ -52,14 +52,20 @@ pub struct BufferCounters {
     pub bytes_copied_out: u64,
 }
 
-static BYTES_COPIED_IN: AtomicU64 = AtomicU64::new(0);
-static BYTES_COPIED_OUT: AtomicU64 = AtomicU64::new(0);
+/// The live counters behind [`BufferCounters`], one per function (in its services), so what a
+/// function copies is charged to it and to no one else.
+#[derive(Debug, Default)]
+pub(crate) struct BufferMeter {
+    copied_in: AtomicU64,
+    copied_out: AtomicU64,
+}
 
-/// The counters so far.
-pub fn buffer_counters() -> BufferCounters {
-    BufferCounters {
-        bytes_copied_in: BYTES_COPIED_IN.load(Ordering::Relaxed),
-        bytes_copied_out: BYTES_COPIED_OUT.load(Ordering::Relaxed),
+impl BufferMeter {
+    pub(crate) fn snapshot(&self) -> BufferCounters {
+        BufferCounters {
+            bytes_copied_in: self.copied_in.load(Ordering::Relaxed),
+            bytes_copied_out: self.copied_out.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -74,7 +80,10 @@ impl buffers::Host for InstanceState {}
 
 impl buffers::HostBuffer for InstanceState {
     fn new(&mut self, bytes: Vec<u8>) -> wasmtime::Result<Resource<HostBuffer>> {
-        BYTES_COPIED_IN.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.services()
+            .buffers
+            .copied_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(self.table().push(HostBuffer {
             bytes: Bytes::from(bytes),
         })?)
@@ -90,9 +99,12 @@ impl buffers::HostBuffer for InstanceState {
         offset: u64,
         len: u64,
     ) -> wasmtime::Result<Vec<u8>> {
-        let bytes = &self.table().get(&buffer)?.bytes;
+        let bytes = self.table().get(&buffer)?.bytes.clone();
         let range = clamp(bytes.len(), offset, len);
-        BYTES_COPIED_OUT.fetch_add(range.len() as u64, Ordering::Relaxed);
+        self.services()
+            .buffers
+            .copied_out
+            .fetch_add(range.len() as u64, Ordering::Relaxed);
         Ok(bytes[range].to_vec())
     }
 

@@ -14,6 +14,8 @@
 //! | `read-all`         | reads the whole body, then answers with its length         |
 //! | `recurse`          | recurses without end (stack overflow)                      |
 //! | `huge`             | streams an endless body (64 KiB chunks)                    |
+//!
+//! An event from a trigger arrives at `/`: its subject (`meshwa-subject`) names the mode.
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::types::{ErrorCode, Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -23,7 +25,18 @@ struct Faults;
 impl Guest for Faults {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = support::path(&request);
-        let mode = path.rsplit('/').next().unwrap_or("");
+        // The last path segment, or for an event from a trigger (which arrives at `/`), its
+        // subject.
+        let subject = request
+            .headers()
+            .get("meshwa-subject")
+            .into_iter()
+            .next()
+            .map(|value| String::from_utf8_lossy(&value).into_owned());
+        let mode = match path.rsplit('/').next() {
+            Some("") | None => subject.as_deref().unwrap_or(""),
+            Some(segment) => segment,
+        };
         match mode {
             "ok" => support::respond(out, 200, "text/plain", b"fine"),
             "trap" => panic!("this function traps on purpose"),

@@ -20,7 +20,7 @@ use clap::Args;
 use hyper::body::{Body, Frame};
 use meshwa_manifest::parse_size;
 use meshwa_runtime::{
-    AllocatorChoice, BodyError, EngineSettings, HttpFunction, MpkChoice, Runtime, build_engine,
+    AllocatorChoice, BodyError, EngineSettings, Function, MpkChoice, Runtime, build_engine,
     mpk_available,
 };
 
@@ -248,7 +248,7 @@ fn hold(row: &Row, target: u32, component: &Path, data: &Path) -> anyhow::Result
 
 /// Starts one request whose body never arrives; the instance lives as long as the response.
 async fn start(
-    function: &HttpFunction,
+    function: &Function,
 ) -> anyhow::Result<http::Response<meshwa_runtime::ResponseBody>> {
     let request = http::Request::post("http://localhost/hold")
         .body(NeverBody)

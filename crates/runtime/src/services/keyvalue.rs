@@ -202,10 +202,42 @@ impl batch::Host for InstanceState {
     }
 }
 
+pub(crate) const SERVICE: super::HostService = super::HostService {
+    prefix: "wasi:keyvalue/",
+    grant: "key-value = [\"<store>\"]",
+    granted: |grants| !grants.key_value.is_empty(),
+    add_to_linker,
+};
+
+/// The stores the function was granted, if any (`backend` is there if the app declares stores).
+pub(crate) fn resolve(
+    resolving: &super::Resolving<'_>,
+    backend: Option<Arc<dyn KeyValueBackend>>,
+) -> Option<KeyValueGrant> {
+    let (manifest, grants) = (resolving.manifest, &resolving.spec.grants);
+    let backend = backend.filter(|_| !grants.key_value.is_empty())?;
+    let granted = manifest
+        .stores
+        .iter()
+        .filter(|store| grants.key_value.contains(&store.name))
+        .map(|store| GrantedStore {
+            id: StoreId {
+                tenant: manifest.tenant.clone(),
+                app: manifest.app.clone(),
+                store: store.name.clone(),
+            },
+            quota: store.quota,
+        })
+        .collect();
+    Some(KeyValueGrant {
+        backend,
+        granted,
+        declared: manifest.stores.iter().map(|s| s.name.clone()).collect(),
+    })
+}
+
 /// Adds `wasi:keyvalue` (store, atomics, batch) to the linker.
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<InstanceState>,
-) -> wasmtime::Result<()> {
+fn add_to_linker(linker: &mut wasmtime::component::Linker<InstanceState>) -> wasmtime::Result<()> {
     type Me = wasmtime::component::HasSelf<InstanceState>;
     store::add_to_linker::<_, Me>(linker, |s| s)?;
     atomics::add_to_linker::<_, Me>(linker, |s| s)?;

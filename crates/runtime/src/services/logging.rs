@@ -59,6 +59,32 @@ pub(crate) enum Source {
     Logging(Level),
 }
 
+pub(crate) const SERVICE: super::HostService = super::HostService {
+    prefix: "wasi:logging/",
+    grant: "logging = true",
+    granted: |grants| grants.logging,
+    add_to_linker: |linker| {
+        bindings::wasi::logging::logging::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            linker,
+            |state| state,
+        )
+    },
+};
+
+/// The function's log: stdout, stderr and (if granted) `wasi:logging` lines all go through it.
+/// Every secret of the app is hidden in it, granted or not: a sibling may have handed it over.
+pub(crate) fn resolve(
+    resolving: &super::Resolving<'_>,
+    recent: std::sync::Arc<super::recent::RecentLog>,
+) -> Result<GuestLog, crate::LoadError> {
+    let manifest = resolving.manifest;
+    let mut hidden = Vec::with_capacity(manifest.secrets.len());
+    for name in &manifest.secrets {
+        hidden.push(resolving.secrets.value(manifest, name)?.to_owned());
+    }
+    Ok(GuestLog::new(resolving.id, hidden, recent))
+}
+
 impl GuestLog {
     /// A sink for `function` that hides the given secret values.
     pub(crate) fn new(

@@ -7,12 +7,18 @@
 //! ([`check_imports`]). Each instance only clones an `Arc` to it, so a fresh instance per request
 //! costs nothing more for having services.
 //!
+//! Every service is one module that owns its part: the entry in [`SERVICES`] (which imports it
+//! provides, the grant that allows them, how it is linked) and the resolution of a function's
+//! grants into what its instances use (a field of [`FunctionServices`]). Adding a service is a
+//! new module, a line in [`SERVICES`], and its field here.
+//!
 //! Granting is linking: the linker offers every service, but a component that imports a service
 //! interface its function was not granted is refused at load with an error that names the import
 //! and the grant to add. Inside a granted interface the grant still decides: `open` of a store
 //! that was not granted is `access-denied`, `get` of a config key that was not granted finds
 //! nothing, a request to an origin that was not granted is denied.
 
+pub(crate) mod config;
 pub(crate) mod keyvalue;
 pub(crate) mod logging;
 pub(crate) mod outbound;
@@ -22,16 +28,32 @@ mod secrets;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshwa_kv::{KeyValueBackend, StoreId};
-use meshwa_manifest::{FunctionId, FunctionSpec, Manifest, OutboundRule};
+use meshwa_kv::KeyValueBackend;
+use meshwa_manifest::{FunctionId, FunctionSpec, Grants, Manifest, OutboundRule};
 use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::LoadError;
-use keyvalue::{GrantedStore, KeyValueGrant};
+use crate::state::InstanceState;
+use keyvalue::KeyValueGrant;
 use logging::GuestLog;
 pub use secrets::{Secrets, SecretsError};
+
+/// A host service that a function must be granted.
+pub(crate) struct HostService {
+    /// The imports it provides: every interface whose name starts with this.
+    pub(crate) prefix: &'static str,
+    /// What to write in the manifest to grant it (named when an import is refused).
+    pub(crate) grant: &'static str,
+    /// Whether a function's grants include it.
+    pub(crate) granted: fn(&Grants) -> bool,
+    pub(crate) add_to_linker: fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>,
+}
+
+/// Every service that needs a grant. (WASI itself, outbound `wasi:http` and `meshwa:platform`
+/// are linked for every function: their policy is inside, see `state` and `outbound`.)
+pub(crate) const SERVICES: &[HostService] = &[keyvalue::SERVICE, config::SERVICE, logging::SERVICE];
 
 /// What one function may use, resolved at load and shared by all its instances.
 pub(crate) struct FunctionServices {
@@ -43,6 +65,16 @@ pub(crate) struct FunctionServices {
     pub(crate) outbound: Vec<OutboundRule>,
     pub(crate) timeout: Duration,
     pub(crate) max_outbound_response: u64,
+    /// Bytes its instances copied into and out of host buffers.
+    pub(crate) buffers: crate::platform::BufferMeter,
+}
+
+/// What a service's resolution may look at: the function, its app, the operator's secrets.
+pub(crate) struct Resolving<'a> {
+    pub(crate) manifest: &'a Manifest,
+    pub(crate) spec: &'a FunctionSpec,
+    pub(crate) id: &'a FunctionId,
+    pub(crate) secrets: &'a Secrets,
 }
 
 impl FunctionServices {
@@ -55,84 +87,26 @@ impl FunctionServices {
         backend: Option<Arc<dyn KeyValueBackend>>,
     ) -> Result<FunctionServices, LoadError> {
         let id = manifest.function_id(spec);
-        let key_value = match backend {
-            Some(backend) if !spec.grants.key_value.is_empty() => {
-                let granted = manifest
-                    .stores
-                    .iter()
-                    .filter(|store| spec.grants.key_value.contains(&store.name))
-                    .map(|store| GrantedStore {
-                        id: StoreId {
-                            tenant: manifest.tenant.clone(),
-                            app: manifest.app.clone(),
-                            store: store.name.clone(),
-                        },
-                        quota: store.quota,
-                    })
-                    .collect();
-                Some(KeyValueGrant {
-                    backend,
-                    granted,
-                    declared: manifest.stores.iter().map(|s| s.name.clone()).collect(),
-                })
-            }
-            _ => None,
+        let resolving = Resolving {
+            manifest,
+            spec,
+            id: &id,
+            secrets,
         };
-
-        let mut config = WasiConfigVariables::new();
-        for key in &spec.grants.config {
-            let value = match manifest.config.get(key) {
-                Some(value) => value.as_str(),
-                None => secrets.value(manifest, key)?,
-            };
-            config.insert(key.as_str(), value);
-        }
-        // Every secret of the app is hidden in the function's log lines, granted or not: a
-        // sibling may have handed it over.
-        let mut hidden = Vec::with_capacity(manifest.secrets.len());
-        for name in &manifest.secrets {
-            hidden.push(secrets.value(manifest, name)?.to_owned());
-        }
-
         let recent = Arc::new(recent::RecentLog::default());
         Ok(FunctionServices {
-            log: Arc::new(GuestLog::new(&id, hidden, recent.clone())),
+            key_value: keyvalue::resolve(&resolving, backend),
+            config: config::resolve(&resolving)?,
+            log: Arc::new(logging::resolve(&resolving, recent.clone())?),
             recent,
-            id,
-            key_value,
-            config,
             outbound: spec.grants.outbound.clone(),
             timeout: spec.limits.timeout,
             max_outbound_response: spec.limits.max_outbound_response,
+            buffers: Default::default(),
+            id,
         })
     }
 }
-
-/// A service interface that needs a grant: its name prefix, the grant to write in the manifest,
-/// and whether a function's grants include it.
-struct GrantedInterface {
-    prefix: &'static str,
-    grant: &'static str,
-    granted: fn(&meshwa_manifest::Grants) -> bool,
-}
-
-const GRANTED_INTERFACES: &[GrantedInterface] = &[
-    GrantedInterface {
-        prefix: "wasi:keyvalue/",
-        grant: "key-value = [\"<store>\"]",
-        granted: |g| !g.key_value.is_empty(),
-    },
-    GrantedInterface {
-        prefix: "wasi:config/",
-        grant: "config = [\"<key>\"]",
-        granted: |g| !g.config.is_empty(),
-    },
-    GrantedInterface {
-        prefix: "wasi:logging/",
-        grant: "logging = true",
-        granted: |g| g.logging,
-    },
-];
 
 /// Refuses a component that imports a service interface its function was not granted. Runs once
 /// per load, never per call.
@@ -143,30 +117,23 @@ pub(crate) fn check_imports(
     id: &FunctionId,
 ) -> Result<(), LoadError> {
     for (import, _) in component.component_type().imports(engine) {
-        let ungranted = GRANTED_INTERFACES
+        let ungranted = SERVICES
             .iter()
-            .find(|i| import.starts_with(i.prefix) && !(i.granted)(&spec.grants));
-        if let Some(interface) = ungranted {
+            .find(|s| import.starts_with(s.prefix) && !(s.granted)(&spec.grants));
+        if let Some(service) = ungranted {
             return Err(LoadError::NotGranted {
                 function: id.clone(),
                 import: import.to_owned(),
-                grant: interface.grant,
+                grant: service.grant,
             });
         }
     }
     Ok(())
 }
 
-/// Adds every service interface to the linker (see [`check_imports`] for who may use which).
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<crate::state::InstanceState>,
-) -> wasmtime::Result<()> {
-    keyvalue::add_to_linker(linker)?;
-    logging::bindings::wasi::logging::logging::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-        linker,
-        |state| state,
-    )?;
-    wasmtime_wasi_config::add_to_linker(linker, |state| {
-        wasmtime_wasi_config::WasiConfig::new(&state.services().config)
-    })
+/// Adds every service to the linker (see [`check_imports`] for who may use which).
+pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    SERVICES
+        .iter()
+        .try_for_each(|service| (service.add_to_linker)(linker))
 }

@@ -1,12 +1,10 @@
 //! In-process calls between functions over standard wasi:http (`<function>.<app>.internal`),
 //! through a real server: reachability rules, failures, cycles and shared deadlines.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{get, send, start};
+use crate::common::{get, send, start};
 use meshwa_test_programs as programs;
 
 /// Writes `text` (a manifest) to `dir/file` with `CALLER`, `HELLO`, `FAULTS` replaced by the
@@ -104,7 +102,7 @@ component = "HELLO"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_function_calls_a_private_sibling_in_process() {
+pub(crate) async fn a_function_calls_a_private_sibling_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&apps(dir.path())).await;
     let answer = get(server.addr, "/t/front/call/render.shop.internal/page?x=1").await;
@@ -123,7 +121,7 @@ async fn the_request_body_reaches_the_callee() {
     let server = start(&apps(dir.path())).await;
     let body = vec![b'z'; 100_000];
     let answer = send(
-        &common::client(),
+        &crate::common::client(),
         server.addr,
         "POST",
         "/t/front/call/crash.shop.internal/read-all",

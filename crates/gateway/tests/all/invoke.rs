@@ -1,11 +1,9 @@
 //! Typed in-process calls (`meshwa:platform/invoke`) with host-owned buffers, through a real
 //! server: each error variant, hand-over semantics and the depth limit.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{get, start};
+use crate::common::{get, start};
 use meshwa_test_programs as programs;
 
 fn apps(dir: &Path) -> Vec<PathBuf> {
@@ -51,7 +49,7 @@ callable-by = ["echo"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invoke_hands_a_buffer_to_a_callee_and_gets_a_buffer_back() {
+pub(crate) async fn invoke_hands_a_buffer_to_a_callee_and_gets_a_buffer_back() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&apps(dir.path())).await;
     let answer = get(server.addr, "/inv/call/echo/x?size=5000").await;

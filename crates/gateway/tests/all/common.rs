@@ -1,5 +1,4 @@
 //! Shared by the gateway's integration tests: a real server on a loopback port, a real client.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +20,6 @@ pub struct Server {
     _stop: oneshot::Sender<()>,
     /// Owns the functions' directory: in-process calls resolve against it.
     pub runtime: Arc<Runtime>,
-    pub metrics: Arc<Metrics>,
     _data: tempfile::TempDir,
 }
 
@@ -55,7 +53,14 @@ pub async fn start_full(
         .map(|p| Manifest::load(p).unwrap())
         .collect();
     check_route_collisions(&manifests).unwrap();
-    let runtime = Arc::new(Runtime::new(settings, data.path()).unwrap());
+    let runtime = Arc::new(
+        Runtime::with_cache_dir(
+            settings,
+            data.path(),
+            Path::new(meshwa_test_programs::COMPILE_CACHE_DIR),
+        )
+        .unwrap(),
+    );
     let stats_runtime = runtime.clone();
     let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
     let mut routes = Vec::new();
@@ -75,7 +80,7 @@ pub async fn start_full(
     tokio::spawn(meshwa_gateway::serve(
         listener,
         Arc::new(meshwa_gateway::Routes::from_pointee(Router::new(routes))),
-        metrics.clone(),
+        metrics,
         GatewayConfig {
             header_read_timeout: std::time::Duration::from_millis(500),
             ..GatewayConfig::default()
@@ -88,7 +93,6 @@ pub async fn start_full(
         addr,
         _stop: stop,
         runtime,
-        metrics,
         _data: data,
     }
 }

@@ -2,11 +2,9 @@
 //! fills only its own share of the pool, gets 429 quickly beyond its queue, and never starves
 //! another tenant. A table-growth bomb is refused by the instance limiter.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{client, get, manifest, send, start, start_with_settings};
+use crate::common::{client, get, manifest, send, start, start_with_settings};
 use meshwa_runtime::EngineSettings;
 use meshwa_test_programs as programs;
 

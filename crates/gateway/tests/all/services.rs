@@ -2,11 +2,9 @@
 //! load. Guest: `guests/services` (the Rust SDK). Logging and durability across `kill -9` are in
 //! the CLI's tests, where the server is a child process with a log.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{client, get, send, start_full};
+use crate::common::{client, get, send, start_full};
 use meshwa_runtime::{EngineSettings, Runtime, Secrets};
 use meshwa_test_programs as programs;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,7 +64,7 @@ fn settings() -> EngineSettings {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_value_operations_through_the_server() {
+pub(crate) async fn key_value_operations_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = app(dir.path(), "acme", ALL_GRANTS, "");
     let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
@@ -362,7 +360,7 @@ fn a_missing_secret_is_refused_at_load_without_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_guestbook_example_keeps_state_and_reads_config() {
+pub(crate) async fn the_guestbook_example_keeps_state_and_reads_config() {
     let examples = Path::new(programs::EXAMPLES_DIR);
     let secrets = Secrets::load(&examples.join("secrets.toml")).unwrap();
     let manifest = programs::example_manifest("umbrella-guestbook");

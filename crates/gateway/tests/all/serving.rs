@@ -1,12 +1,10 @@
 //! The gateway served for real: a server on a loopback port, a real HTTP client, real components
 //! built from `guests/` and `examples/`.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{client, get, manifest, send, start, start_with};
 use bytes::Bytes;
-use common::{client, get, manifest, send, start, start_with};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
@@ -16,7 +14,7 @@ use meshwa_gateway::ERROR_ID_HEADER;
 use meshwa_test_programs as programs;
 
 #[tokio::test]
-async fn both_example_tenants_answer_over_http1_and_http2() {
+pub(crate) async fn both_example_tenants_answer_over_http1_and_http2() {
     let server = start(&[
         programs::example_manifest("acme-greeter"),
         programs::example_manifest("globex-textkit"),
@@ -73,7 +71,7 @@ async fn both_example_tenants_answer_over_http1_and_http2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance() {
+pub(crate) async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance() {
     let dir = tempfile::tempdir().unwrap();
     let a = manifest(
         dir.path(),
@@ -114,7 +112,7 @@ async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_inst
 /// Each fault gets its status and an error id (in a header and in the body), and the server keeps
 /// serving the other tenant after every one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guest_faults_are_contained_with_the_right_status() {
+pub(crate) async fn guest_faults_are_contained_with_the_right_status() {
     let dir = tempfile::tempdir().unwrap();
     let faults = programs::FAULTS;
     let bad = manifest(
@@ -313,7 +311,7 @@ async fn bodies_stream_both_ways_and_the_size_limit_gives_413() {
 }
 
 #[tokio::test]
-async fn components_from_third_party_sdks_run_unchanged() {
+pub(crate) async fn components_from_third_party_sdks_run_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(
         dir.path(),
@@ -368,7 +366,7 @@ async fn a_client_that_goes_away_ends_its_instance() {
 /// The bundled five-function pipeline: one public function, four private ones reached by both
 /// call styles, on a payload of several KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_orders_pipeline_runs_five_functions_in_process() {
+pub(crate) async fn the_orders_pipeline_runs_five_functions_in_process() {
     let server = start(&[programs::example_manifest("initech-orders")]).await;
     let mut csv = String::from("sku,qty,unit_price_cents\n");
     let mut subtotal = 0u64;

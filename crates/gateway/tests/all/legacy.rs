@@ -2,11 +2,9 @@
 //! Debian's clang (core modules, adapted at load), plain C programs served CGI-style, and C
 //! functions with real memory-safety bugs next to another tenant's traffic.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Answer, client, get, send, start, start_full};
+use crate::common::{Answer, client, get, send, start, start_full};
 use meshwa_manifest::Manifest;
 use meshwa_runtime::{CacheOutcome, EngineSettings, LoadError, Runtime, Secrets};
 use meshwa_test_programs as programs;
@@ -31,7 +29,7 @@ limits = {{ max-memory = "16MiB", timeout = "5s", max-request-body = "64KiB" }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c_and_cpp_examples_answer_with_services() {
+pub(crate) async fn c_and_cpp_examples_answer_with_services() {
     let server = start_full(
         &[
             programs::example_manifest("hooli-notes"),
@@ -69,7 +67,7 @@ async fn c_and_cpp_examples_answer_with_services() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn core_modules_are_adapted_once_and_cached() {
+pub(crate) async fn core_modules_are_adapted_once_and_cached() {
     let dir = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let manifest =
@@ -228,7 +226,7 @@ const BUGS: &[Bug] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_unsafe_c_is_contained_while_another_tenant_is_served() {
+pub(crate) async fn memory_unsafe_c_is_contained_while_another_tenant_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let evil = single(dir.path(), "evil", programs::C_UNSAFE, "/unsafe", "http");
     let victim = single(dir.path(), "victim", programs::HELLO, "/victim", "http");
@@ -291,7 +289,7 @@ async fn memory_unsafe_c_is_contained_while_another_tenant_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_and_javascript_functions_answer() {
+pub(crate) async fn python_and_javascript_functions_answer() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("polyglot.toml");
     std::fs::write(
@@ -341,7 +339,7 @@ limits = {{ max-memory = "64MiB", timeout = "10s" }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_c_function_calls_other_functions_in_process() {
+pub(crate) async fn a_c_function_calls_other_functions_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("calls.toml");
     std::fs::write(

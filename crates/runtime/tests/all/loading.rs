@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use meshwa_manifest::Manifest;
-use meshwa_runtime::{CacheOutcome, EngineSettings, HttpFunction, LoadError, Runtime, Secrets};
+use meshwa_runtime::{CacheOutcome, EngineSettings, Function, LoadError, Runtime, Secrets};
 use meshwa_test_programs as programs;
 
 /// An app of one function `f` running `component`, with extra manifest lines for it.
@@ -17,7 +17,7 @@ fn app(component: &str, extra: &str) -> Manifest {
     Manifest::parse(&text, Path::new("m.toml"), Path::new("/")).unwrap()
 }
 
-fn load(runtime: &Runtime, manifest: &Manifest) -> Result<Arc<HttpFunction>, String> {
+fn load(runtime: &Runtime, manifest: &Manifest) -> Result<Arc<Function>, String> {
     let mut functions = runtime
         .load_app(manifest, &Secrets::default())
         .map_err(|e: LoadError| e.to_string())?;

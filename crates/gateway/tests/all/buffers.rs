@@ -1,10 +1,7 @@
-//! Slicing a buffer shares its bytes: shown by the host's copy counters, not assumed. A test
-//! binary of its own, so no other test moves the process-wide counters meanwhile.
+//! Slicing a buffer shares its bytes: shown by the function's copy counters, not assumed.
 
-mod common;
-
-use common::{get, start};
-use meshwa_runtime::buffer_counters;
+use crate::common::{get, start};
+use meshwa_manifest::{FunctionId, Name};
 use meshwa_test_programs as programs;
 
 #[tokio::test]
@@ -21,14 +18,23 @@ async fn slicing_copies_nothing() {
     .unwrap();
     let server = start(&[manifest]).await;
 
-    let before = buffer_counters();
+    let invoker = server
+        .runtime
+        .directory()
+        .get(&FunctionId {
+            tenant: Name::new("t").unwrap(),
+            app: Name::new("a").unwrap(),
+            function: Name::new("invoker").unwrap(),
+        })
+        .unwrap();
+    let before = invoker.buffer_counters();
     let size = 1024 * 1024;
     let answer = get(server.addr, &format!("/i/slices?size={size}")).await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (200, "lmnopqrstuvwxyza")
     );
-    let after = buffer_counters();
+    let after = invoker.buffer_counters();
     // One copy in (the buffer's creation), none for 1000 slices, 16 bytes out (the read).
     assert_eq!(after.bytes_copied_in - before.bytes_copied_in, size as u64);
     assert_eq!(after.bytes_copied_out - before.bytes_copied_out, 16);

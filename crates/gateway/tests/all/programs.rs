@@ -1,0 +1,106 @@
+//! Guest programs that exist for benchmarks, tested here so that each one is known to work before
+//! a benchmark relies on it: the checkout app of the infrastructure-tax benchmark, the caller and
+//! callee of the per-hop benchmark, and the C SHA-256 kernel.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::common::{client, get, send, start};
+use meshwa_test_programs as programs;
+
+/// Every way the checkout runs on meshwa (one instance, invoke with buffers in MessagePack or
+/// JSON, in-process wasi:http) answers the receipt the native monolith computes from the same
+/// dataset, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() {
+    let manifest = Path::new(programs::EXAMPLES_DIR)
+        .parent()
+        .unwrap()
+        .join("bench/tax/meshwa.toml");
+    let server = start(&[manifest]).await;
+    let c = client();
+    let loaded = send(&c, server.addr, "POST", "/shop/load", b"").await;
+    assert_eq!(loaded.status, 200, "{}", loaded.body);
+
+    let store = tax_logic::MemoryKv::with_dataset();
+    for i in 0..3 {
+        let request = tax_logic::sample_request(i);
+        let expected = tax_logic::checkout_monolith(&request, &store).unwrap();
+        let body = serde_json::to_vec(&request).unwrap();
+        for path in [
+            "/shop/checkout/local",
+            "/shop/checkout/invoke",
+            "/shop/checkout/invoke?codec=json",
+            "/shop/checkout/http",
+        ] {
+            let answer = send(&c, server.addr, "POST", path, &body).await;
+            assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+            assert!(
+                answer.body == expected,
+                "{path}: another receipt for order {i}"
+            );
+        }
+    }
+}
+
+/// The per-hop benchmark's caller times `n` calls to its sink in each style and answers
+/// `<p50 ns> <p99 ns>`; the sink reads what it is asked to. (The caller names its app `bench`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn the_hop_benchmark_programs_call_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("hops.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "tenant = \"t\"\napp = \"bench\"\n\
+             [[functions]]\nname = \"hopper\"\ncomponent = \"{}\"\nroute = \"/hop\"\n\
+             [[functions]]\nname = \"sink\"\ncomponent = \"{}\"\ncallable-by = [\"hopper\"]\n",
+            programs::HOPPER,
+            programs::SINK
+        ),
+    )
+    .unwrap();
+    let server = start(&[manifest]).await;
+    for style in ["invoke-full", "invoke-head", "http"] {
+        let answer = get(server.addr, &format!("/hop/{style}/4096/5")).await;
+        assert_eq!(answer.status, 200, "{style}: {}", answer.body);
+        let times: Vec<u64> = answer
+            .body
+            .split_whitespace()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        assert!(
+            times.len() == 2 && times[0] > 0 && times[0] <= times[1],
+            "{style}: {}",
+            answer.body
+        );
+    }
+    let refused = get(server.addr, "/hop/invoke-full/x/5").await;
+    assert_eq!(refused.status, 400);
+}
+
+/// The C SHA-256 kernel (a plain WASI command, served CGI-style) hashes the request body right.
+#[tokio::test]
+pub(crate) async fn the_c_sha256_kernel_hashes_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("sha.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "tenant = \"t\"\napp = \"sha\"\n\
+             [[functions]]\nname = \"sha\"\nkind = \"cgi\"\ncomponent = \"{}\"\nroute = \"/sha\"\n",
+            programs::C_SHA256
+        ),
+    )
+    .unwrap();
+    let server = start(&[manifest]).await;
+    let body = b"meshwa: the same digest inside the sandbox".repeat(100);
+    let answer = send(&client(), server.addr, "POST", "/sha?mib=0", &body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let expected: String = Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(answer.body, format!("{expected}  0 MiB\n"));
+}

@@ -1,0 +1,215 @@
+//! One invocation's instance, from admission to teardown: the lifecycle every entry kind shares.
+//!
+//! Whatever starts an invocation (a request through the gateway, an in-process call, a trigger)
+//! and whatever the guest exports (`wasi:http/incoming-handler`, `wasi:cli/run`), its instance
+//! goes through the same steps, in this order:
+//!
+//! 1. **admission** ([`Admitted`]): a slot of the pool, and for work from outside a slot of the
+//!    tenant's quota, waited for no longer than the deadline;
+//! 2. **store**: a fresh [`InstanceState`] with the function's limits and grants, the memory
+//!    limiter, and an epoch deadline that yields at every tick and ends the guest once the
+//!    invocation's deadline has passed;
+//! 3. **run** ([`Instance::run`]): the entry kind's own work (instantiate and call its export),
+//!    on the tenant's CPU lane and bounded by the deadline;
+//! 4. **teardown**: a failure is classified (timeout, out of memory, trap...) and the store is
+//!    dropped, both on the tenant's lane too (resetting a memory is its CPU time); only then are
+//!    the instance's live count and its slot released.
+//!
+//! The entry kinds (`http`, `cgi`) own only what differs: how the input reaches the guest and
+//! how its output becomes a response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::InvokeError;
+use crate::admission::{Admitted, TenantMemory};
+use crate::calls::CallContext;
+use crate::cgi::CgiStdio;
+use crate::cpu_share::TenantCpu;
+use crate::function::{Entry, Function};
+use crate::state::{InstanceState, MemoryDenial};
+
+/// Raised by the epoch callback when an invocation's deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+pub(crate) struct DeadlineExceeded;
+
+/// The work of an entry kind on an instance's store: instantiate, call, return what it made.
+pub(crate) type GuestWork<'s, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 's>>;
+
+/// An admitted invocation's store, and what is released when it ends.
+pub(crate) struct Instance {
+    store: Store<InstanceState>,
+    deadline: Instant,
+    limits: meshwa_manifest::Limits,
+    memory_denial: MemoryDenial,
+    /// Named in the error only if the tenant's quota refused a growth.
+    tenant_memory: Arc<TenantMemory>,
+    cpu: Arc<TenantCpu>,
+    live: LiveInstance,
+    permit: Admitted,
+}
+
+impl Instance {
+    /// Steps 1 and 2: admits the invocation and makes its store.
+    pub(crate) async fn start(
+        function: &Function,
+        call: CallContext,
+        entry: Entry,
+        cgi: Option<CgiStdio>,
+    ) -> Result<Instance, InvokeError> {
+        let deadline = call.deadline;
+        // Admission (policy in `admission`): work from outside takes a slot of its tenant's
+        // quota and of the pool; an in-process call only a pool slot.
+        let gate = function.tenant_gate();
+        let permit = match entry {
+            Entry::Outside => function.admission().admit_request(gate, deadline).await?,
+            Entry::Call => function.admission().admit_call(deadline).await?,
+        };
+
+        let live = LiveInstance::new(function.live_counter());
+        let limits = *function.limits();
+        let mut store = Store::new(
+            function.engine(),
+            InstanceState::new(
+                limits.max_memory,
+                gate.memory.clone(),
+                call,
+                function.services().clone(),
+                cgi,
+            ),
+        );
+        let memory_denial = store.data().limiter.denial();
+        store.limiter(|state| &mut state.limiter);
+        let std_deadline = deadline.into_std();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= std_deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                // Let other invocations run on this thread, then check again next tick.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(Instance {
+            store,
+            deadline,
+            limits,
+            memory_denial,
+            tenant_memory: gate.memory.clone(),
+            cpu: gate.cpu.clone(),
+            live,
+            permit,
+        })
+    }
+
+    /// The store, for an entry kind to put its input into before [`Instance::run`].
+    pub(crate) fn store_mut(&mut self) -> &mut Store<InstanceState> {
+        &mut self.store
+    }
+
+    /// Steps 3 and 4: runs `work` on the store, then tears the instance down and releases its
+    /// slot. `body_exceeded` says whether the request body went over its limit (a guest that
+    /// fails on a cut body failed because of the client).
+    pub(crate) async fn run<T: Send>(
+        self,
+        work: impl for<'s> FnOnce(&'s mut Store<InstanceState>) -> GuestWork<'s, T> + Send,
+        body_exceeded: impl Fn() -> bool + Send,
+    ) -> Result<T, InvokeError> {
+        let Instance {
+            mut store,
+            deadline,
+            limits,
+            memory_denial,
+            tenant_memory,
+            cpu,
+            live,
+            permit,
+        } = self;
+        let run = cpu.metered(work(&mut store));
+        let result = match tokio::time::timeout_at(deadline, run).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
+        };
+        // Classifying a failure and tearing the instance down (resetting its memory) are this
+        // tenant's CPU time too: on its lane, like the guest code.
+        let result = cpu
+            .metered(Box::pin(async move {
+                let result = result.map_err(|error| {
+                    classify_failure(
+                        error,
+                        &limits,
+                        &memory_denial,
+                        &tenant_memory,
+                        body_exceeded(),
+                    )
+                });
+                drop(store);
+                result
+            }))
+            .await;
+        // The instance is gone before its slot is released.
+        drop(live);
+        drop(permit);
+        result
+    }
+}
+
+/// Counts one live instance for as long as it exists.
+struct LiveInstance(Arc<std::sync::atomic::AtomicU64>);
+
+impl LiveInstance {
+    fn new(counter: &Arc<std::sync::atomic::AtomicU64>) -> LiveInstance {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LiveInstance(counter.clone())
+    }
+}
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Turns a failed instantiation or call into the error the client and the log will see.
+fn classify_failure(
+    error: wasmtime::Error,
+    limits: &meshwa_manifest::Limits,
+    memory_denial: &MemoryDenial,
+    tenant_memory: &TenantMemory,
+    body_exceeded: bool,
+) -> InvokeError {
+    let has = |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(pred);
+    if has(&|e| e.is::<DeadlineExceeded>()) {
+        return InvokeError::Timeout(limits.timeout);
+    }
+    if has(&|e| e.is::<wasmtime::PoolConcurrencyLimitError>()) {
+        return InvokeError::Overloaded;
+    }
+    if body_exceeded {
+        return InvokeError::PayloadTooLarge {
+            limit: limits.max_request_body,
+        };
+    }
+    let detail = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    if memory_denial.by_tenant_quota() {
+        return InvokeError::TenantMemory {
+            tenant: tenant_memory.tenant.to_string(),
+            limit: tenant_memory.limit(),
+        };
+    }
+    if memory_denial.by_instance_limit() {
+        return InvokeError::OutOfMemory {
+            limit: limits.max_memory,
+            detail,
+        };
+    }
+    InvokeError::Trap(detail)
+}
