@@ -117,6 +117,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// As in the body's `source`: `command-line` or `deployed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::CommandLine => "command-line",
+            Source::Deployed { .. } => "deployed",
+        }
+    }
+
     /// The deployment version, if deployed.
     pub fn version(&self) -> Option<u64> {
         match self {
@@ -357,6 +365,14 @@ mod tests {
             serde_json::from_value::<App>(static_app).unwrap().source,
             Source::CommandLine
         );
+        for source in [Source::CommandLine, app.source] {
+            let value = serde_json::to_value(App {
+                source,
+                ..app.clone()
+            })
+            .unwrap();
+            assert_eq!(value["source"], source.name());
+        }
     }
 
     #[test]
