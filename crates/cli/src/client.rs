@@ -8,6 +8,9 @@
 //!
 //! Exit codes a script can rely on: 0 done; 1 refused or failed (the message says why); 2 usage
 //! error; 3 missing or wrong token (401, 403); 4 not found (404); 5 server unreachable.
+//!
+//! Every JSON answer is read as its `meshwa-api` type; `--json` prints the server's answer as it
+//! came.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,13 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
+use meshwa_api::{
+    AppList, AppRemoved, CreateTenant, DeployResult, ErrorBody, IssuedToken, LogEvent, LogList,
+    TenantCreated, TenantDeleted, TenantList, TokenList, TokenRevoked, WhoAmI,
+};
 use meshwa_manifest::Manifest;
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Where to find the control plane, shared by every client command.
 #[derive(Args, Clone, Default)]
@@ -121,6 +129,12 @@ struct ConfigFile {
     tenant: Option<String>,
 }
 
+/// A successful JSON answer: its body as a type, and as the server sent it (for `--json`).
+struct Answer<T> {
+    body: T,
+    text: Bytes,
+}
+
 /// A resolved connection to the control plane.
 struct Client {
     server: String,
@@ -207,26 +221,42 @@ impl Client {
         Ok((status, headers, body))
     }
 
-    /// A JSON call; an error status becomes an error with its exit code.
-    async fn call(
+    /// A call without a body whose answer is `T`; an error status becomes an error with its
+    /// exit code.
+    async fn call<T: DeserializeOwned>(
         &self,
         method: http::Method,
         path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let (bytes, content_type) = match body {
-            Some(value) => (Bytes::from(value.to_string()), Some("application/json")),
-            None => (Bytes::new(), None),
-        };
-        let (status, _, body) = self.send(method, path, full(bytes), content_type).await?;
-        json_or_error(status, &body)
+    ) -> anyhow::Result<Answer<T>> {
+        let (status, _, body) = self.send(method, path, full(Bytes::new()), None).await?;
+        answer(status, body)
     }
 
-    fn print(&self, value: &Value, summary: impl FnOnce(&Value) -> String) {
+    /// [`Client::call`] with a JSON body.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<Answer<T>> {
+        let bytes = serde_json::to_vec(body).context("encoding the request")?;
+        let (status, _, body) = self
+            .send(
+                method,
+                path,
+                full(Bytes::from(bytes)),
+                Some("application/json"),
+            )
+            .await?;
+        answer(status, body)
+    }
+
+    /// Prints the answer: the server's JSON with `--json`, else the summary (if any).
+    fn print<T>(&self, answer: &Answer<T>, summary: impl FnOnce(&T) -> String) {
         if self.json {
-            println!("{value}");
+            println!("{}", String::from_utf8_lossy(&answer.text).trim_end());
         } else {
-            let text = summary(value);
+            let text = summary(&answer.body);
             if !text.is_empty() {
                 println!("{text}");
             }
@@ -238,10 +268,10 @@ impl Client {
         if let Some(tenant) = &self.tenant {
             return Ok(tenant.clone());
         }
-        let me = self.call(http::Method::GET, "/v1/whoami", None).await?;
-        match me["tenant"].as_str() {
-            Some(tenant) => Ok(tenant.to_owned()),
-            None => Err(fail(
+        let me: Answer<WhoAmI> = self.call(http::Method::GET, "/v1/whoami").await?;
+        match me.body {
+            WhoAmI::Tenant { tenant } => Ok(tenant),
+            WhoAmI::Operator => Err(fail(
                 2,
                 "this is the operator's token: say which tenant with --tenant",
             )),
@@ -255,28 +285,37 @@ fn full(bytes: Bytes) -> http_body_util::combinators::UnsyncBoxBody<Bytes, std::
         .boxed_unsync()
 }
 
-/// Parses a JSON answer; maps error statuses to exit codes with the server's message.
-fn json_or_error(status: http::StatusCode, body: &[u8]) -> anyhow::Result<Value> {
-    let value: Value = serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
-    if status.is_success() {
-        return Ok(value);
+/// Reads a JSON answer as `T`; an error status becomes [`refusal`].
+fn answer<T: DeserializeOwned>(status: http::StatusCode, text: Bytes) -> anyhow::Result<Answer<T>> {
+    if !status.is_success() {
+        return Err(refusal(status, &text));
     }
-    let mut message = value["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("the control plane answered {status}"));
-    if let Some(errors) = value["errors"].as_array() {
-        for error in errors {
-            message += &format!("\n  - {}", error.as_str().unwrap_or_default());
-        }
+    let body = serde_json::from_slice(&text).map_err(|e| {
+        fail(
+            1,
+            format!("the control plane's answer is not what this client expects: {e}"),
+        )
+    })?;
+    Ok(Answer { body, text })
+}
+
+/// An error status as an error with its exit code and the server's message (and every problem
+/// it lists).
+fn refusal(status: http::StatusCode, body: &[u8]) -> anyhow::Error {
+    let (mut message, errors) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => (error.message, error.errors),
+        // Not the control plane's error (a proxy's, say): the status says enough.
+        Err(_) => (format!("the control plane answered {status}"), Vec::new()),
+    };
+    for error in errors {
+        message += &format!("\n  - {error}");
     }
     let code = match status.as_u16() {
         401 | 403 => 3,
         404 => 4,
         _ => 1,
     };
-    Err(fail(code, message))
+    fail(code, message)
 }
 
 /// A request body that reports its progress as it is sent.
@@ -390,17 +429,17 @@ pub async fn deploy(connection: Connection, args: DeployArgs) -> anyhow::Result<
         () = spin => unreachable!("the spinner future never ends"),
     };
     spinner.finish_and_clear();
-    let value = json_or_error(status, &body)?;
-    client.print(&value, |v| {
+    let deployed: Answer<DeployResult> = answer(status, body)?;
+    client.print(&deployed, |d| {
         let mut lines = vec![format!(
             "deployed {tenant}/{app} version {} in {} ms ({} compiled)",
-            v["version"], v["elapsed_ms"], v["compiled"]
+            d.version, d.elapsed_ms, d.compiled
         )];
-        for f in v["functions"].as_array().into_iter().flatten() {
+        for f in &d.functions {
             lines.push(format!(
                 "  {:<24} {}",
-                f["name"].as_str().unwrap_or_default(),
-                f["route"].as_str().unwrap_or("(private)")
+                f.name,
+                f.route.as_deref().unwrap_or("(private)")
             ));
         }
         lines.join("\n")
@@ -411,35 +450,27 @@ pub async fn deploy(connection: Connection, args: DeployArgs) -> anyhow::Result<
 pub async fn ls(connection: Connection) -> anyhow::Result<()> {
     let client = Client::new(connection)?;
     let tenant = client.tenant().await?;
-    let value = client
-        .call(
-            http::Method::GET,
-            &format!("/v1/tenants/{tenant}/apps"),
-            None,
-        )
+    let apps: Answer<AppList> = client
+        .call(http::Method::GET, &format!("/v1/tenants/{tenant}/apps"))
         .await?;
-    client.print(&value, |v| {
+    client.print(&apps, |list| {
         let mut lines = vec![format!(
             "{:<24} {:<10} {:<14} FUNCTIONS",
             "APP", "VERSION", "SOURCE"
         )];
-        for app in v["apps"].as_array().into_iter().flatten() {
-            let functions: Vec<String> = app["functions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|f| match f["route"].as_str() {
-                    Some(route) => format!("{} {route}", f["name"].as_str().unwrap_or_default()),
-                    None => format!("{} (private)", f["name"].as_str().unwrap_or_default()),
-                })
+        for app in &list.apps {
+            let functions: Vec<String> = app
+                .functions
+                .iter()
+                .map(|f| format!("{} {}", f.name, f.route.as_deref().unwrap_or("(private)")))
                 .collect();
             lines.push(format!(
                 "{:<24} {:<10} {:<14} {}",
-                app["app"].as_str().unwrap_or_default(),
-                app["version"]
-                    .as_u64()
+                app.app,
+                app.source
+                    .version()
                     .map_or("-".to_owned(), |v| v.to_string()),
-                app["source"].as_str().unwrap_or_default(),
+                app.source.name(),
                 functions.join(", ")
             ));
         }
@@ -451,15 +482,14 @@ pub async fn ls(connection: Connection) -> anyhow::Result<()> {
 pub async fn rm(connection: Connection, args: RmArgs) -> anyhow::Result<()> {
     let client = Client::new(connection)?;
     let tenant = client.tenant().await?;
-    let value = client
+    let removed: Answer<AppRemoved> = client
         .call(
             http::Method::DELETE,
             &format!("/v1/tenants/{tenant}/apps/{}", args.app),
-            None,
         )
         .await?;
-    client.print(&value, |v| {
-        let drained = if v["drained"].as_bool() == Some(true) {
+    client.print(&removed, |r| {
+        let drained = if r.drained {
             ""
         } else {
             " (some requests were still running at the drain limit)"
@@ -506,7 +536,7 @@ pub async fn invoke(connection: Connection, args: InvokeArgs) -> anyhow::Result<
         .to_owned();
     if status.is_client_error() && headers.get("x-meshwa-invocation").is_none() {
         // The control plane refused the call itself (token, unknown app or function).
-        json_or_error(status, &body)?;
+        return Err(refusal(status, &body));
     }
     use std::io::Write;
     let mut out = std::io::stdout();
@@ -534,31 +564,24 @@ pub async fn logs(connection: Connection, args: LogsArgs) -> anyhow::Result<()> 
         query.append_pair("function", function);
     }
     let path = format!("/v1/tenants/{tenant}/apps/{app}/logs?{}", query.finish());
-    let value = client.call(http::Method::GET, &path, None).await?;
-    client.print(&value, |v| {
+    let logs: Answer<LogList> = client.call(http::Method::GET, &path).await?;
+    client.print(&logs, |list| {
         let mut lines = Vec::new();
-        for e in v["entries"].as_array().into_iter().flatten() {
-            let head = format!(
-                "{} {} {}",
-                e["at_ms"],
-                e["function"].as_str().unwrap_or_default(),
-                e["invocation"].as_str().unwrap_or_default()
-            );
-            lines.push(match e["kind"].as_str() {
-                Some("invocation") => format!(
-                    "{head} status={} duration_us={}{}",
-                    e["status"],
-                    e["duration_us"],
-                    e["error"]
-                        .as_str()
+        for e in &list.entries {
+            let head = format!("{} {} {}", e.at_ms, e.function, e.invocation);
+            lines.push(match &e.event {
+                LogEvent::Invocation {
+                    status,
+                    duration_us,
+                    error,
+                } => format!(
+                    "{head} status={status} duration_us={duration_us}{}",
+                    error
+                        .as_deref()
                         .map(|k| format!(" error={k}"))
                         .unwrap_or_default()
                 ),
-                _ => format!(
-                    "{head} [{}] {}",
-                    e["stream"].as_str().unwrap_or_default(),
-                    e["message"].as_str().unwrap_or_default()
-                ),
+                LogEvent::Log { stream, message } => format!("{head} [{stream}] {message}"),
             });
         }
         lines.join("\n")
@@ -570,32 +593,27 @@ pub async fn tenant(connection: Connection, command: TenantCommand) -> anyhow::R
     let client = Client::new(connection)?;
     match command {
         TenantCommand::Create { name } => {
-            let value = client
-                .call(
+            let created: Answer<TenantCreated> = client
+                .call_with(
                     http::Method::POST,
                     "/v1/tenants",
-                    Some(serde_json::json!({ "name": name })),
+                    &CreateTenant { name: name.clone() },
                 )
                 .await?;
-            client.print(&value, |_| format!("created tenant {name}"));
+            client.print(&created, |t| format!("created tenant {}", t.name));
         }
         TenantCommand::Ls => {
-            let value = client.call(http::Method::GET, "/v1/tenants", None).await?;
-            client.print(&value, |v| {
-                v["tenants"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            let tenants: Answer<TenantList> = client.call(http::Method::GET, "/v1/tenants").await?;
+            client.print(&tenants, |list| {
+                let names: Vec<&str> = list.tenants.iter().map(|t| t.name.as_str()).collect();
+                names.join("\n")
             });
         }
         TenantCommand::Rm { name } => {
-            let value = client
-                .call(http::Method::DELETE, &format!("/v1/tenants/{name}"), None)
+            let deleted: Answer<TenantDeleted> = client
+                .call(http::Method::DELETE, &format!("/v1/tenants/{name}"))
                 .await?;
-            client.print(&value, |_| format!("deleted tenant {name}"));
+            client.print(&deleted, |d| format!("deleted tenant {}", d.deleted));
         }
     }
     Ok(())
@@ -606,51 +624,33 @@ pub async fn token(connection: Connection, command: TokenCommand) -> anyhow::Res
     let tenant = client.tenant().await?;
     match command {
         TokenCommand::Create => {
-            let value = client
-                .call(
-                    http::Method::POST,
-                    &format!("/v1/tenants/{tenant}/tokens"),
-                    None,
-                )
+            let issued: Answer<IssuedToken> = client
+                .call(http::Method::POST, &format!("/v1/tenants/{tenant}/tokens"))
                 .await?;
             // The token alone on stdout, so that `TOKEN=$(meshwa token create)` works.
-            client.print(&value, |v| {
-                v["token"].as_str().unwrap_or_default().to_owned()
-            });
+            client.print(&issued, |t| t.token.clone());
         }
         TokenCommand::Ls => {
-            let value = client
-                .call(
-                    http::Method::GET,
-                    &format!("/v1/tenants/{tenant}/tokens"),
-                    None,
-                )
+            let tokens: Answer<TokenList> = client
+                .call(http::Method::GET, &format!("/v1/tenants/{tenant}/tokens"))
                 .await?;
-            client.print(&value, |v| {
-                v["tokens"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| {
-                        format!(
-                            "{} created {}",
-                            t["id"].as_str().unwrap_or_default(),
-                            t["created"]
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            client.print(&tokens, |list| {
+                let lines: Vec<String> = list
+                    .tokens
+                    .iter()
+                    .map(|t| format!("{} created {}", t.id, t.created))
+                    .collect();
+                lines.join("\n")
             });
         }
         TokenCommand::Revoke { id } => {
-            let value = client
+            let revoked: Answer<TokenRevoked> = client
                 .call(
                     http::Method::DELETE,
                     &format!("/v1/tenants/{tenant}/tokens/{id}"),
-                    None,
                 )
                 .await?;
-            client.print(&value, |_| format!("revoked {id}"));
+            client.print(&revoked, |r| format!("revoked {}", r.revoked));
         }
     }
     Ok(())

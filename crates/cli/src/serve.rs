@@ -220,9 +220,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The command line's apps first: any error stops the server before it listens.
     let registry = Arc::new(Registry::new(runtime.clone(), secrets));
     for manifest in manifests {
-        let prepared = registry
-            .prepare(&manifest)
-            .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+        let prepared = registry.prepare(&manifest)?;
         registry
             .activate(manifest, prepared, Origin::Static)
             .await?;

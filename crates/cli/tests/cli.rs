@@ -55,9 +55,21 @@ fn serve(data_dir: &Path, manifests: &[PathBuf]) -> Served {
     serve_with(data_dir, manifests, &[])
 }
 
-/// `meshwa serve` with extra flags.
+/// `meshwa serve` with extra flags, compiling into the compile cache all tests share.
 fn serve_with(data_dir: &Path, manifests: &[PathBuf], extra: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command.env("MESHWA_CACHE_DIR", programs::COMPILE_CACHE_DIR);
+    spawn_serve(command, data_dir, manifests, extra)
+}
+
+/// `meshwa serve` as `command` (environment set by the caller), with extra flags.
+fn spawn_serve(
+    mut command: Command,
+    data_dir: &Path,
+    manifests: &[PathBuf],
+    extra: &[&str],
+) -> Served {
+    let mut child = command
         .arg("serve")
         .args(manifests)
         .args(extra)
@@ -191,10 +203,12 @@ fn second_start_uses_the_compile_cache() {
         programs::example_manifest("globex-textkit"),
     ];
 
-    let first = serve(&data, &apps);
+    // The default cache (DATA_DIR/cache), not the one the other tests share.
+    let serve = |data: &Path| spawn_serve(Command::new(BIN), data, &apps, &[]);
+    let first = serve(&data);
     assert_eq!(http(first.addr, "GET", "/acme/hello?name=x", b"").0, 200);
     drop(first);
-    let second = serve(&data, &apps);
+    let second = serve(&data);
     assert_eq!(http(second.addr, "GET", "/acme/hello?name=x", b"").0, 200);
     let log = second.log_with("startup complete");
     assert!(log.contains("compiled=0 from_cache=3"), "{log}");
@@ -735,4 +749,65 @@ fn deploy_list_remove_through_the_cli_and_restart_restores_without_compiling() {
     assert_eq!(http(restarted.addr, "GET", "/acme/hello", b"").0, 404);
     let (_, out, _) = client(restarted.admin, &token, &["ls"]);
     assert!(!out.contains("greeter"), "{out}");
+}
+
+/// The client reads every answer as its meshwa-api type: summaries for people, the server's JSON
+/// with `--json`, and the server's own message (and every problem) on a refusal.
+#[test]
+fn client_commands_read_typed_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve_with(&data, &[], &["--operator-token", "op-token"]);
+    let admin = served.admin;
+
+    let (code, out, err) = client(admin, "op-token", &["tenant", "create", "acme"]);
+    assert_eq!((code, out.trim()), (0, "created tenant acme"), "{err}");
+    let (code, _, err) = client(admin, "op-token", &["tenant", "create", "Not_A_Name"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the app was refused") || err.contains("Not_A_Name"),
+        "{err}"
+    );
+    let (code, out, _) = client(admin, "op-token", &["tenant", "ls"]);
+    assert_eq!((code, out.trim()), (0, "acme"));
+    let (code, out, _) = client(admin, "op-token", &["--json", "tenant", "ls"]);
+    assert_eq!(code, 0);
+    let tenants: meshwa_api::TenantList = serde_json::from_str(&out).unwrap();
+    assert_eq!(tenants.tenants[0].name, "acme");
+
+    let (code, token, _) = client(admin, "op-token", &["token", "create", "--tenant", "acme"]);
+    assert_eq!(code, 0);
+    let token = token.trim();
+    let (code, out, _) = client(admin, token, &["--json", "token", "ls"]);
+    assert_eq!(code, 0);
+    let tokens: meshwa_api::TokenList = serde_json::from_str(&out).unwrap();
+    assert_eq!(tokens.tokens.len(), 1);
+    let (code, out, _) = client(admin, token, &["token", "ls"]);
+    assert!(code == 0 && out.starts_with(&tokens.tokens[0].id), "{out}");
+    let (code, out, _) = client(admin, token, &["--json", "ls"]);
+    assert_eq!(code, 0);
+    let apps: meshwa_api::AppList = serde_json::from_str(&out).unwrap();
+    assert!(apps.apps.is_empty());
+
+    // Refusals carry the server's message and exit code.
+    let (code, _, err) = client(admin, token, &["rm", "nope"]);
+    assert_eq!(code, 4);
+    assert!(err.contains("no app acme/nope"), "{err}");
+    let (code, _, err) = client(admin, "op-token", &["ls"]);
+    assert_eq!(code, 2, "the operator must name a tenant: {err}");
+
+    let id = tokens.tokens[0].id.clone();
+    let (code, out, _) = client(
+        admin,
+        "op-token",
+        &["token", "revoke", &id, "--tenant", "acme"],
+    );
+    assert_eq!((code, out.trim()), (0, format!("revoked {id}").as_str()));
+    assert_eq!(
+        client(admin, token, &["ls"]).0,
+        3,
+        "the revoked token is refused"
+    );
+    let (code, out, _) = client(admin, "op-token", &["tenant", "rm", "acme"]);
+    assert_eq!((code, out.trim()), (0, "deleted tenant acme"));
 }

@@ -26,7 +26,7 @@ use meshwa_gateway::Metrics;
 use meshwa_manifest::Manifest;
 use tokio::net::TcpListener;
 
-pub use registry::{ActiveApp, ChangeError, Origin, Registry, drain, drain_limit};
+pub use registry::{ActiveApp, ChangeError, Origin, PrepareError, Registry, drain, drain_limit};
 pub use store::{AppRecord, ControlStore, StoreError, TokenRecord};
 
 /// Default largest upload (an app's archive): generous for interpreter-based components
@@ -92,7 +92,7 @@ impl ControlPlane {
                             .map(|_| ())
                             .map_err(|e| vec![e.to_string()])
                     }
-                    Err(errors) => Err(errors),
+                    Err(error) => Err(error.messages()),
                 },
             };
             match outcome {

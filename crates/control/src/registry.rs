@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use meshwa_gateway::{Router, Routes};
 use meshwa_manifest::{Manifest, check_route_collisions};
-use meshwa_runtime::{Function, PreparedApp, Runtime, Secrets};
+use meshwa_runtime::{Fault, Function, LoadError, PreparedApp, Runtime, Secrets};
 
 /// Where an app came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,43 @@ pub enum ChangeError {
     Host(String),
 }
 
+/// Why an app could not be prepared (compiled, checked, linked). Nothing changed. The runtime's
+/// errors are kept whole so that whose fault it was reaches the status code.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// Every problem found, function by function (at least one).
+    #[error("{}", lines(.0))]
+    Load(Vec<LoadError>),
+    /// The compile task ended without an answer (a panic in the compiler).
+    #[error("compile task failed: {0}")]
+    Task(String),
+}
+
+impl PrepareError {
+    /// The host's if any problem is the host's (the app could not be judged), else the client's.
+    pub fn fault(&self) -> Fault {
+        match self {
+            PrepareError::Load(errors) if errors.iter().all(|e| e.fault() == Fault::Client) => {
+                Fault::Client
+            }
+            PrepareError::Load(_) | PrepareError::Task(_) => Fault::Host,
+        }
+    }
+
+    /// One message per problem.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            PrepareError::Load(errors) => errors.iter().map(ToString::to_string).collect(),
+            PrepareError::Task(_) => vec![self.to_string()],
+        }
+    }
+}
+
+fn lines(errors: &[LoadError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
 type AppKey = (String, String);
 
 /// The apps being served.
@@ -85,10 +122,10 @@ impl Registry {
 
     /// Compiles and links every function of `manifest` (blocking: seconds for a cold compile)
     /// without making anything reachable. On error, every problem found.
-    pub fn prepare(&self, manifest: &Manifest) -> Result<PreparedApp, Vec<String>> {
+    pub fn prepare(&self, manifest: &Manifest) -> Result<PreparedApp, PrepareError> {
         self.runtime
             .prepare_app(manifest, &self.secrets)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+            .map_err(PrepareError::Load)
     }
 
     /// [`Registry::prepare`] on a blocking thread, so that a compile does not stall the
@@ -96,11 +133,11 @@ impl Registry {
     pub async fn prepare_off_thread(
         self: &Arc<Self>,
         manifest: Manifest,
-    ) -> Result<(Manifest, PreparedApp), Vec<String>> {
+    ) -> Result<(Manifest, PreparedApp), PrepareError> {
         let registry = self.clone();
         tokio::task::spawn_blocking(move || registry.prepare(&manifest).map(|p| (manifest, p)))
             .await
-            .unwrap_or_else(|e| Err(vec![format!("compile task failed: {e}")]))
+            .unwrap_or_else(|e| Err(PrepareError::Task(e.to_string())))
     }
 
     /// Makes a prepared app current: checks its routes against every other app, then swaps it

@@ -40,7 +40,14 @@ async fn start_with_limit(max_upload: u64) -> Server {
         max_instances: 32,
         ..EngineSettings::default()
     };
-    let runtime = Arc::new(Runtime::new(settings, data.path()).unwrap());
+    let runtime = Arc::new(
+        Runtime::with_cache_dir(
+            settings,
+            data.path(),
+            std::path::Path::new(meshwa_test_programs::COMPILE_CACHE_DIR),
+        )
+        .unwrap(),
+    );
     let registry = Arc::new(Registry::new(runtime.clone(), Secrets::default()));
     let stats = runtime.clone();
     let metrics = Arc::new(Metrics::new(Arc::new(move || stats.stats())));
@@ -695,5 +702,439 @@ fn half_written_deployments_are_never_loaded() {
     assert!(
         !apps.join("acme/shop/v3").exists(),
         "an unrecorded version is removed"
+    );
+}
+
+/// Whose fault a failed deploy is reaches the status: the host failing to open the key-value
+/// file (a host fault, `LoadError::KeyValue`) answers 500 and hides the details; a bad component
+/// (the client's) answers 422 with every problem. Neither changes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_failure_during_deploy_answers_5xx_and_a_bad_app_422() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    // The runtime opens DATA_DIR/kv.redb when the first app with a store loads; a directory in
+    // its place makes that fail, as a full or read-only disk would.
+    let kv = server._data.path().join("kv.redb");
+    std::fs::create_dir(&kv).unwrap();
+    let with_store = app_archive(
+        "acme",
+        "shop",
+        &[("hi", programs::HELLO, Some("/acme/hi"))],
+        "[key-value.entries]\n",
+    );
+    let (status, body) = deploy(&server, &acme, "acme", "shop", with_store.clone()).await;
+    assert_eq!(status, 500, "{body}");
+    let error: meshwa_api::ErrorBody = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(error.error, meshwa_api::ErrorKind::Host, "{body}");
+    assert!(
+        error.errors.is_empty() && !error.message.contains("kv.redb"),
+        "the host's details stay in its log: {body}"
+    );
+    assert_eq!(get_text(server.gateway, "/acme/hi").await.0, 404);
+    let (_, apps) = json_call(
+        server.admin,
+        "GET",
+        "/v1/tenants/acme/apps",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(apps, json!({ "apps": [] }), "nothing was deployed");
+
+    // The client's fault on the same server is still 422.
+    let broken = app_archive(
+        "acme",
+        "shop",
+        &[("hi", "not a component", Some("/acme/hi"))],
+        "",
+    );
+    let (status, body) = deploy(&server, &acme, "acme", "shop", broken).await;
+    assert_eq!(status, 422, "{body}");
+    let error: meshwa_api::ErrorBody = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(error.error, meshwa_api::ErrorKind::Invalid);
+    assert!(
+        error.errors.len() == 1 && error.errors[0].contains("not a valid WebAssembly component"),
+        "{body}"
+    );
+
+    // Once the host is fixed, the same upload deploys.
+    std::fs::remove_dir(&kv).unwrap();
+    let (status, body) = deploy(&server, &acme, "acme", "shop", with_store).await;
+    assert_eq!(status, 200, "{body}");
+    let result: meshwa_api::DeployResult = serde_json::from_value(body).unwrap();
+    assert_eq!((result.tenant.as_str(), result.replaced), ("acme", None));
+    assert_eq!(get_text(server.gateway, "/acme/hi").await.0, 200);
+}
+
+/// Every answer of the API parses as its `meshwa-api` type (the server serializes them; this
+/// guards the other direction, which the CLI relies on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_parses_as_its_api_type() {
+    use meshwa_api as api;
+    let server = start().await;
+    let a = server.admin;
+    let acme = tenant(&server, "acme").await;
+    let archive = app_archive(
+        "acme",
+        "shop",
+        &[
+            ("hi", programs::HELLO, Some("/acme/hi")),
+            ("echo", programs::ECHO, None),
+        ],
+        "",
+    );
+    let (status, body) = deploy(&server, &acme, "acme", "shop", archive).await;
+    assert_eq!(status, 200, "{body}");
+    let deployed: api::DeployResult = serde_json::from_value(body).unwrap();
+    assert_eq!(deployed.functions.len(), 2);
+    assert_eq!(deployed.functions[1].route, None);
+
+    async fn get<T: serde::de::DeserializeOwned>(a: SocketAddr, path: &str, token: &str) -> T {
+        let (status, body) = json_call(a, "GET", path, Some(token), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_value(body).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+    let me: api::WhoAmI = get(a, "/v1/whoami", &acme).await;
+    assert_eq!(
+        me,
+        api::WhoAmI::Tenant {
+            tenant: "acme".into()
+        }
+    );
+    let me: api::WhoAmI = get(a, "/v1/whoami", OPERATOR).await;
+    assert_eq!(me, api::WhoAmI::Operator);
+    let tenants: api::TenantList = get(a, "/v1/tenants", OPERATOR).await;
+    assert_eq!(tenants.tenants[0].name, "acme");
+    let tokens: api::TokenList = get(a, "/v1/tenants/acme/tokens", &acme).await;
+    assert_eq!(tokens.tokens.len(), 1);
+    let apps: api::AppList = get(a, "/v1/tenants/acme/apps", &acme).await;
+    assert_eq!(
+        apps.apps[0].source.version(),
+        Some(deployed.version),
+        "{apps:?}"
+    );
+    let detail: api::AppDetail = get(a, "/v1/tenants/acme/apps/shop", &acme).await;
+    assert_eq!(detail.functions[0].name, "hi");
+    assert!(detail.functions[0].callable_by.is_none());
+
+    // An invocation, then its log entry.
+    let (status, _, _) = call(
+        a,
+        "POST",
+        "/v1/tenants/acme/apps/shop/functions/echo/invoke",
+        Some(&acme),
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let logs: api::LogList = get(a, "/v1/tenants/acme/apps/shop/logs", &acme).await;
+    assert!(
+        logs.entries.iter().any(|e| e.function == "echo"
+            && matches!(e.event, api::LogEvent::Invocation { status: 200, .. })),
+        "{logs:?}"
+    );
+
+    // Writes, and an error.
+    let (status, body) = json_call(
+        a,
+        "POST",
+        "/v1/tenants",
+        Some(OPERATOR),
+        Some(
+            serde_json::to_value(api::CreateTenant {
+                name: "globex".into(),
+            })
+            .unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let created: api::TenantCreated = serde_json::from_value(body).unwrap();
+    assert_eq!(created.name, "globex");
+    let (status, body) =
+        json_call(a, "POST", "/v1/tenants/globex/tokens", Some(OPERATOR), None).await;
+    assert_eq!(status, 201);
+    let issued: api::IssuedToken = serde_json::from_value(body).unwrap();
+    let (status, body) = json_call(
+        a,
+        "DELETE",
+        &format!("/v1/tenants/globex/tokens/{}", issued.id),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let revoked: api::TokenRevoked = serde_json::from_value(body).unwrap();
+    assert_eq!(revoked.revoked, issued.id);
+    let (status, body) =
+        json_call(a, "DELETE", "/v1/tenants/acme/apps/shop", Some(&acme), None).await;
+    assert_eq!(status, 200);
+    let removed: api::AppRemoved = serde_json::from_value(body).unwrap();
+    assert_eq!(removed.removed, "acme/shop");
+    let (status, body) = json_call(a, "DELETE", "/v1/tenants/acme", Some(OPERATOR), None).await;
+    assert_eq!(status, 200);
+    let deleted: api::TenantDeleted = serde_json::from_value(body).unwrap();
+    assert_eq!(deleted.deleted, "acme");
+    let (status, body) =
+        json_call(a, "GET", "/v1/tenants/acme/apps/shop", Some(OPERATOR), None).await;
+    let error: api::ErrorBody = serde_json::from_value(body).unwrap();
+    assert_eq!(error.error.status(), status);
+    let (status, body) = json_call(a, "PATCH", "/v1/whoami", Some(OPERATOR), None).await;
+    let error: api::ErrorBody = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        (error.error, status),
+        (api::ErrorKind::MethodNotAllowed, 405)
+    );
+}
+
+/// A JSON body's structure, as far as the OpenAPI test compares it: property names, whether
+/// each is always present, and nesting. (Types of scalars, enums and descriptions are not.)
+#[derive(Debug, PartialEq)]
+enum Shape {
+    Scalar,
+    Array(Box<Shape>),
+    /// Property → (required, shape).
+    Object(BTreeMap<String, (bool, Shape)>),
+}
+
+/// Follows local `$ref`s (`#/$defs/..`, `#/components/..`) within `root`.
+fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+    while let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        schema = root
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling $ref {reference}"));
+    }
+    schema
+}
+
+fn list<'a>(schema: &'a Value, key: &str) -> Vec<&'a Value> {
+    schema
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The `oneOf`/`anyOf` alternatives of `schema` but `null` (an `Option`'s).
+fn alternatives<'a>(root: &'a Value, schema: &'a Value) -> Vec<&'a Value> {
+    let mut found = list(schema, "oneOf");
+    found.extend(list(schema, "anyOf"));
+    found
+        .into_iter()
+        .filter(|s| resolve(root, s).get("type") != Some(&json!("null")))
+        .collect()
+}
+
+fn shape(root: &Value, schema: &Value) -> Shape {
+    let schema = resolve(root, schema);
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let (all_of, one_of) = (list(schema, "allOf"), alternatives(root, schema));
+    if schema.get("properties").is_none() && !types.contains(&"object") {
+        // A wrapper: `allOf: [X]` to describe a reference, `anyOf: [X, null]` for an Option.
+        match (all_of.as_slice(), one_of.as_slice()) {
+            ([only], []) | ([], [only]) => return shape(root, only),
+            _ => {}
+        }
+    }
+    if types.contains(&"array") {
+        return Shape::Array(Box::new(shape(
+            root,
+            schema.get("items").unwrap_or(&Value::Null),
+        )));
+    }
+    if schema.get("properties").is_some()
+        || types.contains(&"object")
+        || !all_of.is_empty()
+        // Not an enum whose variants are documented one by one (a `oneOf` of strings).
+        || one_of.iter().any(|s| shape(root, s) != Shape::Scalar)
+    {
+        let (properties, required) = object(root, schema);
+        return Shape::Object(
+            properties
+                .into_iter()
+                .map(|(name, shape)| (name.clone(), (required.contains(&name), shape)))
+                .collect(),
+        );
+    }
+    Shape::Scalar
+}
+
+/// An object's properties and the ones always present. The variants of a `oneOf` (a tagged
+/// enum, or the document's "these only when kind is X") contribute their properties; those every
+/// variant requires are required.
+fn object(root: &Value, schema: &Value) -> (BTreeMap<String, Shape>, BTreeSet<String>) {
+    let schema = resolve(root, schema);
+    let mut properties: BTreeMap<String, Shape> = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(name, s)| (name.clone(), shape(root, s)))
+        .collect();
+    let mut required: BTreeSet<String> = list(schema, "required")
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    for part in list(schema, "allOf") {
+        let (p, r) = object(root, part);
+        properties.extend(p);
+        required.extend(r);
+    }
+    let mut always: Option<BTreeSet<String>> = None;
+    for variant in alternatives(root, schema) {
+        let (p, r) = object(root, variant);
+        properties.extend(p);
+        always = Some(match always {
+            None => r,
+            Some(a) => a.intersection(&r).cloned().collect(),
+        });
+    }
+    required.extend(always.unwrap_or_default());
+    (properties, required)
+}
+
+/// How `documented` differs from the shape of the type whose schema is `rust`, if it does.
+fn difference(what: String, documented: Shape, rust: &Value) -> Option<String> {
+    let typed = shape(rust, rust);
+    (documented != typed).then(|| {
+        format!("{what}:\n  docs/openapi.json: {documented:?}\n  meshwa-api:        {typed:?}")
+    })
+}
+
+/// A response body's JSON Schema, as the server writes it.
+fn written<T: schemars::JsonSchema>() -> Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// A request body's JSON Schema, as the server reads it.
+fn read<T: schemars::JsonSchema>() -> Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// `docs/openapi.json` is written by hand: its descriptions, examples and conditions ("present
+/// only when `source` is `deployed`") say more than schemas derived from the types could, and
+/// regenerating them would lose that or move it all into attributes. So it is checked, not
+/// generated: every JSON body it describes (component schemas, inline request and response
+/// schemas) must have the property names, nesting and required fields of its `meshwa-api`
+/// type, and every body must be covered. When this fails, edit docs/openapi.json (or the type)
+/// until both say the same.
+#[test]
+fn the_openapi_document_matches_the_api_types() {
+    use meshwa_api as api;
+    let document: Value = serde_json::from_str(meshwa_control::api::OPENAPI).expect("valid JSON");
+    let components: BTreeMap<&str, Value> = BTreeMap::from([
+        ("WhoAmI", written::<api::WhoAmI>()),
+        ("Tenant", written::<api::Tenant>()),
+        ("Token", written::<api::Token>()),
+        ("IssuedToken", written::<api::IssuedToken>()),
+        ("App", written::<api::App>()),
+        ("AppDetail", written::<api::AppDetail>()),
+        ("DeployResult", written::<api::DeployResult>()),
+        ("LogEntry", written::<api::LogEntry>()),
+        ("Error", written::<api::ErrorBody>()),
+        ("InvocationError", written::<api::InvocationErrorBody>()),
+    ]);
+    // Bodies the document describes inline: (operationId, "request" or status) → type.
+    let inline: BTreeMap<(&str, &str), Value> = BTreeMap::from([
+        (("createTenant", "request"), read::<api::CreateTenant>()),
+        (("createTenant", "201"), written::<api::TenantCreated>()),
+        (("listTenants", "200"), written::<api::TenantList>()),
+        (("deleteTenant", "200"), written::<api::TenantDeleted>()),
+        (("listTokens", "200"), written::<api::TokenList>()),
+        (("revokeToken", "200"), written::<api::TokenRevoked>()),
+        (("listApps", "200"), written::<api::AppList>()),
+        (("removeApp", "200"), written::<api::AppRemoved>()),
+        (("getLogs", "200"), written::<api::LogList>()),
+    ]);
+    let mut problems = Vec::new();
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("components.schemas");
+    for (name, schema) in schemas {
+        match components.get(name.as_str()) {
+            Some(rust) => problems.extend(difference(
+                format!("schema {name}"),
+                shape(&document, schema),
+                rust,
+            )),
+            None if shape(&document, schema) == Shape::Scalar => {} // Name: a string.
+            None => problems.push(format!(
+                "schema {name}: no meshwa-api type is checked for it"
+            )),
+        }
+    }
+    for name in components.keys() {
+        if !schemas.contains_key(*name) {
+            problems.push(format!("schema {name}: missing from docs/openapi.json"));
+        }
+    }
+
+    let mut seen = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let Some(id) = operation["operationId"].as_str() else {
+                continue;
+            };
+            let mut bodies = vec![("request".to_owned(), &operation["requestBody"])];
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                bodies.push((status.clone(), resolve(&document, response)));
+            }
+            for (key, body) in bodies {
+                let Some(schema) = body["content"]["application/json"].get("schema") else {
+                    continue;
+                };
+                // A reference to a component (checked above), or several of them.
+                let refs = schema.get("$ref").is_some()
+                    || list(schema, "oneOf")
+                        .iter()
+                        .all(|s| s.get("$ref").is_some())
+                        && schema.get("oneOf").is_some();
+                // Free-form (the OpenAPI document itself).
+                let free = schema.get("properties").is_none() && schema.get("items").is_none();
+                if refs || free {
+                    continue;
+                }
+                match inline.get(&(id, key.as_str())) {
+                    Some(rust) => {
+                        seen.insert((id.to_owned(), key.clone()));
+                        problems.extend(difference(
+                            format!("{} {path} ({id}) {key}", method.to_uppercase()),
+                            shape(&document, schema),
+                            rust,
+                        ));
+                    }
+                    None => problems.push(format!(
+                        "{} {path} ({id}) {key}: an inline body no meshwa-api type is checked for",
+                        method.to_uppercase()
+                    )),
+                }
+            }
+        }
+    }
+    for (id, key) in inline.keys() {
+        if !seen.contains(&((*id).to_owned(), (*key).to_owned())) {
+            problems.push(format!(
+                "{id} {key}: no such inline body in docs/openapi.json"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/openapi.json and the meshwa-api types differ (edit one until both agree):\n{}",
+        problems.join("\n")
     );
 }

@@ -22,7 +22,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
 use meshwa_runtime::{
-    RecentWhat, ResponseBody, Shutdown, Trigger, TriggerError, error_response, public_message,
+    Function, InvokeError, RecentWhat, ResponseBody, Shutdown, Trigger, TriggerError,
+    error_response, public_message,
 };
 use tokio::net::TcpListener;
 
@@ -166,6 +167,65 @@ impl Trigger for HttpTrigger {
     }
 }
 
+/// Accounts for one finished invocation of `function`, however it was started (the gateway,
+/// the control plane's `invoke`): its metrics, its one structured log line (with the error id
+/// on failure) and its entry in the function's recent log. Returns the status it answered.
+pub fn record_invocation(
+    metrics: &Metrics,
+    function: &Function,
+    invocation: &str,
+    started: Instant,
+    result: Result<StatusCode, &InvokeError>,
+) -> StatusCode {
+    let id = function.id();
+    let elapsed = started.elapsed();
+    let duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let status = match result {
+        Ok(status) => {
+            tracing::info!(
+                target: "meshwa::invocation",
+                invocation = %invocation,
+                tenant = %id.tenant,
+                app = %id.app,
+                function = %id.function,
+                status = status.as_u16(),
+                duration_us,
+                "ok"
+            );
+            status
+        }
+        Err(error) => {
+            let status = status_for(error);
+            metrics.failed(id, error.kind());
+            tracing::warn!(
+                target: "meshwa::invocation",
+                invocation = %invocation,
+                error_id = %invocation,
+                tenant = %id.tenant,
+                app = %id.app,
+                function = %id.function,
+                status = status.as_u16(),
+                duration_us,
+                kind = error.kind(),
+                fault = ?error.fault(),
+                error = %error,
+                "failed"
+            );
+            status
+        }
+    };
+    metrics.answered(id, status.as_u16(), elapsed.as_secs_f64());
+    function.recent_log().push(
+        invocation,
+        RecentWhat::Invocation {
+            status: status.as_u16(),
+            duration_us,
+            error: result.err().map(|error| error.kind().to_owned()),
+        },
+    );
+    status
+}
+
 /// Routes and runs one request; never fails (failures become responses).
 pub async fn dispatch(
     router: &Router,
@@ -191,60 +251,19 @@ pub async fn dispatch(
             &invocation,
         );
     };
-    let id = function.id();
     match function.handle(request, &invocation).await {
         Ok(response) => {
-            metrics.answered(
-                id,
-                response.status().as_u16(),
-                started.elapsed().as_secs_f64(),
-            );
-            tracing::info!(
-                target: "meshwa::invocation",
-                invocation = %invocation,
-                tenant = %id.tenant,
-                app = %id.app,
-                function = %id.function,
-                status = response.status().as_u16(),
-                duration_us = started.elapsed().as_micros() as u64,
-                "ok"
-            );
-            function.recent_log().push(
+            record_invocation(
+                metrics,
+                function,
                 &invocation,
-                RecentWhat::Invocation {
-                    status: response.status().as_u16(),
-                    duration_us: started.elapsed().as_micros() as u64,
-                    error: None,
-                },
+                started,
+                Ok(response.status()),
             );
             response
         }
         Err(error) => {
-            let status = status_for(&error);
-            metrics.answered(id, status.as_u16(), started.elapsed().as_secs_f64());
-            metrics.failed(id, error.kind());
-            tracing::warn!(
-                target: "meshwa::invocation",
-                invocation = %invocation,
-                error_id = %invocation,
-                tenant = %id.tenant,
-                app = %id.app,
-                function = %id.function,
-                status = status.as_u16(),
-                duration_us = started.elapsed().as_micros() as u64,
-                kind = error.kind(),
-                fault = ?error.fault(),
-                error = %error,
-                "failed"
-            );
-            function.recent_log().push(
-                &invocation,
-                RecentWhat::Invocation {
-                    status: status.as_u16(),
-                    duration_us: started.elapsed().as_micros() as u64,
-                    error: Some(error.kind().to_owned()),
-                },
-            );
+            let status = record_invocation(metrics, function, &invocation, started, Err(&error));
             error_response(status, error.kind(), &public_message(&error), &invocation)
         }
     }

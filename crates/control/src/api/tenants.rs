@@ -1,0 +1,111 @@
+//! Who am I, tenants (operator only) and tenants' tokens.
+
+use meshwa_api::{
+    CreateTenant, IssuedToken, Tenant, TenantCreated, TenantDeleted, TenantList, Token, TokenList,
+    TokenRevoked, WhoAmI,
+};
+use meshwa_manifest::Name;
+
+use super::{ApiError, Call, Caller, Reply, created, ok};
+use crate::registry::Origin;
+
+/// `GET /v1/whoami`.
+pub(super) async fn who_am_i(call: Call<'_>) -> Reply {
+    ok(&match call.caller {
+        Caller::Operator => WhoAmI::Operator,
+        Caller::Tenant(tenant) => WhoAmI::Tenant { tenant },
+    })
+}
+
+/// `GET /v1/tenants`.
+pub(super) async fn list_tenants(call: Call<'_>) -> Reply {
+    call.caller.require_operator()?;
+    let tenants = call
+        .control
+        .store
+        .tenants()?
+        .into_iter()
+        .map(|(name, created)| Tenant { name, created })
+        .collect();
+    ok(&TenantList { tenants })
+}
+
+/// `POST /v1/tenants`.
+pub(super) async fn create_tenant(call: Call<'_>) -> Reply {
+    call.caller.require_operator()?;
+    let control = call.control;
+    let body: CreateTenant = call.json("{\"name\": \"<tenant>\"}").await?;
+    let name = Name::new(&body.name).map_err(|e| ApiError::Invalid(vec![e.to_string()]))?;
+    if !control.store.create_tenant(&name)? {
+        return Err(ApiError::Conflict(format!("tenant {name} exists")));
+    }
+    tracing::info!(tenant = %name, "tenant created");
+    created(&TenantCreated {
+        name: name.to_string(),
+    })
+}
+
+/// `DELETE /v1/tenants/{tenant}`: removes its deployed apps (draining them), then the tenant
+/// and its tokens.
+pub(super) async fn delete_tenant(call: Call<'_>) -> Reply {
+    call.caller.require_operator()?;
+    let (control, tenant) = (call.control, call.param("tenant"));
+    if !control.store.tenant_exists(tenant)? {
+        return Err(ApiError::NotFound(format!("no tenant {tenant}")));
+    }
+    let mut removed_apps = Vec::new();
+    for app in control.registry.apps().await {
+        if app.manifest.tenant.as_str() == tenant && matches!(app.origin, Origin::Deployed { .. }) {
+            let name = app.manifest.app.to_string();
+            super::apps::remove(control, tenant, &name).await?;
+            removed_apps.push(name);
+        }
+    }
+    control.store.delete_tenant(tenant)?;
+    tracing::info!(%tenant, apps = removed_apps.len(), "tenant deleted");
+    ok(&TenantDeleted {
+        deleted: tenant.to_owned(),
+        removed_apps,
+    })
+}
+
+/// `GET /v1/tenants/{tenant}/tokens`: ids only, never the tokens.
+pub(super) async fn list_tokens(call: Call<'_>) -> Reply {
+    let tenant = call.existing_tenant()?;
+    let tokens = call
+        .control
+        .store
+        .tokens(&tenant)?
+        .into_iter()
+        .map(|t| Token {
+            id: t.id,
+            created: t.created,
+        })
+        .collect();
+    ok(&TokenList { tokens })
+}
+
+/// `POST /v1/tenants/{tenant}/tokens`: the token is in this answer only.
+pub(super) async fn create_token(call: Call<'_>) -> Reply {
+    let tenant = call.existing_tenant()?;
+    let (record, token) = call.control.store.issue_token(&tenant)?;
+    tracing::info!(%tenant, id = %record.id, "token issued");
+    created(&IssuedToken {
+        tenant,
+        id: record.id,
+        token,
+    })
+}
+
+/// `DELETE /v1/tenants/{tenant}/tokens/{id}`.
+pub(super) async fn revoke_token(call: Call<'_>) -> Reply {
+    let tenant = call.existing_tenant()?;
+    let id = call.param("id");
+    if !call.control.store.revoke_token(&tenant, id)? {
+        return Err(ApiError::NotFound(format!("no token {id}")));
+    }
+    tracing::info!(%tenant, %id, "token revoked");
+    ok(&TokenRevoked {
+        revoked: id.to_owned(),
+    })
+}
