@@ -22,9 +22,9 @@ if [ "$(cat /proc/sys/vm/max_map_count)" -lt "$WANT_MAPS" ]; then
         echo "vm.max_map_count is $(cat /proc/sys/vm/max_map_count); as root: sysctl -w vm.max_map_count=$WANT_MAPS" >&2
     fi
 fi
-cargo build --release --package meshwa --quiet
+cargo build --release --package meshwa-bench --quiet
 cargo build --package meshwa-test-programs --quiet   # builds target/guests/.../echo.wasm
 # error: the pool probe builds engines too large on purpose, and each would warn.
-RUST_LOG=error target/release/meshwa bench density \
+RUST_LOG=error target/release/meshwa-bench density \
     --component target/guests/wasm32-wasip2/release/echo.wasm \
     --instances "$INSTANCES" --max-memory "$MAX_MEMORY"

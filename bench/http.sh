@@ -23,9 +23,10 @@ if ! command -v wrk >/dev/null; then
 fi
 ensure_wasmtime
 
-cargo build --release --package meshwa --quiet
+cargo build --release --package meshwa --package meshwa-bench --quiet
 cargo build --package meshwa-test-programs --quiet   # builds target/guests/.../hello.wasm
 MESHWA=target/release/meshwa
+MESHWA_BENCH=target/release/meshwa-bench
 HELLO=target/guests/wasm32-wasip2/release/hello.wasm
 
 WORK=$(mktemp -d)
@@ -86,7 +87,7 @@ start() { # name, command...; the command gets the port as its last argument; se
 serve_meshwa() { exec "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$1" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data"; }
 serve_wasmtime_pooling() { exec "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$1" "$HELLO"; }
 serve_wasmtime_reuse() { exec "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$1" "$HELLO"; }
-serve_native() { exec "$MESHWA" bench native-hello --listen "127.0.0.1:$1"; }
+serve_native() { exec "$MESHWA_BENCH" native-hello --listen "127.0.0.1:$1"; }
 
 for server in meshwa wasmtime_pooling wasmtime_reuse native; do
     start "$server" "serve_$server"

@@ -14,11 +14,11 @@ cd "$(dirname "$0")/.."
 MIB=${1:-64}
 RUNS=${2:-7}
 cargo xtask setup
-cargo build --release --package meshwa --quiet
+cargo build --release --package meshwa-bench --quiet
 cargo build --package meshwa-test-programs --quiet   # all guests, into target/guests
 make --no-print-directory -C guests/c OUT="$PWD/target/guests/c" MESHWA_SDK="$PWD/sdk/c" \
     "$PWD/target/guests/c/c_sha256_native" >/dev/null
-RUST_LOG=warn target/release/meshwa bench languages \
+RUST_LOG=warn target/release/meshwa-bench languages \
     --rust target/guests/wasm32-wasip2/release/hello.wasm \
     --python target/guests/polyglot/python_hello.wasm \
     --js target/guests/polyglot/js_hello.wasm \

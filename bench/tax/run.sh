@@ -20,7 +20,7 @@
 # Usage: bench/tax/run.sh
 # Environment: RATE=200 (req/s), DURATION=10 (s per measurement), CONNECTIONS=16 (for max),
 #   CHECKED=32 (requests compared), REDIS=1 (0: no Redis rows), SMOKE=0 (1: a short run of
-#   (a)-(d) for the test suite: no Redis, no wasmtime, nothing written), MESHWA_BIN (default: a
+#   (a)-(d), the bench smoke check run by hand: no Redis, no wasmtime, nothing written), MESHWA_BIN (default: a
 #   release build), WASMTIME (default: wasmtime-cli 48.0.8, installed once into
 #   ~/.cache/meshwa-bench like bench/http.sh does, about 15 minutes).
 set -euo pipefail

@@ -1,6 +1,5 @@
 //! `meshwa`: the command-line entry point.
 
-mod bench;
 mod client;
 mod serve;
 
@@ -18,6 +17,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at startup; `serve`'s flags are simply the most numerous"
+)]
 enum Command {
     /// Serve the functions of one or more apps (each a meshwa.toml) over HTTP.
     Serve(serve::ServeArgs),
@@ -37,9 +40,6 @@ enum Command {
     /// Manage the tenant's tokens.
     #[command(subcommand)]
     Token(client::TokenCommand),
-    /// Benchmarks that ship with meshwa (see docs/benchmarks.md).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 /// Runs a client command on a small runtime of its own.
@@ -68,7 +68,6 @@ fn main() -> std::process::ExitCode {
     let connection = cli.connection;
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Bench(command) => bench::run(command),
         Command::Deploy(args) => client_command(client::deploy(connection, args)),
         Command::Ls => client_command(client::ls(connection)),
         Command::Rm(args) => client_command(client::rm(connection, args)),

@@ -139,7 +139,7 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
     pool
 }
 
-/// Kernel mappings one live instance takes: 4.0 measured by `meshwa bench density` (its memory
+/// Kernel mappings one live instance takes: 4.0 measured by `meshwa-bench density` (its memory
 /// image, its anonymous memory, its stack and their neighbours); an idle pool takes none.
 const MAPPINGS_PER_INSTANCE: u64 = 4;
 

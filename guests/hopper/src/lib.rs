@@ -1,4 +1,4 @@
-//! The caller side of the per-hop benchmark (`meshwa bench hops`): `…/hop/<style>/<size>/<n>`
+//! The caller side of the per-hop benchmark (`meshwa-bench hops`): `…/hop/<style>/<size>/<n>`
 //! makes one payload of `<size>` bytes, then calls the private function `sink` `<n>` times,
 //! timing each call with the monotonic clock, and answers `<p50 ns> <p99 ns>`.
 //!

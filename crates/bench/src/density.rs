@@ -1,4 +1,4 @@
-//! `meshwa bench density`: how many instances one process can hold live at once, and what each
+//! `meshwa-bench density`: how many instances one process can hold live at once, and what each
 //! costs in resident memory and kernel mappings.
 //!
 //! Two numbers per setting:
@@ -46,7 +46,7 @@ const GUARD_BYTES: u64 = 32 << 20;
 /// wasmtime's default reservation for each linear memory on 64-bit hosts.
 const DEFAULT_RESERVATION: u64 = 4 << 30;
 
-pub fn density(args: DensityArgs) -> anyhow::Result<()> {
+pub fn run(args: DensityArgs) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("meshwa-bench-density-{}", std::process::id()));
     let result = density_in(&args, &data);
     let _ = std::fs::remove_dir_all(&data);
@@ -209,7 +209,7 @@ fn hold(row: &Row, target: u32, component: &Path, data: &Path) -> anyhow::Result
             data,
         )?;
         // A long timeout: the instances must outlive the measurement.
-        let function = super::load_with(
+        let function = crate::common::load_with(
             &runtime,
             component,
             "http",

@@ -1,0 +1,124 @@
+//! What the benchmarks share: loading a component as a bench function, in-process requests to
+//! it, percentiles, and finding the `meshwa` binary.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use meshwa_manifest::Manifest;
+use meshwa_runtime::{BodyError, Function, Runtime, Secrets};
+
+/// Loads `component` as the only function (`http`) of a bench app.
+pub fn load(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<Function>> {
+    load_kind(runtime, component, "http")
+}
+
+/// Loads `component` as the only function of a bench app, of `kind` (`http` or `cgi`).
+pub fn load_kind(runtime: &Runtime, component: &Path, kind: &str) -> anyhow::Result<Arc<Function>> {
+    load_with(
+        runtime,
+        component,
+        kind,
+        "max-memory = \"128MiB\", timeout = \"60s\"",
+    )
+}
+
+/// Loads `component` as the only function of a bench app, of `kind`, with `limits` (the inside
+/// of the manifest's `limits = { ... }`).
+pub fn load_with(
+    runtime: &Runtime,
+    component: &Path,
+    kind: &str,
+    limits: &str,
+) -> anyhow::Result<Arc<Function>> {
+    let text = format!(
+        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\nkind = \"{kind}\"\ncomponent = {:?}\nlimits = {{ {limits} }}\n",
+        component.display().to_string()
+    );
+    let manifest = Manifest::parse(&text, Path::new("bench"), Path::new("."))?;
+    let functions = runtime
+        .load_app(&manifest, &Secrets::default())
+        .with_context(|| format!("loading {}", component.display()))?;
+    functions
+        .into_iter()
+        .next()
+        .context("the bench app has no function")
+}
+
+/// One invocation as the bench counts it: a GET of `path` in a fresh instance, body read whole.
+pub async fn get(
+    function: &Function,
+    path: &str,
+    invocation: &str,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    request(function, http::Method::GET, path, invocation).await
+}
+
+/// A POST of `path` with an empty body, body of the answer read whole.
+pub async fn post(function: &Function, path: &str) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    request(function, http::Method::POST, path, "bench").await
+}
+
+async fn request(
+    function: &Function,
+    method: http::Method,
+    path: &str,
+    invocation: &str,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://localhost{path}"))
+        .body(Full::new(Bytes::new()).map_err(|never: Infallible| -> BodyError { match never {} }))
+        .context("request")?;
+    let response = function
+        .handle(request, invocation)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// The `p` quantile (0..=1) of sorted durations, in µs (NaN if there are none).
+pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+}
+
+/// A guest's own timing answer, `"<p50 ns> <p99 ns>"` (the timed loops of `guests/hopper` and
+/// `guests/services`), as (p50, p99) in µs.
+pub fn guest_timings(status: http::StatusCode, body: &[u8]) -> anyhow::Result<(f64, f64)> {
+    let text = String::from_utf8_lossy(body);
+    anyhow::ensure!(status == 200, "guest answered {status}: {text}");
+    let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>());
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(p50)), Some(Ok(p99))) => Ok((p50 / 1000.0, p99 / 1000.0)),
+        _ => anyhow::bail!("unexpected guest answer {text:?}"),
+    }
+}
+
+/// The `meshwa` binary that benchmarks run as a child process: `flag` if given, else the
+/// `meshwa` next to this executable (both are built into the same target directory).
+pub fn meshwa_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        anyhow::ensure!(path.is_file(), "--meshwa {}: no such file", path.display());
+        return Ok(path);
+    }
+    let me = std::env::current_exe().context("the path of meshwa-bench")?;
+    let path = me.with_file_name(format!("meshwa{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        path.is_file(),
+        "no meshwa next to meshwa-bench ({}): build both (`cargo build --release -p meshwa -p meshwa-bench`) or pass --meshwa PATH",
+        path.display()
+    );
+    Ok(path)
+}
