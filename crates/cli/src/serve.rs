@@ -104,6 +104,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     max_instance_memory: u64,
 
+    /// Memory for values read from the key-value stores, answered again without a read
+    /// transaction; 0 turns the cache off. A write drops its keys first, so a read never
+    /// returns a value older than an acknowledged write.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    kv_cache: u64,
+
     /// Scheduler ticks between two polls for network events on a worker thread. A guest runs
     /// at most 1 ms per tick before it yields, so with CPU-bound guests on every worker, new
     /// requests and connections are noticed after at most this many milliseconds; tokio's
@@ -201,6 +207,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_max_queue: args.tenant_max_queue,
         tenant_max_memory: args.tenant_max_memory,
         max_instance_memory: args.max_instance_memory,
+        key_value_cache: args.kv_cache,
         memory_reservation: args.memory_reservation,
         tenant_cpu_lanes: args
             .tenant_cpu_lanes

@@ -13,10 +13,12 @@
 //! crash (`kill -9`, power loss) could undo. Quotas ([`StoreQuota`]) are checked inside the
 //! write, atomically with it.
 
+mod cache;
 mod redb_backend;
 
 use std::fmt;
 
+pub use cache::CachedBackend;
 use meshwa_manifest::Name;
 pub use meshwa_manifest::StoreQuota;
 pub use redb_backend::RedbBackend;

@@ -148,3 +148,78 @@ fn a_second_process_cannot_open_the_same_file() {
         .expect("second open must fail");
     assert!(e.to_string().contains("cannot open"), "{e}");
 }
+
+/// The read cache in front of the embedded backend: writes drop what it held, and a read racing
+/// with writes never returns a value older than the last acknowledged one.
+#[test]
+fn the_read_cache_never_serves_a_value_older_than_an_acknowledged_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(meshwa_kv::CachedBackend::new(
+        RedbBackend::open(&dir.path().join("kv.redb")).unwrap(),
+        1024 * 1024,
+    ));
+    let store = store("t", "a", "s");
+    let quota = QUOTA;
+
+    // Sequentially: every kind of write is seen by the next read.
+    assert_eq!(backend.get(&store, "k").unwrap(), None);
+    backend
+        .set_many(&store, &[("k".into(), b"1".to_vec())], &quota)
+        .unwrap();
+    assert_eq!(backend.get(&store, "k").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(backend.increment(&store, "k", 4, &quota).unwrap(), 5);
+    assert_eq!(backend.get(&store, "k").unwrap(), Some(b"5".to_vec()));
+    assert_eq!(
+        backend
+            .get_many(&store, &["k".into(), "none".into()])
+            .unwrap(),
+        vec![Some(b"5".to_vec()), None]
+    );
+    backend.delete_many(&store, &["k".into()]).unwrap();
+    assert!(!backend.exists(&store, "k").unwrap());
+    assert_eq!(backend.get(&store, "k").unwrap(), None);
+    assert!(backend.cached_bytes() > 0, "reads fill the cache");
+
+    // Concurrently: one writer counts up; readers check each value against what was
+    // acknowledged before their read began.
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (backend, store, acknowledged) = (backend.clone(), store.clone(), acknowledged.clone());
+        std::thread::spawn(move || {
+            for n in 1..=300u64 {
+                backend
+                    .set_many(&store, &[("n".into(), n.to_string().into_bytes())], &quota)
+                    .unwrap();
+                acknowledged.store(n, Ordering::SeqCst);
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|reader| {
+            let (backend, store, acknowledged) =
+                (backend.clone(), store.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                for _ in 0..3000 {
+                    let floor = acknowledged.load(Ordering::SeqCst);
+                    let read = if reader == 0 {
+                        backend.get_many(&store, &["n".into()]).unwrap().remove(0)
+                    } else {
+                        backend.get(&store, "n").unwrap()
+                    };
+                    let seen: u64 = read
+                        .map(|v| String::from_utf8(v).unwrap().parse().unwrap())
+                        .unwrap_or(0);
+                    assert!(seen >= floor, "read {seen} after {floor} was acknowledged");
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert_eq!(backend.get(&store, "n").unwrap(), Some(b"300".to_vec()));
+}

@@ -61,6 +61,9 @@ pub struct EngineSettings {
     /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
     /// between instances: cheaper reuse for small guests at the cost of RSS.
     pub memory_keep_resident: usize,
+    /// Bytes of key-value data kept in memory for reads (see `meshwa_kv::CachedBackend`); 0 for
+    /// none.
+    pub key_value_cache: u64,
     /// Reset only the pages an instance dirtied, found with Linux's `PAGEMAP_SCAN` (6.7+), instead
     /// of clearing the whole kept-resident region. Used when the kernel offers it.
     pub pagemap_scan: bool,
@@ -79,6 +82,7 @@ impl Default for EngineSettings {
             memory_reservation: None,
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
+            key_value_cache: 64 * 1024 * 1024,
             pagemap_scan: true,
         }
     }

@@ -265,10 +265,13 @@ impl Runtime {
         if let Some(backend) = slot.as_ref() {
             return Ok(backend.clone());
         }
-        let backend: Arc<dyn KeyValueBackend> = Arc::new(
-            meshwa_kv::RedbBackend::open(&self.data_dir.join("kv.redb"))
-                .map_err(|e| LoadError::KeyValue(e.to_string()))?,
-        );
+        let redb = meshwa_kv::RedbBackend::open(&self.data_dir.join("kv.redb"))
+            .map_err(|e| LoadError::KeyValue(e.to_string()))?;
+        // This process is the only one on the data directory, so a read cache stays true.
+        let backend: Arc<dyn KeyValueBackend> = match self.settings.key_value_cache {
+            0 => Arc::new(redb),
+            bytes => Arc::new(meshwa_kv::CachedBackend::new(redb, bytes)),
+        };
         *slot = Some(backend.clone());
         Ok(backend)
     }

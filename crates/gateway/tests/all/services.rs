@@ -421,3 +421,52 @@ pub(crate) async fn the_guestbook_example_keeps_state_and_reads_config() {
             .contains("0 entries")
     );
 }
+
+/// The server keeps values it has read in memory (`--kv-cache`); a write through one function
+/// must be what a read through another function sees right after, however reads and writes
+/// interleave: several clients, each writing its own key again and again through `w` and
+/// reading it back through `r`, while the others read it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_never_returns_a_value_older_than_an_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("cache.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "tenant = \"t\"\napp = \"cache\"\n\
+             [[functions]]\nname = \"w\"\ncomponent = \"{0}\"\nroute = \"/t/w\"\n\
+             [functions.grants]\n{1}\n\
+             [[functions]]\nname = \"r\"\ncomponent = \"{0}\"\nroute = \"/t/r\"\n\
+             [functions.grants]\n{1}\n\
+             [key-value.entries]\n[config]\nx = \"1\"\n",
+            programs::SERVICES,
+            // The guest imports every service it exercises, so each needs its grant.
+            "key-value = [\"entries\"]\nconfig = [\"x\"]\nlogging = true"
+        ),
+    )
+    .unwrap();
+    // (The guest reads its operation after two path segments, as behind `/<tenant>/svc`.)
+    let server = start_full(&[manifest], settings(), &Secrets::default()).await;
+    let clients: Vec<_> = (0..4)
+        .map(|client_no| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let c = client();
+                for round in 0..25 {
+                    let value = format!("client {client_no} round {round}");
+                    let key = format!("kv/entries/k{client_no}");
+                    let put = send(&c, addr, "PUT", &format!("/t/w/{key}"), value.as_bytes()).await;
+                    assert_eq!(put.status, 200, "{}", put.body);
+                    let got = get(addr, &format!("/t/r/{key}")).await;
+                    assert_eq!(got.body, value, "a stale read after an acknowledged write");
+                    // Another client's key, to have reads fill the cache while others write.
+                    let other = format!("/t/r/kv/entries/k{}", (client_no + 1) % 4);
+                    let _ = get(addr, &other).await;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+}
