@@ -23,6 +23,7 @@ pub(crate) mod bindings {
         world: "meshwa:platform/platform",
         imports: {
             "meshwa:platform/invoke.call": async | trappable,
+            "meshwa:platform/invoke.call-all": async | trappable,
             default: trappable,
         },
         with: {
@@ -135,55 +136,135 @@ impl invoke::Host for InstanceState {
     ) -> wasmtime::Result<Result<invoke::Response, invoke::InvokeError>> {
         // The handle has already left the guest; take the bytes out of its table.
         let payload = self.table().delete(payload)?.bytes;
+        let outcome = match self.prepare_call(function, &path, payload, &headers) {
+            Ok(call) => call.run().await,
+            Err(error) => Err(error),
+        };
+        self.answer(outcome)
+    }
+
+    async fn call_all(
+        &mut self,
+        calls: Vec<invoke::CallRequest>,
+    ) -> wasmtime::Result<Vec<Result<invoke::Response, invoke::InvokeError>>> {
+        let mut prepared = Vec::with_capacity(calls.len());
+        for call in calls {
+            let payload = self.table().delete(call.payload)?.bytes;
+            prepared.push(self.prepare_call(call.function, &call.path, payload, &call.headers));
+        }
+        // Driven together in this task (no thread hop per callee): their waits overlap, and a
+        // CPU-bound callee yields at every epoch tick like any guest.
+        let outcomes = futures::future::join_all(prepared.into_iter().map(|call| async {
+            match call {
+                Ok(call) => call.run().await,
+                Err(error) => Err(error),
+            }
+        }))
+        .await;
+        outcomes
+            .into_iter()
+            .map(|outcome| self.answer(outcome))
+            .collect()
+    }
+}
+
+/// An in-process call, resolved and ready to run.
+struct PreparedCall {
+    context: crate::calls::CallContext,
+    target: std::sync::Arc<crate::Function>,
+    callee: crate::calls::CallContext,
+    request: http::Request<BufferBody>,
+}
+
+type BufferBody = http_body_util::combinators::MapErr<
+    Full<Bytes>,
+    fn(std::convert::Infallible) -> wasmtime_wasi_http::Error,
+>;
+
+impl PreparedCall {
+    /// Runs the callee and collects its answer.
+    async fn run(self) -> Result<(u16, Bytes), invoke::InvokeError> {
+        let PreparedCall {
+            context,
+            target,
+            callee,
+            request,
+        } = self;
+        let response = match target.invoke(request, callee).await {
+            Ok(response) => response,
+            Err(error) => {
+                context.log_callee_failure(target.id(), &error);
+                return Err(failed(&error));
+            }
+        };
+        let status = response.status().as_u16();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_INVOKE_RESPONSE);
+        match body.collect().await {
+            Ok(collected) => Ok((status, collected.to_bytes())),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(invoke::InvokeError::LimitExceeded(format!(
+                    "response larger than {MAX_INVOKE_RESPONSE} bytes"
+                )))
+            }
+            Err(_) => Err(invoke::InvokeError::Trapped(
+                "the callee failed while sending its response".into(),
+            )),
+        }
+    }
+}
+
+fn never(never: std::convert::Infallible) -> wasmtime_wasi_http::Error {
+    match never {}
+}
+
+impl InstanceState {
+    /// Resolves a call of `function` (who may call whom: see `calls`) and builds its request.
+    fn prepare_call(
+        &self,
+        function: String,
+        path: &str,
+        payload: Bytes,
+        headers: &[(String, String)],
+    ) -> Result<PreparedCall, invoke::InvokeError> {
         let context = self.call_context().clone();
         let (app, name) = match function.split_once('/') {
             Some((app, name)) => (app.to_owned(), name.to_owned()),
             None => (context.caller.app.to_string(), function),
         };
-        let (target, callee) = match context.resolve(&app, &name) {
-            Ok(found) => found,
-            Err(refusal) => return Ok(Err(refused(refusal))),
-        };
-
+        let (target, callee) = context.resolve(&app, &name).map_err(refused)?;
         if !path.starts_with('/') {
-            return Ok(Err(invoke::InvokeError::Failed(format!(
+            return Err(invoke::InvokeError::Failed(format!(
                 "path {path:?} must start with '/'"
-            ))));
+            )));
         }
         let mut request = http::Request::post(format!("http://{name}.{app}.internal{path}"));
-        for (key, value) in &headers {
+        for (key, value) in headers {
             request = request.header(key.as_str(), value.as_str());
         }
-        let Ok(request) = request.body(Full::new(payload).map_err(
-            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
-        )) else {
-            return Ok(Err(invoke::InvokeError::Failed("invalid header".into())));
-        };
+        let body: BufferBody = Full::new(payload).map_err(never as fn(_) -> _);
+        let request = request
+            .body(body)
+            .map_err(|_| invoke::InvokeError::Failed("invalid header".into()))?;
+        Ok(PreparedCall {
+            context,
+            target,
+            callee,
+            request,
+        })
+    }
 
-        let response = match target.invoke(request, callee).await {
-            Ok(response) => response,
-            Err(error) => {
-                context.log_callee_failure(target.id(), &error);
-                return Ok(Err(failed(&error)));
+    /// A call's outcome as the guest sees it: the answer's bytes become a new buffer.
+    fn answer(
+        &mut self,
+        outcome: Result<(u16, Bytes), invoke::InvokeError>,
+    ) -> wasmtime::Result<Result<invoke::Response, invoke::InvokeError>> {
+        Ok(match outcome {
+            Ok((status, bytes)) => {
+                let body = self.table().push(HostBuffer { bytes })?;
+                Ok(invoke::Response { status, body })
             }
-        };
-        let status = response.status().as_u16();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_INVOKE_RESPONSE);
-        let bytes = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                return Ok(Err(invoke::InvokeError::LimitExceeded(format!(
-                    "response larger than {MAX_INVOKE_RESPONSE} bytes"
-                ))));
-            }
-            Err(_) => {
-                return Ok(Err(invoke::InvokeError::Trapped(
-                    "the callee failed while sending its response".into(),
-                )));
-            }
-        };
-        let body = self.table().push(HostBuffer { bytes })?;
-        Ok(Ok(invoke::Response { status, body }))
+            Err(error) => Err(error),
+        })
     }
 }
 

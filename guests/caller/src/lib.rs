@@ -28,14 +28,22 @@ impl Guest for Caller {
             None
         };
         let Some((host, upstream_path)) = target else {
-            support::respond(out, 400, "text/plain", b"use /call/<host>/<path> or /cycle/<host>");
+            support::respond(
+                out,
+                400,
+                "text/plain",
+                b"use /call/<host>/<path> or /cycle/<host>",
+            );
             return;
         };
         match forward(&host, &upstream_path, &body) {
             Ok((status, answer)) => support::respond(out, status, "text/plain", &answer),
-            Err(code) => {
-                support::respond(out, 502, "text/plain", format!("error: {code:?}").as_bytes())
-            }
+            Err(code) => support::respond(
+                out,
+                502,
+                "text/plain",
+                format!("error: {code:?}").as_bytes(),
+            ),
         }
     }
 }
@@ -58,8 +66,12 @@ fn forward(host: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), ErrorC
         }
     };
     let status = response.status();
-    let incoming = response.consume().map_err(|()| ErrorCode::InternalError(None))?;
-    let stream = incoming.stream().map_err(|()| ErrorCode::InternalError(None))?;
+    let incoming = response
+        .consume()
+        .map_err(|()| ErrorCode::InternalError(None))?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| ErrorCode::InternalError(None))?;
     let mut answer = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {

@@ -2,7 +2,9 @@
 //! proves that bodies stream both ways. Answers with the request's method in a header.
 
 use wasi::exports::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 use wasi::io::streams::StreamError;
 
 struct Echo;
@@ -29,7 +31,9 @@ impl Guest for Echo {
                 }
                 Err(StreamError::Closed) => break,
                 // The host ended the body (for example: it exceeded the size limit).
-                Err(StreamError::LastOperationFailed(e)) => panic!("reading body: {}", e.to_debug_string()),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    panic!("reading body: {}", e.to_debug_string())
+                }
             }
         }
         drop(output);

@@ -7,6 +7,7 @@
 //! | `trap`             | panics (a Wasm trap)                                       |
 //! | `loop`             | spins forever in guest code                                |
 //! | `sleep`            | blocks in a host call (a 60 s clock wait)                  |
+//! | `nap`              | waits 200 ms in a host call, then answers 200 `rested`     |
 //! | `oom`              | allocates until the memory limit stops it                  |
 //! | `no-response`      | returns without setting a response                         |
 //! | `trap-mid-body`    | sends the head and part of the body, then panics           |
@@ -46,6 +47,10 @@ impl Guest for Faults {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
             }
+            "nap" => {
+                wasi::clocks::monotonic_clock::subscribe_duration(200_000_000).block();
+                support::respond(out, 200, "text/plain", b"rested");
+            }
             "sleep" => {
                 wasi::clocks::monotonic_clock::subscribe_duration(60_000_000_000).block();
                 support::respond(out, 200, "text/plain", b"woke up");
@@ -77,16 +82,25 @@ impl Guest for Faults {
                     stream.blocking_write_and_flush(&chunk).expect("write body");
                 }
             }
-            "error-code" => ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("nope".into())))),
+            "error-code" => {
+                ResponseOutparam::set(out, Err(ErrorCode::InternalError(Some("nope".into()))))
+            }
             "recurse" => {
                 let depth = recurse(std::hint::black_box(1));
                 support::respond(out, 200, "text/plain", depth.to_string().as_bytes());
             }
             "read-all" => match support::read_body(&request) {
-                Ok(body) => support::respond(out, 200, "text/plain", body.len().to_string().as_bytes()),
+                Ok(body) => {
+                    support::respond(out, 200, "text/plain", body.len().to_string().as_bytes())
+                }
                 Err(e) => panic!("{e}"),
             },
-            other => support::respond(out, 404, "text/plain", format!("no mode {other:?}").as_bytes()),
+            other => support::respond(
+                out,
+                404,
+                "text/plain",
+                format!("no mode {other:?}").as_bytes(),
+            ),
         }
     }
 }
@@ -94,7 +108,10 @@ impl Guest for Faults {
 wasi::http::proxy::export!(Faults);
 
 /// Recurses forever; the frame is kept alive so the compiler cannot turn it into a loop.
-#[allow(unconditional_recursion, reason = "the stack-overflow attack is the point")]
+#[allow(
+    unconditional_recursion,
+    reason = "the stack-overflow attack is the point"
+)]
 fn recurse(n: u64) -> u64 {
     let frame = std::hint::black_box([n; 16]);
     recurse(frame[0] + 1) + frame[15]

@@ -25,10 +25,17 @@ fn handle(request: Request) -> Response {
         let started = monotonic_clock::now();
         let ok = match style {
             "invoke-full" | "invoke-head" => {
-                let path = if style == "invoke-full" { "/full" } else { "/head" };
+                let path = if style == "invoke-full" {
+                    "/full"
+                } else {
+                    "/head"
+                };
                 matches!(invoke("sink", path, base.slice(0, size as u64), &[]), Ok(r) if r.status == 200)
             }
-            "http" => matches!(http_post("http://sink.bench.internal/full", &payload), Ok((200, _))),
+            "http" => matches!(
+                http_post("http://sink.bench.internal/full", &payload),
+                Ok((200, _))
+            ),
             _ => return Response::new(400, "unknown style"),
         };
         times.push(monotonic_clock::now() - started);

@@ -9,8 +9,9 @@
 //! | `/moved`                              | uses a buffer after handing it to a call (must trap)     |
 //! | `/slices?size=N`                      | makes one N-byte buffer and 1000 slices of it, reads 16 bytes |
 //! | `/recurse`                            | invokes itself at `/recurse`, forever                    |
+//! | `/fanout/<function>/<path>`           | invokes `<function>` at `/<path>` twice at once (`invoke_all`); answers both outcomes, one per line |
 
-use meshwa_sdk::{Buffer, Request, Response, invoke};
+use meshwa_sdk::{Buffer, Call, Request, Response, invoke, invoke_all};
 
 fn handle(request: Request) -> Response {
     let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
@@ -22,16 +23,47 @@ fn handle(request: Request) -> Response {
     let payload = || Buffer::new(&(0..size).map(|i| b'a' + (i % 26) as u8).collect::<Vec<_>>());
 
     // Paths arrive with the function's route in front: look at what follows it.
+    if let Some((_, rest)) = path.split_once("/fanout/") {
+        let (function, callee_path) = rest.split_once('/').unwrap_or((rest, ""));
+        let callee_path = format!("/{callee_path}");
+        let call = || Call {
+            function,
+            path: &callee_path,
+            payload: payload(),
+            headers: &[],
+        };
+        let answers: Vec<String> = invoke_all([call(), call()])
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(answer) => format!(
+                    "{} {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body.read_all())
+                ),
+                Err(error) => format!("error: {error:?}"),
+            })
+            .collect();
+        return Response::new(200, answers.join("\n"));
+    }
     if let Some((_, rest)) = path.split_once("/call/") {
         let (function, callee_path) = rest.split_once('/').unwrap_or((rest, ""));
         let function = function.replace(':', "/");
-        return match invoke(&function, &format!("/{callee_path}"), payload(), &[("x-test", "1")]) {
+        return match invoke(
+            &function,
+            &format!("/{callee_path}"),
+            payload(),
+            &[("x-test", "1")],
+        ) {
             Ok(answer) => {
                 let len = answer.body.len();
                 let head = answer.body.read(0, 64);
                 Response::new(
                     200,
-                    format!("{} {len}: {}", answer.status, String::from_utf8_lossy(&head)),
+                    format!(
+                        "{} {len}: {}",
+                        answer.status,
+                        String::from_utf8_lossy(&head)
+                    ),
                 )
             }
             Err(error) => Response::new(502, format!("error: {error:?}")),

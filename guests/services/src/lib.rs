@@ -25,7 +25,9 @@ use meshwa_sdk::kv::Store;
 use meshwa_sdk::{Request, Response, config, http_request, log};
 
 fn query<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn kv_error(error: meshwa_sdk::kv::Error) -> Response {
@@ -42,10 +44,12 @@ fn handle(request: Request) -> Response {
             Ok(None) => Response::new(404, "missing"),
             Err(e) => kv_error(e),
         },
-        ("PUT", ["kv", store, key]) => match Store::open(store).and_then(|s| s.set(key, &request.body)) {
-            Ok(()) => Response::new(200, "ok"),
-            Err(e) => kv_error(e),
-        },
+        ("PUT", ["kv", store, key]) => {
+            match Store::open(store).and_then(|s| s.set(key, &request.body)) {
+                Ok(()) => Response::new(200, "ok"),
+                Err(e) => kv_error(e),
+            }
+        }
         ("DELETE", ["kv", store, key]) => match Store::open(store).and_then(|s| s.delete(key)) {
             Ok(()) => Response::new(200, "ok"),
             Err(e) => kv_error(e),
@@ -123,7 +127,10 @@ fn handle(request: Request) -> Response {
             Response::new(200, format!("{n} lines"))
         }
         ("GET", ["fetch"]) => {
-            let url = query(q, "url").unwrap_or("").replace("%3A", ":").replace("%2F", "/");
+            let url = query(q, "url")
+                .unwrap_or("")
+                .replace("%3A", ":")
+                .replace("%2F", "/");
             match http_request("GET", &url, &[]) {
                 Ok((status, body)) => {
                     Response::new(200, format!("{status} {}", String::from_utf8_lossy(&body)))
@@ -132,7 +139,10 @@ fn handle(request: Request) -> Response {
             }
         }
         ("POST", ["kvbench", store]) => {
-            let n: usize = query(q, "n").and_then(|v| v.parse().ok()).unwrap_or(1000).max(1);
+            let n: usize = query(q, "n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000)
+                .max(1);
             match kv_bench(store, query(q, "op").unwrap_or("get"), n) {
                 Ok(text) => Response::new(200, text),
                 Err(e) => kv_error(e),

@@ -14,7 +14,11 @@ impl Guest for Sink {
         let stream = incoming.stream().expect("stream");
         let mut read = 0usize;
         loop {
-            let want = if head_only { 64 - read as u64 } else { 64 * 1024 };
+            let want = if head_only {
+                64 - read as u64
+            } else {
+                64 * 1024
+            };
             if want == 0 {
                 break;
             }

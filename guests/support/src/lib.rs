@@ -6,11 +6,9 @@ use wasi::http::types::{
 
 /// Sends `status` with `body` and a content type, then finishes the body.
 pub fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
-    let headers = Fields::from_list(&[(
-        "content-type".to_string(),
-        content_type.as_bytes().to_vec(),
-    )])
-    .expect("valid header");
+    let headers =
+        Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
+            .expect("valid header");
     let response = OutgoingResponse::new(headers);
     response.set_status_code(status).expect("valid status");
     let outgoing = response.body().expect("body taken once");
@@ -29,8 +27,12 @@ pub fn write_all(body: &OutgoingBody, bytes: &[u8]) {
 
 /// Reads the whole request body.
 pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
-    let body = request.consume().map_err(|()| "body consumed twice".to_string())?;
-    let stream = body.stream().map_err(|()| "stream taken twice".to_string())?;
+    let body = request
+        .consume()
+        .map_err(|()| "body consumed twice".to_string())?;
+    let stream = body
+        .stream()
+        .map_err(|()| "stream taken twice".to_string())?;
     let mut data = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {

@@ -20,7 +20,7 @@
 //! store `""`, chosen with `TAX_KV_STORE=`.
 
 #[cfg(feature = "invoke")]
-use meshwa_sdk::{Buffer, invoke};
+use meshwa_sdk::{Buffer, Call, invoke, invoke_all};
 use meshwa_sdk::{Request, Response, http_post, kv};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -116,26 +116,93 @@ enum Style {
 }
 
 /// The gateway: the same steps as `tax_logic::checkout_monolith`, each service a call.
-/// (Pricing and inventory are independent; they are called one after the other here, because a
-/// guest has no threads and the SDK's calls block. The native gateway calls them concurrently.)
+/// Pricing and inventory are independent: with invoke they are called at once (`invoke_all`),
+/// as the native gateway does; over wasi:http one after the other (the SDK's HTTP calls block).
 fn checkout(body: &[u8], style: Style) -> Result<String, ServiceError> {
     let req = gateway::decode_checkout(body)?;
     gateway::validate(&req)?;
     let auth: AuthResponse = call(style, "auth", &gateway::auth_request(&req))?;
     let cart: CartResponse = call(style, "cart", &gateway::cart_request(&req, &auth))?;
-    let pricing: PricingResponse = call(
-        style,
-        "pricing",
-        &gateway::pricing_request(&req, &auth, &cart),
-    )?;
-    let inventory: InventoryResponse =
-        call(style, "inventory", &gateway::inventory_request(&req, &cart))?;
+    let pricing_request = gateway::pricing_request(&req, &auth, &cart);
+    let inventory_request = gateway::inventory_request(&req, &cart);
+    let (pricing, inventory): (PricingResponse, InventoryResponse) = match style {
+        // Independent of each other: called at once, as the native gateway does.
+        #[cfg(feature = "invoke")]
+        Style::Invoke(codec) => call_both(
+            codec,
+            ("pricing", &pricing_request),
+            ("inventory", &inventory_request),
+        )?,
+        _ => (
+            call(style, "pricing", &pricing_request)?,
+            call(style, "inventory", &inventory_request)?,
+        ),
+    };
     let render: RenderResponse = call(
         style,
         "render",
         &gateway::render_request(&req, &auth, &cart, &pricing, &inventory),
     )?;
     Ok(gateway::checkout_html(render))
+}
+
+/// Calls two services at once with invoke (see [`call`] for the codec).
+#[cfg(feature = "invoke")]
+fn call_both<I1: Serialize, O1: DeserializeOwned, I2: Serialize, O2: DeserializeOwned>(
+    codec: Codec,
+    (first, first_input): (&str, &I1),
+    (second, second_input): (&str, &I2),
+) -> Result<(O1, O2), ServiceError> {
+    let headers = [("content-type", codec.media_type())];
+    let (first_path, second_path) = (format!("/{first}"), format!("/{second}"));
+    let [first_answer, second_answer] = invoke_all([
+        Call {
+            function: first,
+            path: &first_path,
+            payload: Buffer::new(&codec.encode(first_input)?),
+            headers: &headers,
+        },
+        Call {
+            function: second,
+            path: &second_path,
+            payload: Buffer::new(&codec.encode(second_input)?),
+            headers: &headers,
+        },
+    ]);
+    let first_answer =
+        first_answer.map_err(|e| ServiceError::internal(format!("{first}: {e:?}")))?;
+    let second_answer =
+        second_answer.map_err(|e| ServiceError::internal(format!("{second}: {e:?}")))?;
+    Ok((
+        decode_answer(
+            codec,
+            first,
+            first_answer.status,
+            &first_answer.body.read_all(),
+        )?,
+        decode_answer(
+            codec,
+            second,
+            second_answer.status,
+            &second_answer.body.read_all(),
+        )?,
+    ))
+}
+
+/// A service's answer: its document, or the failure it reported.
+fn decode_answer<O: DeserializeOwned>(
+    codec: Codec,
+    service: &str,
+    status: u16,
+    answer: &[u8],
+) -> Result<O, ServiceError> {
+    if status != 200 {
+        // Failures are JSON whatever the codec (`ServiceError::to_json`).
+        return Err(ServiceError::from_json(answer));
+    }
+    codec.decode(answer).map_err(|e| {
+        ServiceError::internal(format!("{service} answered a malformed document: {e}"))
+    })
 }
 
 /// Calls `service`. With invoke the documents travel as MessagePack, in host-owned buffers:
@@ -172,13 +239,7 @@ fn call<I: Serialize, O: DeserializeOwned>(
             http_post(&url, &body).map_err(|e| ServiceError::internal(format!("{service}: {e}")))?
         }
     };
-    if status != 200 {
-        // Failures are JSON whatever the codec (`ServiceError::to_json`).
-        return Err(ServiceError::from_json(&answer));
-    }
-    codec.decode(&answer).map_err(|e| {
-        ServiceError::internal(format!("{service} answered a malformed document: {e}"))
-    })
+    decode_answer(codec, service, status, &answer)
 }
 
 meshwa_sdk::http_handler!(handle);

@@ -339,6 +339,9 @@ extern int32_t __wasm_import_meshwa_platform_buffers_method_buffer_slice(int32_t
 __attribute__((__import_module__("meshwa:platform/invoke@0.1.0"), __import_name__("call")))
 extern void __wasm_import_meshwa_platform_invoke_call(uint8_t *, size_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *);
 
+__attribute__((__import_module__("meshwa:platform/invoke@0.1.0"), __import_name__("call-all")))
+extern void __wasm_import_meshwa_platform_invoke_call_all(uint8_t *, size_t, uint8_t *);
+
 // Exported Functions from `wasi:http/incoming-handler@0.2.12`
 
 
@@ -1168,10 +1171,37 @@ void meshwa_platform_invoke_invoke_error_free(meshwa_platform_invoke_invoke_erro
   }
 }
 
+void meshwa_platform_invoke_call_request_free(meshwa_platform_invoke_call_request_t *ptr) {
+  http_function_string_free(&ptr->function);
+  http_function_string_free(&ptr->path);
+}
+
 void meshwa_platform_invoke_result_response_invoke_error_free(meshwa_platform_invoke_result_response_invoke_error_t *ptr) {
   if (!ptr->is_err) {
   } else {
     meshwa_platform_invoke_invoke_error_free(&ptr->val.err);
+  }
+}
+
+void meshwa_platform_invoke_list_call_request_free(meshwa_platform_invoke_list_call_request_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    meshwa_platform_invoke_call_request_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      meshwa_platform_invoke_call_request_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void meshwa_platform_invoke_list_result_response_invoke_error_free(meshwa_platform_invoke_list_result_response_invoke_error_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    meshwa_platform_invoke_result_response_invoke_error_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      meshwa_platform_invoke_result_response_invoke_error_free(&list_ptr[i]);
+    }
+    free(list_ptr);
   }
 }
 
@@ -6498,6 +6528,14 @@ bool meshwa_platform_invoke_call(http_function_string_t *function, http_function
     *err = result.val.err;
     return 0;
   }
+}
+
+void meshwa_platform_invoke_call_all(meshwa_platform_invoke_list_call_request_t *calls, meshwa_platform_invoke_list_result_response_invoke_error_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_meshwa_platform_invoke_call_all((uint8_t *) (*calls).ptr, (*calls).len, ptr);
+  *ret = (meshwa_platform_invoke_list_result_response_invoke_error_t) { (meshwa_platform_invoke_result_response_invoke_error_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
 __attribute__((__export_name__("wasi:http/incoming-handler@0.2.12#handle")))

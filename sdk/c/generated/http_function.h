@@ -815,6 +815,14 @@ typedef struct meshwa_platform_invoke_response_t {
   meshwa_platform_invoke_own_buffer_t   body;
 } meshwa_platform_invoke_response_t;
 
+// One call of `call-all`: the arguments of `call`.
+typedef struct meshwa_platform_invoke_call_request_t {
+  http_function_string_t   function;
+  http_function_string_t   path;
+  meshwa_platform_invoke_own_buffer_t   payload;
+  http_function_list_tuple2_string_string_t   headers;
+} meshwa_platform_invoke_call_request_t;
+
 typedef struct {
   bool is_err;
   union {
@@ -822,6 +830,16 @@ typedef struct {
     meshwa_platform_invoke_invoke_error_t err;
   } val;
 } meshwa_platform_invoke_result_response_invoke_error_t;
+
+typedef struct {
+  meshwa_platform_invoke_call_request_t *ptr;
+  size_t len;
+} meshwa_platform_invoke_list_call_request_t;
+
+typedef struct {
+  meshwa_platform_invoke_result_response_invoke_error_t *ptr;
+  size_t len;
+} meshwa_platform_invoke_list_result_response_invoke_error_t;
 
 typedef wasi_http_types_own_incoming_request_t exports_wasi_http_incoming_handler_own_incoming_request_t;
 
@@ -1533,6 +1551,11 @@ extern meshwa_platform_buffers_own_buffer_t meshwa_platform_buffers_method_buffe
 // process. `function` is `name` for a function of the caller's app, or `app/name` for a
 // public function of another app of the same tenant. `payload` moves to the callee.
 extern bool meshwa_platform_invoke_call(http_function_string_t *function, http_function_string_t *path, meshwa_platform_invoke_own_buffer_t payload, http_function_list_tuple2_string_string_t *headers, meshwa_platform_invoke_response_t *ret, meshwa_platform_invoke_invoke_error_t *err);
+// Makes every call of `calls` at once, each as `call` would (a fresh instance of its own, in
+// this process), and returns their outcomes in the same order when all have finished: while
+// one callee waits (for a host service, a timer, a call of its own), the others run. The
+// payloads move to the callees.
+extern void meshwa_platform_invoke_call_all(meshwa_platform_invoke_list_call_request_t *calls, meshwa_platform_invoke_list_result_response_invoke_error_t *ret);
 
 // Exported Functions from `wasi:http/incoming-handler@0.2.12`
 void exports_wasi_http_incoming_handler_handle(exports_wasi_http_incoming_handler_own_incoming_request_t request, exports_wasi_http_incoming_handler_own_response_outparam_t response_out);
@@ -1785,7 +1808,13 @@ extern meshwa_platform_buffers_borrow_buffer_t meshwa_platform_buffers_borrow_bu
 
 void meshwa_platform_invoke_invoke_error_free(meshwa_platform_invoke_invoke_error_t *ptr);
 
+void meshwa_platform_invoke_call_request_free(meshwa_platform_invoke_call_request_t *ptr);
+
 void meshwa_platform_invoke_result_response_invoke_error_free(meshwa_platform_invoke_result_response_invoke_error_t *ptr);
+
+void meshwa_platform_invoke_list_call_request_free(meshwa_platform_invoke_list_call_request_t *ptr);
+
+void meshwa_platform_invoke_list_result_response_invoke_error_free(meshwa_platform_invoke_list_result_response_invoke_error_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void http_function_string_set(http_function_string_t *ret, const char*s);

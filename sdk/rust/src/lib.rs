@@ -20,7 +20,8 @@
 //! - [`Buffer`] is host-owned, immutable bytes (`meshwa:platform/buffers`): [`Buffer::slice`]
 //!   shares bytes without copying, [`Buffer::read`] copies only what you ask for.
 //! - [`invoke`] calls another function of your tenant in the same process
-//!   (`meshwa:platform/invoke`); the payload buffer moves to the callee.
+//!   (`meshwa:platform/invoke`); the payload buffer moves to the callee. [`invoke_all`] makes
+//!   several such calls at once and waits for all of them.
 //! - [`http_post`] does the same with a plain `wasi:http` request to
 //!   `http://<function>.<app>.internal/...`, which works from any wasi:http component.
 //! - [`kv`] is durable key-value state (`wasi:keyvalue`), [`config`] the app's config and
@@ -71,6 +72,50 @@ pub fn invoke(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     bindings::meshwa::platform::invoke::call(function, path, payload, &headers)
+}
+
+/// One call of [`invoke_all`]: the arguments of [`invoke`].
+pub struct Call<'a> {
+    pub function: &'a str,
+    pub path: &'a str,
+    pub payload: Buffer,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// Makes every call at once (each as [`invoke`] would, a fresh instance of its own) and returns
+/// their outcomes in order when all have finished: while one callee waits, the others run.
+///
+/// ```ignore
+/// let [prices, stock] = invoke_all([
+///     Call { function: "pricing", path: "/", payload: Buffer::new(&order), headers: &[] },
+///     Call { function: "inventory", path: "/", payload: Buffer::new(&order), headers: &[] },
+/// ]);
+/// ```
+pub fn invoke_all<const N: usize>(
+    calls: [Call<'_>; N],
+) -> [Result<InvokeResponse, InvokeError>; N] {
+    use bindings::meshwa::platform::invoke::{CallRequest, call_all};
+    let requests = calls
+        .into_iter()
+        .map(|call| CallRequest {
+            function: call.function.to_string(),
+            path: call.path.to_string(),
+            payload: call.payload,
+            headers: call
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .collect();
+    let mut outcomes = call_all(requests).into_iter();
+    std::array::from_fn(|_| {
+        outcomes.next().unwrap_or_else(|| {
+            Err(InvokeError::Failed(
+                "the host answered fewer calls than were made".into(),
+            ))
+        })
+    })
 }
 
 /// Sends `body` as a POST to `url` with a standard `wasi:http` outgoing request and returns the

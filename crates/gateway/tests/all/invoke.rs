@@ -30,6 +30,11 @@ limits = { timeout = "300ms", max-memory = "8MiB" }
 name = "vault"
 component = "ECHO"
 callable-by = ["echo"]
+
+[[functions]]
+name = "napper"
+component = "FAULTS"
+limits = { timeout = "5s" }
 "#
     .replace("INVOKER", programs::INVOKER)
     .replace("ECHO", programs::ECHO)
@@ -103,4 +108,39 @@ async fn a_buffer_moved_into_a_call_is_gone_for_the_caller() {
     );
     let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(body["error"], "trap");
+}
+
+/// `invoke_all` makes its calls at once: two callees that each wait 200 ms answer together in
+/// well under the 400 ms they would take one after the other; each keeps its own outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_together_overlap_and_keep_their_own_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    // Once, so that nothing below pays for a first instance.
+    assert_eq!(get(server.addr, "/inv/call/napper/nap").await.status, 200);
+
+    let started = std::time::Instant::now();
+    let together = get(server.addr, "/inv/fanout/napper/nap").await;
+    let elapsed = started.elapsed();
+    assert_eq!(together.body, "200 rested\n200 rested");
+    assert!(
+        elapsed < std::time::Duration::from_millis(350),
+        "two 200 ms calls made together took {elapsed:?}"
+    );
+
+    // Outcomes stay apart: a trapping pair and a refused pair.
+    let trapped = get(server.addr, "/inv/fanout/faults/trap").await;
+    assert!(
+        trapped
+            .body
+            .lines()
+            .all(|line| line.starts_with("error: InvokeError::Trapped(")),
+        "{}",
+        trapped.body
+    );
+    let refused = get(server.addr, "/inv/fanout/vault/x").await;
+    assert_eq!(
+        refused.body,
+        "error: InvokeError::NotAllowed\nerror: InvokeError::NotAllowed"
+    );
 }
