@@ -12,6 +12,16 @@
 //! data directory) manages tenants; each tenant has its own bearer tokens, stored as SHA-256
 //! hashes and revocable, which reach only that tenant's apps. A missing or wrong token is 401;
 //! another tenant's app is 404, exactly like an app that does not exist.
+//!
+//! - The operator's token comes from `--operator-token-file`, `--operator-token` /
+//!   `MESHWA_OPERATOR_TOKEN`, or `DATA_DIR/operator.token` (generated on first start, mode
+//!   0600); it is compared as a SHA-256 digest in constant time.
+//! - Tenant tokens are `mwt_` and 64 random hex digits; only their SHA-256 is stored, with a
+//!   public id to list and revoke them. A tenant token on an operator endpoint is 403.
+//! - Apps given on the command line are listed, but the API refuses to change them (409).
+//! - At start, [`ControlPlane::restore`] loads every recorded app from its stored upload (from
+//!   the compile cache: nothing is recompiled). An app that no longer loads is logged and
+//!   skipped, and stays recorded.
 
 pub mod api;
 pub mod archive;

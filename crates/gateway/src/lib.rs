@@ -5,6 +5,28 @@
 //! [`meshwa_runtime::Function::handle`], and turns every failure into a status that says whose
 //! fault it was, with an error id that also appears in the log. Shutdown stops accepting, lets
 //! in-flight requests finish within a grace period, then returns.
+//!
+//! The gateway is the HTTP trigger ([`HttpTrigger`], run by `meshwa serve` through
+//! [`meshwa_runtime::run_triggers`]). It knows nothing of flags, signals or deployments: it takes
+//! a listener, the [`Routes`], the [`Metrics`], a [`GatewayConfig`] and a shutdown future.
+//!
+//! - **Accept:** `TCP_NODELAY`, then hyper-util's `auto` builder (HTTP/1.1, or HTTP/2 with prior
+//!   knowledge), with `header_read_timeout` against slow clients. An accept error (out of file
+//!   descriptors, say) is logged and followed by a 10 ms back-off; the listener keeps going.
+//! - **Invocation id:** 13 hex digits of the process start time in microseconds, a dash, a hex
+//!   counter ([`next_invocation_id`]): unique within the process and across restarts. A failed
+//!   request reports it as its error id.
+//! - **Route:** each request takes the current [`Router`] (`load_full`) and keeps it, and so its
+//!   function, to the end. No match: 404 `not_found`, counted without its path.
+//! - **Account** ([`record_invocation`], also used by the control plane's `invoke`): metrics, the
+//!   function's recent log, and one line with target `meshwa::invocation`: `ok` (tenant, app,
+//!   function, status, `duration_us` to the response head) or `failed` (the same plus
+//!   `error_id`, `kind`, `fault`, the error); an unmatched request logs `no route` with its path cut
+//!   at 200 characters. Request bodies never reach the log.
+//! - **Statuses and error bodies** come from the runtime ([`status_for`], `error_response`),
+//!   because in-process calls answer failures with the same responses.
+//! - **Shutdown:** the listener is dropped, every connection is told to shut down gracefully
+//!   (hyper-util's `GracefulShutdown`), and whatever is left after `shutdown_grace` is closed.
 
 mod metrics;
 mod router;

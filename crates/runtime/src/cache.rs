@@ -10,8 +10,22 @@
 //! A core module is wrapped into a component (`adapt`) before it is compiled; the key then also
 //! names the wrapping, and a hit skips both steps.
 //!
+//! - **Entry:** `<cache dir>/<sha256(format tag, bytes)>-<engine key>.cwasm`, where the engine
+//!   key is the first 16 bytes (hex) of a SHA-256 over wasmtime's
+//!   `precompile_compatibility_hash()`. Functions that share a component share an entry.
+//! - **Hit:** the entry is mapped with `Component::deserialize_file`, the host's one `unsafe`
+//!   block (its justification is beside it). An entry that fails to load is logged, deleted and
+//!   recompiled.
+//! - **Miss:** compile, serialize, write a `.tmp-<pid>-<n>` file in the same directory and rename
+//!   it into place, so readers see a whole entry or none. A failed write is logged and costs only
+//!   time on the next start.
+//! - **Sharing:** several runtimes and processes may use one directory (`--cache-dir`; the tests
+//!   share `target/test-cache`).
+//! - **No eviction yet:** entries of old components or engines stay until someone deletes them.
+//!
 //! We keep our own cache instead of wasmtime's `cache` feature so that hits and misses are
-//! observable per component (logs now, metrics later) and writes are atomic renames.
+//! observable per component (the `function loaded` log line, the startup counts and the
+//! `meshwa_functions_loaded` metric) and writes are atomic renames.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,29 @@
 //! The wasmtime engine: allocator choice (with probe and fallback), code generation settings and
 //! the epoch ticker that drives deadlines.
+//!
+//! - **Base:** component model, epoch interruption, copy-on-write memory images, parallel
+//!   compilation, and the operator's `memory_reservation` if one was set.
+//! - **Pool** (unless `OnDemand`), sized from `max_instances` (n): n component instances and
+//!   stacks; up to 16 core instances, 2 memories and 4 tables per component; memories of at most
+//!   `max_instance_memory`. The first `memory_keep_resident` bytes (1 MiB) of each memory and
+//!   64 KiB of each table stay resident between instances and are reset with memset, not
+//!   released with madvise; with Linux's `PAGEMAP_SCAN` (6.7+) only the pages an instance dirtied
+//!   are reset.
+//! - **Probe and fallback:** creating the pooling engine reserves the whole pool, so creating it is
+//!   the probe. Under `Auto` a failure is logged and an on-demand engine is built; under `Pooling`
+//!   it is fatal. The `engine ready` log line names the allocator, MPK and the slot count. A warning
+//!   names the `sysctl` to run when `vm.max_map_count` is too low for `max_instances` (a live
+//!   instance takes about 4 mappings, an idle pool none).
+//! - **MPK** applies to the pool only: `Auto` uses it when the CPU and kernel offer it, `Enable`
+//!   refuses to start without it; the on-demand engine reports `mpk = false`.
+//! - **Epoch:** the thread `meshwa-epoch` advances the epoch every [`EPOCH_TICK`] (1 ms), holding
+//!   only a weak reference to the engine. A guest yields at every tick and is ended at its
+//!   deadline (see `instance`), so deadlines are precise to about a millisecond and a spinning
+//!   guest cannot keep a worker from other tenants.
+//! - **Why 4 GiB of address space per memory by default:** compiled code then skips bounds
+//!   checks, but only about 11,000 instances fit without MPK (`meshwa-bench density`). A smaller
+//!   `--memory-reservation` trades bounds checks for density; MPK gives the density without the
+//!   checks, and is used whenever the CPU offers it.
 
 use std::time::Duration;
 
