@@ -1,6 +1,6 @@
 /*
  * c-unsafe: an HTTP function in C with real memory-safety bugs, one per path. Used by the
- * containment tests (crates/gateway/tests/legacy.rs) and described in docs/languages.md.
+ * containment tests (crates/gateway/tests/all/legacy.rs) and described in docs/languages.md.
  *
  *   /unsafe/ok              answers "ok", and the state a fresh instance must have
  *   /unsafe/stack-overflow  strcpy of the request body into a 16-byte stack buffer

@@ -2,10 +2,12 @@
 //!
 //! One [`Runtime`] holds the wasmtime engine (pooling allocator when it can be reserved,
 //! copy-on-write memory images, epoch deadlines), the on-disk compile cache, the key-value
-//! backend and the linker with the host services. [`Runtime::load_app`] turns an app's components
-//! into [`Function`]s: compiled (or loaded from the cache), checked against their grants,
-//! linked and pre-instantiated once. Each request then gets a fresh instance from it with
-//! [`Function::handle`]; no instance ever serves two requests.
+//! backend and the linker with the host services. [`Runtime::prepare_app`] turns an app's
+//! components into [`Function`]s: compiled (or loaded from the cache), checked against their
+//! grants, linked and pre-instantiated once; [`Runtime::activate_app`] makes them reachable
+//! ([`Runtime::load_app`] does both, for tests and benchmarks). Each invocation then gets a fresh
+//! instance ([`Function::handle`] for a request, [`Function::deliver`] for a trigger's event); no
+//! instance ever serves two.
 //!
 //! What the gateway needs to map failures to statuses is in [`InvokeError::fault`].
 
