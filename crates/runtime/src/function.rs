@@ -183,6 +183,21 @@ impl Function {
         self.run(request, call, Entry::Call).await
     }
 
+    /// Serves one in-process call made alongside others of the same caller (`call-all`): it
+    /// takes a slot of the tenant's quota like a request from outside, because the caller's own
+    /// slot covers only one callee at a time.
+    pub(crate) async fn invoke_alongside<B>(
+        &self,
+        request: http::Request<B>,
+        call: CallContext,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.run(request, call, Entry::Outside).await
+    }
+
     /// Serves one invocation as part of a call chain described by `call` (its depth, and the
     /// deadline of the request that started it).
     async fn run<B>(
@@ -229,7 +244,8 @@ pub(crate) enum Handler {
 /// Where an invocation comes from, which decides how it is admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Entry {
-    /// From outside (the gateway, a trigger): takes a slot of its tenant's quota.
+    /// From outside (the gateway, a trigger), or an extra call of a `call-all`: takes a slot of
+    /// its tenant's quota.
     Outside,
     /// From another function of the same tenant, in-process: the caller holds the quota.
     Call,

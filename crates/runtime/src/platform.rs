@@ -35,6 +35,9 @@ pub(crate) mod bindings {
 
 use bindings::meshwa::platform::{buffers, invoke};
 
+/// Most calls one `invoke.call-all` makes at once.
+pub const MAX_CALLS_AT_ONCE: usize = 16;
+
 /// Largest callee response `invoke.call` collects into a buffer.
 pub const MAX_INVOKE_RESPONSE: usize = 64 * 1024 * 1024;
 
@@ -137,7 +140,7 @@ impl invoke::Host for InstanceState {
         // The handle has already left the guest; take the bytes out of its table.
         let payload = self.table().delete(payload)?.bytes;
         let outcome = match self.prepare_call(function, &path, payload, &headers) {
-            Ok(call) => call.run().await,
+            Ok(call) => call.run(false).await,
             Err(error) => Err(error),
         };
         self.answer(outcome)
@@ -152,14 +155,24 @@ impl invoke::Host for InstanceState {
             let payload = self.table().delete(call.payload)?.bytes;
             prepared.push(self.prepare_call(call.function, &call.path, payload, &call.headers));
         }
+        if prepared.len() > MAX_CALLS_AT_ONCE {
+            let error = invoke::InvokeError::LimitExceeded(format!(
+                "more than {MAX_CALLS_AT_ONCE} calls at once"
+            ));
+            return Ok(prepared.iter().map(|_| Err(error.clone())).collect());
+        }
         // Driven together in this task (no thread hop per callee): their waits overlap, and a
-        // CPU-bound callee yields at every epoch tick like any guest.
-        let outcomes = futures::future::join_all(prepared.into_iter().map(|call| async {
-            match call {
-                Ok(call) => call.run().await,
-                Err(error) => Err(error),
-            }
-        }))
+        // CPU-bound callee yields at every epoch tick like any guest. The caller's slot covers
+        // the first callee, as for `call`; every other one takes a slot of the tenant's quota,
+        // so fanning out never holds more instances than the tenant may.
+        let outcomes = futures::future::join_all(prepared.into_iter().enumerate().map(
+            |(i, call)| async move {
+                match call {
+                    Ok(call) => call.run(i > 0).await,
+                    Err(error) => Err(error),
+                }
+            },
+        ))
         .await;
         outcomes
             .into_iter()
@@ -182,15 +195,21 @@ type BufferBody = http_body_util::combinators::MapErr<
 >;
 
 impl PreparedCall {
-    /// Runs the callee and collects its answer.
-    async fn run(self) -> Result<(u16, Bytes), invoke::InvokeError> {
+    /// Runs the callee and collects its answer; `alongside`: one of several calls made at once,
+    /// charged to the tenant's quota.
+    async fn run(self, alongside: bool) -> Result<(u16, Bytes), invoke::InvokeError> {
         let PreparedCall {
             context,
             target,
             callee,
             request,
         } = self;
-        let response = match target.invoke(request, callee).await {
+        let response = if alongside {
+            target.invoke_alongside(request, callee).await
+        } else {
+            target.invoke(request, callee).await
+        };
+        let response = match response {
             Ok(response) => response,
             Err(error) => {
                 context.log_callee_failure(target.id(), &error);

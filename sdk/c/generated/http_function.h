@@ -1554,7 +1554,9 @@ extern bool meshwa_platform_invoke_call(http_function_string_t *function, http_f
 // Makes every call of `calls` at once, each as `call` would (a fresh instance of its own, in
 // this process), and returns their outcomes in the same order when all have finished: while
 // one callee waits (for a host service, a timer, a call of its own), the others run. The
-// payloads move to the callees.
+// payloads move to the callees. Every call but the first takes an instance slot of the
+// tenant's quota (as a request from outside does), and at most 16 calls are made at once:
+// more fail with `limit-exceeded`.
 extern void meshwa_platform_invoke_call_all(meshwa_platform_invoke_list_call_request_t *calls, meshwa_platform_invoke_list_result_response_invoke_error_t *ret);
 
 // Exported Functions from `wasi:http/incoming-handler@0.2.12`

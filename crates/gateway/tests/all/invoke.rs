@@ -144,3 +144,36 @@ async fn calls_made_together_overlap_and_keep_their_own_outcomes() {
         "error: InvokeError::NotAllowed\nerror: InvokeError::NotAllowed"
     );
 }
+
+/// Calls made at once cannot hold more instances than the tenant may: the caller's slot covers
+/// one callee, every other one takes a slot of the tenant's quota. With a quota of one instance
+/// (the caller's) the second call waits for a slot that never frees, and the request ends at its
+/// deadline; with a quota of two both calls run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_together_stay_within_the_tenants_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests: Vec<_> = [("one", 1), ("two", 2)]
+        .into_iter()
+        .map(|(tenant, quota)| {
+            let path = dir.path().join(format!("{tenant}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "tenant = \"{tenant}\"\napp = \"inv\"\n[tenant-limits]\nmax-instances = {quota}\n\
+                     [[functions]]\nname = \"invoker\"\ncomponent = \"{}\"\nroute = \"/{tenant}\"\n\
+                     limits = {{ timeout = \"1s\" }}\n\
+                     [[functions]]\nname = \"napper\"\ncomponent = \"{}\"\n",
+                    programs::INVOKER,
+                    programs::FAULTS
+                ),
+            )
+            .unwrap();
+            path
+        })
+        .collect();
+    let server = start(&manifests).await;
+    let starved = get(server.addr, "/one/fanout/napper/nap").await;
+    assert_eq!(starved.status, 504, "{}", starved.body);
+    let enough = get(server.addr, "/two/fanout/napper/nap").await;
+    assert_eq!(enough.body, "200 rested\n200 rested");
+}
