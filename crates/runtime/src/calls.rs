@@ -163,7 +163,10 @@ pub(crate) async fn call(
     let (target, callee) = context
         .resolve(&app, &function)
         .map_err(Refusal::http_error)?;
-    let response = match target.invoke(request, callee).await {
+    let response = match target
+        .invoke(request, callee, crate::function::Entry::Call)
+        .await
+    {
         Ok(response) => response,
         // The callee failed as a server would: the caller gets the status and error id.
         Err(error) => {

@@ -170,32 +170,20 @@ impl Function {
         self.run(request, call, Entry::Outside).await
     }
 
-    /// Serves one in-process call of a chain described by `call`.
+    /// Serves one in-process call of a chain described by `call`. `entry` is
+    /// [`Entry::Call`] for a call the caller's own slot covers, [`Entry::Outside`] for one of
+    /// several made at once (`call-all`), which takes a slot of the tenant's quota.
     pub(crate) async fn invoke<B>(
         &self,
         request: http::Request<B>,
         call: CallContext,
+        entry: Entry,
     ) -> Result<http::Response<ResponseBody>, InvokeError>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        self.run(request, call, Entry::Call).await
-    }
-
-    /// Serves one in-process call made alongside others of the same caller (`call-all`): it
-    /// takes a slot of the tenant's quota like a request from outside, because the caller's own
-    /// slot covers only one callee at a time.
-    pub(crate) async fn invoke_alongside<B>(
-        &self,
-        request: http::Request<B>,
-        call: CallContext,
-    ) -> Result<http::Response<ResponseBody>, InvokeError>
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
-        self.run(request, call, Entry::Outside).await
+        self.run(request, call, entry).await
     }
 
     /// Serves one invocation as part of a call chain described by `call` (its depth, and the

@@ -204,11 +204,13 @@ impl PreparedCall {
             callee,
             request,
         } = self;
-        let response = if alongside {
-            target.invoke_alongside(request, callee).await
+        // The caller's slot covers one callee; the others of a `call-all` take tenant slots.
+        let entry = if alongside {
+            crate::function::Entry::Outside
         } else {
-            target.invoke(request, callee).await
+            crate::function::Entry::Call
         };
+        let response = target.invoke(request, callee, entry).await;
         let response = match response {
             Ok(response) => response,
             Err(error) => {
