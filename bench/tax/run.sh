@@ -20,7 +20,8 @@
 # Usage: bench/tax/run.sh
 # Environment: RATE=200 (req/s), DURATION=10 (s per measurement), CONNECTIONS=16 (for max),
 #   CHECKED=32 (requests compared), REDIS=1 (0: no Redis rows), SMOKE=0 (1: a short run of
-#   (a)-(d), the bench smoke check run by hand: no Redis, no wasmtime, nothing written), MESHWA_BIN (default: a
+#   (a)-(d), the bench smoke check run by hand: no Redis, no wasmtime, nothing written), EXPLAIN=0
+#   (1: then where each hop's time goes, from a server run with `--explain`), MESHWA_BIN (default: a
 #   release build), WASMTIME (default: wasmtime-cli 48.0.8, installed once into
 #   ~/.cache/meshwa-bench like bench/http.sh does, about 15 minutes).
 set -euo pipefail
@@ -28,6 +29,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
 SMOKE=${SMOKE:-0}
+EXPLAIN=${EXPLAIN:-0}
 if [ "$SMOKE" = 1 ]; then
     RATE=${RATE:-50} DURATION=${DURATION:-1} CONNECTIONS=${CONNECTIONS:-4} CHECKED=${CHECKED:-8}
     REDIS=0
@@ -174,11 +176,13 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop/load" || fail "meshwa did not start"
-DEPLOYMENTS+=(meshwa-invoke meshwa-http)
+DEPLOYMENTS+=(meshwa-local meshwa-invoke meshwa-http)
+URL[meshwa-local]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/local
 URL[meshwa-invoke]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/invoke
 URL[meshwa-http]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/http
 DEPLOYMENT_PIDS[meshwa-invoke]=" $(pgrep -P "$MESHWA_PID" || echo "$MESHWA_PID")"
 DEPLOYMENT_PIDS[meshwa-http]=${DEPLOYMENT_PIDS[meshwa-invoke]}
+DEPLOYMENT_PIDS[meshwa-local]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 
 # (e): one `wasmtime serve` per service, the same component, its in-memory store preset with
 # the dataset; the gateway finds the others through TAX_<SERVICE>_URL.
@@ -273,6 +277,7 @@ label() {
         services-redis) echo "(b) 6 services, Redis" ;;
         monolith-memory) echo "(a) monolith, in-process KV" ;;
         services-memory) echo "(b) 6 services, in-process KV" ;;
+        meshwa-local) echo "(a') meshwa, whole checkout in one instance" ;;
         meshwa-invoke) echo "(c) meshwa, invoke + buffers" ;;
         meshwa-http) echo "(d) meshwa, in-process wasi:http" ;;
         wasmtime) echo "(e) 6 × wasmtime serve, loopback HTTP" ;;
@@ -284,8 +289,8 @@ echo "$(date -u +%Y-%m-%d), $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinf
 "$BIN" logic-cost --iterations 2000 | sed 's/^/logic alone: /'
 echo "open loop at $RATE req/s for $DURATION s; max: closed loop, $CONNECTIONS connections, $DURATION s;"
 echo "CPU: user+system of the deployment's processes (Redis included) over the max run, per request;"
-echo "tax at p50 = 1 - p50(monolith with the same store) / p50(deployment); (c), (d), (e) compare with"
-echo "the monolith on the in-process store."
+echo "tax at p50 = 1 - p50(monolith with the same store) / p50(deployment); (a'), (c), (d), (e) compare"
+echo "with the monolith on the in-process store."
 echo "load average of the machine before the run (1, 5, 15 min): $LOAD_AT_START; the run adds about 2."
 echo
 echo "| deployment | p50 ms | p99 ms | max req/s | CPU µs/req | tax at p50 | failed (rate / max) |"
@@ -306,6 +311,41 @@ done
 }
 
 report | tee "$WORK/report.md"
+
+# EXPLAIN=1: where each hop's time goes, from a second meshwa server that accounts for it
+# (`--explain`, which costs a little itself, so the table above comes from a server without it).
+if [ "$EXPLAIN" = 1 ]; then
+    kill "$MESHWA_PID" 2>/dev/null || true
+    next_port
+    EXPLAIN_PORT=$PORT
+    next_port
+    EXPLAIN_ADMIN=http://127.0.0.1:$PORT
+    EXPLAIN_TOKEN=explain-$$-$RANDOM
+    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$HERE/meshwa.toml" \
+        --listen "127.0.0.1:$EXPLAIN_PORT" --admin-listen "127.0.0.1:$PORT" \
+        --data-dir "$WORK/meshwa-explain" --explain 2>"$WORK/meshwa-explain.log" >&2 &
+    PIDS+=($!)
+    EXPLAIN_PID=$(pgrep -P $! || echo $!)
+    for _ in $(seq 1 300); do
+        curl -fs -o /dev/null -X POST "http://127.0.0.1:$EXPLAIN_PORT/shop/load" && break
+        sleep 0.1
+    done
+    scrape() { curl -fs -H "authorization: Bearer $EXPLAIN_TOKEN" "$EXPLAIN_ADMIN/metrics" >"$1" || fail "scrape"; }
+    minor_faults() { read -r -a fields <"/proc/$EXPLAIN_PID/stat"; echo "${fields[9]}"; }
+    for deployment in meshwa-local meshwa-invoke meshwa-http; do
+        url=http://127.0.0.1:$EXPLAIN_PORT${URL[$deployment]#http://127.0.0.1:$MESHWA_PORT}
+        "$BIN" load --url "$url" --rate "$RATE" --duration 1 >/dev/null || true
+        scrape "$WORK/before.prom"
+        faults=$(minor_faults)
+        "$BIN" load --url "$url" --rate "$RATE" --duration "$DURATION" --warmup 0 >"$WORK/explain.json" ||
+            echo "$deployment: some requests failed with --explain" >&2
+        faults=$(($(minor_faults) - faults))
+        scrape "$WORK/after.prom"
+        python3 "$HERE/explain.py" "$WORK/before.prom" "$WORK/after.prom" \
+            "$(json_field "$WORK/explain.json" requests)" "$(label "$deployment"), at $RATE req/s" \
+            "$faults" | tee -a "$WORK/explain.md"
+    done
+fi
 if [ "$SMOKE" != 1 ]; then
     # The table goes into docs/benchmarks.md, between its markers.
     python3 - "$REPO/docs/benchmarks.md" "$WORK/report.md" <<'EOF'

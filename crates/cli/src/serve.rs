@@ -110,6 +110,13 @@ pub struct ServeArgs {
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     kv_cache: u64,
 
+    /// Account for where each invocation's time goes (admission, instantiation, guest code,
+    /// key-value calls, waiting for callees, other host work, teardown, page faults) and export
+    /// it per function as `meshwa_phase_*` on /metrics. For finding costs, not for production:
+    /// every host call reads the clock twice.
+    #[arg(long)]
+    explain: bool,
+
     /// Scheduler ticks between two polls for network events on a worker thread. A guest runs
     /// at most 1 ms per tick before it yields, so with CPU-bound guests on every worker, new
     /// requests and connections are noticed after at most this many milliseconds; tokio's
@@ -208,6 +215,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tenant_max_memory: args.tenant_max_memory,
         max_instance_memory: args.max_instance_memory,
         key_value_cache: args.kv_cache,
+        explain: args.explain,
         memory_reservation: args.memory_reservation,
         tenant_cpu_lanes: args
             .tenant_cpu_lanes
@@ -248,7 +256,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "control plane: the operator token is in this file");
     }
     let stats_runtime = runtime.clone();
-    let metrics = Arc::new(Metrics::new(Arc::new(move || stats_runtime.stats())));
+    let phases_runtime = runtime.clone();
+    let metrics = Arc::new(
+        Metrics::new(Arc::new(move || stats_runtime.stats()))
+            .with_phases(Arc::new(move || phases_runtime.phases())),
+    );
     let control = Arc::new(ControlPlane::open(
         &args.data_dir,
         registry.clone(),

@@ -49,7 +49,7 @@ use meshwa_runtime::{
 };
 use tokio::net::TcpListener;
 
-pub use metrics::{Metrics, StatsSource};
+pub use metrics::{Metrics, PhaseSource, StatsSource};
 pub use router::Router;
 
 /// The live route table: swapped whole when apps are deployed or removed. A request takes the

@@ -8,8 +8,12 @@
 use std::sync::Arc;
 
 use meshwa_manifest::FunctionId;
-use meshwa_runtime::RuntimeStats;
+use meshwa_runtime::{PhaseTotals, RuntimeStats};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -46,6 +50,79 @@ struct CacheLabels {
 
 /// Where a snapshot of the runtime comes from at scrape time.
 pub type StatsSource = Arc<dyn Fn() -> RuntimeStats + Send + Sync>;
+
+/// Where each function's time went (`meshwa serve --explain`), read at scrape time.
+pub type PhaseSource = Arc<dyn Fn() -> Vec<(FunctionId, PhaseTotals)> + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    tenant: String,
+    app: String,
+    function: String,
+    phase: &'static str,
+}
+
+/// Exports the runtime's per-function phase totals as counters. They are kept by the runtime
+/// (atomics on each function, no allocation per invocation) and only read here, so this is a
+/// collector rather than a family the request path updates.
+struct PhaseCollector(PhaseSource);
+
+impl std::fmt::Debug for PhaseCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhaseCollector")
+    }
+}
+
+impl Collector for PhaseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let phases = (self.0)();
+        let labels = |id: &FunctionId, phase: &'static str| PhaseLabels {
+            tenant: id.tenant.to_string(),
+            app: id.app.to_string(),
+            function: id.function.to_string(),
+            phase,
+        };
+        let mut family = encoder.encode_descriptor(
+            "phase_seconds",
+            "Time invocations spent in each step of the instance lifecycle, by function \
+             (with --explain)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (id, totals) in &phases {
+            for (phase, time) in [
+                ("admission", totals.admission),
+                ("instantiate", totals.instantiate),
+                ("guest", totals.guest),
+                ("key_value", totals.key_value),
+                ("calls", totals.calls),
+                ("other_host", totals.other_host),
+                ("teardown", totals.teardown),
+            ] {
+                ConstCounter::new(time.as_secs_f64())
+                    .encode(family.encode_family(&labels(id, phase))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "phase_events",
+            "Invocations accounted for (phase \"invocations\"), key-value calls, and minor page \
+             faults while instantiating and tearing down, by function (with --explain)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (id, totals) in &phases {
+            for (phase, count) in [
+                ("invocations", totals.invocations),
+                ("key_value_calls", totals.key_value_calls),
+                ("instantiate_faults", totals.instantiate_faults),
+                ("teardown_faults", totals.teardown_faults),
+            ] {
+                ConstCounter::new(count).encode(family.encode_family(&labels(id, phase))?)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -169,6 +246,13 @@ impl Metrics {
 
     pub(crate) fn unrouted(&self) {
         self.unrouted.inc();
+    }
+
+    /// Also exports where each function's time went, read from `source` at scrape time.
+    pub fn with_phases(mut self, source: PhaseSource) -> Metrics {
+        self.registry
+            .register_collector(Box::new(PhaseCollector(source)));
+        self
     }
 
     /// The metrics in Prometheus text format.

@@ -56,6 +56,16 @@ impl Directory {
         }
     }
 
+    /// Every function reachable now.
+    pub fn functions(&self) -> Vec<Arc<Function>> {
+        self.functions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn get(&self, id: &FunctionId) -> Option<Arc<Function>> {
         self.functions
             .read()

@@ -372,6 +372,7 @@ where
         move |store| {
             Box::pin(async move {
                 let command = pre.instantiate_async(&mut *store).await?;
+                store.data_mut().instantiated();
                 match command.wasi_cli_run().call_run(&mut *store).await {
                     Ok(Ok(())) => Ok(0),
                     Ok(Err(())) => Ok(1),

@@ -91,6 +91,8 @@ pub struct EngineSettings {
     /// Reset only the pages an instance dirtied, found with Linux's `PAGEMAP_SCAN` (6.7+), instead
     /// of clearing the whole kept-resident region. Used when the kernel offers it.
     pub pagemap_scan: bool,
+    /// Account for where each invocation's time goes (see `explain`); off by default.
+    pub explain: bool,
 }
 
 impl Default for EngineSettings {
@@ -108,6 +110,7 @@ impl Default for EngineSettings {
             memory_keep_resident: 1024 * 1024,
             key_value_cache: 64 * 1024 * 1024,
             pagemap_scan: true,
+            explain: false,
         }
     }
 }

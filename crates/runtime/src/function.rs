@@ -18,6 +18,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::admission::{Admission, TenantGate};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
+use crate::explain::{PhaseMeter, PhaseTotals};
 use crate::response::ResponseBody;
 use crate::services::FunctionServices;
 use crate::state::InstanceState;
@@ -41,6 +42,8 @@ pub struct Function {
     services: Arc<FunctionServices>,
     /// Instances of this function alive now (for draining a removed app).
     live: Arc<AtomicU64>,
+    /// Where its invocations' time went, with `--explain`.
+    phases: Option<Arc<PhaseMeter>>,
 }
 
 impl Function {
@@ -49,9 +52,9 @@ impl Function {
         directory: Weak<Directory>,
         handler: Handler,
         admission: Arc<Admission>,
-        cache: CacheOutcome,
-        load_time: Duration,
+        compiled: &crate::CompiledComponent,
         services: Arc<FunctionServices>,
+        explain: bool,
     ) -> Function {
         let id = services.id.clone();
         let tenant_gate = admission.gate(&id.tenant, None);
@@ -65,11 +68,22 @@ impl Function {
             route: spec.route.clone(),
             admission,
             tenant_gate,
-            cache,
-            load_time,
+            cache: compiled.outcome,
+            load_time: compiled.elapsed,
             services,
             live: Arc::new(AtomicU64::new(0)),
+            phases: explain.then(Arc::default),
         }
+    }
+
+    /// Where this function's invocations spent their time so far, if the runtime accounts for
+    /// it (`EngineSettings::explain`).
+    pub fn phases(&self) -> Option<PhaseTotals> {
+        self.phases.as_deref().map(PhaseMeter::snapshot)
+    }
+
+    pub(crate) fn phase_meter(&self) -> Option<&Arc<PhaseMeter>> {
+        self.phases.as_ref()
     }
 
     /// Instances of this function alive now, in requests and in-process calls.

@@ -58,6 +58,7 @@ where
         move |store| {
             Box::pin(async move {
                 let proxy = pre.instantiate_async(&mut *store).await?;
+                store.data_mut().instantiated();
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut *store, request, outparam)

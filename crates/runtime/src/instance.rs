@@ -30,6 +30,7 @@ use crate::admission::{Admitted, TenantMemory};
 use crate::calls::CallContext;
 use crate::cgi::CgiStdio;
 use crate::cpu_share::TenantCpu;
+use crate::explain::{HopClock, PhaseMeter, thread_minor_faults};
 use crate::function::{Entry, Function};
 use crate::state::{InstanceState, MemoryDenial};
 
@@ -52,6 +53,7 @@ pub(crate) struct Instance {
     cpu: Arc<TenantCpu>,
     live: LiveInstance,
     permit: Admitted,
+    phases: Option<Arc<PhaseMeter>>,
 }
 
 impl Instance {
@@ -63,6 +65,7 @@ impl Instance {
         cgi: Option<CgiStdio>,
     ) -> Result<Instance, InvokeError> {
         let deadline = call.deadline;
+        let arrived = std::time::Instant::now();
         // Admission (policy in `admission`): work from outside takes a slot of its tenant's
         // quota and of the pool; an in-process call only a pool slot.
         let gate = function.tenant_gate();
@@ -85,6 +88,15 @@ impl Instance {
         );
         let memory_denial = store.data().limiter.denial();
         store.limiter(|state| &mut state.limiter);
+        if function.phase_meter().is_some() {
+            store.data_mut().start_clock(HopClock::admitted(arrived));
+            store.call_hook(|mut store, hook| {
+                if let Some(clock) = store.data_mut().clock.as_mut() {
+                    clock.transition(hook);
+                }
+                Ok(())
+            });
+        }
         let std_deadline = deadline.into_std();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -104,6 +116,7 @@ impl Instance {
             cpu: gate.cpu.clone(),
             live,
             permit,
+            phases: function.phase_meter().cloned(),
         })
     }
 
@@ -129,12 +142,17 @@ impl Instance {
             cpu,
             live,
             permit,
+            phases,
         } = self;
         let run = cpu.metered(work(&mut store));
         let result = match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
         };
+        let clock = store.data_mut().clock.take().map(|mut clock| {
+            clock.ran();
+            clock
+        });
         // Classifying a failure and tearing the instance down (resetting its memory) are this
         // tenant's CPU time too: on its lane, like the guest code.
         let result = cpu
@@ -148,7 +166,13 @@ impl Instance {
                         body_exceeded(),
                     )
                 });
+                let teardown = std::time::Instant::now();
+                let faults = clock.as_ref().map(|_| thread_minor_faults());
                 drop(store);
+                if let (Some(clock), Some(faults), Some(phases)) = (clock, faults, phases) {
+                    let faults = thread_minor_faults().saturating_sub(faults);
+                    phases.record(&clock, teardown.elapsed(), faults);
+                }
                 result
             }))
             .await;

@@ -20,6 +20,7 @@ mod cgi;
 mod cpu_share;
 mod engine;
 mod error;
+mod explain;
 mod function;
 mod http;
 mod http_errors;
@@ -49,6 +50,7 @@ pub use engine::{
     default_tenant_cpu_lanes, mpk_available,
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError};
+pub use explain::PhaseTotals;
 pub use function::Function;
 pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
@@ -347,9 +349,9 @@ impl Runtime {
             Arc::downgrade(&self.directory),
             handler,
             self.admission.clone(),
-            compiled.outcome,
-            compiled.elapsed,
+            &compiled,
             services,
+            self.settings.explain,
         )))
     }
 
@@ -374,6 +376,19 @@ impl Runtime {
                 .loaded_compiled
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Where each reachable function's invocations spent their time, with
+    /// [`EngineSettings::explain`] (empty without it).
+    pub fn phases(&self) -> Vec<(FunctionId, PhaseTotals)> {
+        let mut phases: Vec<_> = self
+            .directory
+            .functions()
+            .iter()
+            .filter_map(|function| Some((function.id().clone(), function.phases()?)))
+            .collect();
+        phases.sort_by(|a, b| a.0.cmp(&b.0));
+        phases
     }
 
     /// Every function loaded so far, by identity.

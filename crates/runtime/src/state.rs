@@ -9,12 +9,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 
 use crate::admission::TenantMemory;
 use crate::calls::CallContext;
 use crate::cgi::CgiStdio;
+use crate::explain::HopClock;
 use crate::services::FunctionServices;
 use crate::services::logging::{GuestStdio, Source};
 use crate::services::outbound::OutboundPolicy;
@@ -33,6 +35,8 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     hooks: OutboundPolicy,
     pub(crate) limiter: InstanceLimiter,
+    /// Where this invocation's time goes, with `--explain` (see `explain`).
+    pub(crate) clock: Option<Box<HopClock>>,
 }
 
 impl InstanceState {
@@ -66,8 +70,13 @@ impl InstanceState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy { call, services },
+            hooks: OutboundPolicy {
+                call,
+                services,
+                calls_meter: None,
+            },
             limiter: InstanceLimiter::new(max_memory, tenant_memory),
+            clock: None,
         }
     }
 }
@@ -85,6 +94,37 @@ impl InstanceState {
     /// What the function was granted.
     pub(crate) fn services(&self) -> &FunctionServices {
         &self.hooks.services
+    }
+
+    /// Starts accounting for this invocation's time.
+    pub(crate) fn start_clock(&mut self, clock: HopClock) {
+        self.hooks.calls_meter = Some(clock.calls_meter());
+        self.clock = Some(Box::new(clock));
+    }
+
+    /// The instance has been made (see `explain`).
+    pub(crate) fn instantiated(&mut self) {
+        if let Some(clock) = self.clock.as_mut() {
+            clock.instantiated();
+        }
+    }
+
+    /// When a host call being accounted for began: `None` without `--explain`, so an
+    /// unaccounted call reads no clock.
+    pub(crate) fn host_call_started(&self) -> Option<Instant> {
+        self.clock.as_ref().map(|_| Instant::now())
+    }
+
+    /// A key-value host call that began at `started` ended.
+    pub(crate) fn key_value_call_ended(&mut self, started: Option<Instant>) {
+        if let (Some(clock), Some(started)) = (self.clock.as_mut(), started) {
+            clock.key_value_call(started);
+        }
+    }
+
+    /// Where waiting for in-process callees is added up, with `--explain`.
+    pub(crate) fn calls_meter(&self) -> Option<&Arc<std::sync::atomic::AtomicU64>> {
+        self.hooks.calls_meter.as_ref()
     }
 }
 

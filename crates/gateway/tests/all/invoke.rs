@@ -177,3 +177,69 @@ async fn calls_made_together_stay_within_the_tenants_quota() {
     let enough = get(server.addr, "/two/fanout/napper/nap").await;
     assert_eq!(enough.body, "200 rested\n200 rested");
 }
+
+/// With `explain`, each function accounts for where its invocations' time went: a caller that
+/// waits for a callee napping 200 ms shows that wait under calls, the callee shows it as host
+/// time (its nap is a host call), and both count their instantiation, guest code and teardown.
+/// The totals reach `/metrics` as `meshwa_phase_*` counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_accounts_for_each_step_of_every_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::common::start_with_settings(
+        &apps(dir.path()),
+        meshwa_runtime::EngineSettings {
+            explain: true,
+            ..meshwa_runtime::EngineSettings::default()
+        },
+    )
+    .await;
+    let answer = get(server.addr, "/inv/call/napper/nap").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    let phases = server.runtime.phases();
+    let of = |name: &str| {
+        phases
+            .iter()
+            .find(|(id, _)| id.function.as_str() == name)
+            .map(|(_, totals)| *totals)
+            .unwrap()
+    };
+    let (caller, callee) = (of("invoker"), of("napper"));
+    let nap = std::time::Duration::from_millis(200);
+    assert_eq!((caller.invocations, callee.invocations), (1, 1));
+    assert!(caller.calls >= nap, "{caller:?}");
+    assert!(caller.guest < nap && caller.other_host < nap, "{caller:?}");
+    assert!(callee.other_host >= nap, "{callee:?}");
+    assert_eq!(callee.calls, std::time::Duration::ZERO);
+    for totals in [caller, callee] {
+        assert!(!totals.instantiate.is_zero(), "{totals:?}");
+        assert!(!totals.guest.is_zero(), "{totals:?}");
+        assert!(!totals.teardown.is_zero(), "{totals:?}");
+    }
+    // Functions that did not run are listed with nothing accounted.
+    assert_eq!(of("echo").invocations, 0);
+
+    let (stats, source) = (server.runtime.clone(), server.runtime.clone());
+    let metrics = meshwa_gateway::Metrics::new(std::sync::Arc::new(move || stats.stats()))
+        .with_phases(std::sync::Arc::new(move || source.phases()));
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "meshwa_phase_events_total{tenant=\"t\",app=\"inv\",function=\"napper\",phase=\"invocations\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("function=\"invoker\",phase=\"calls\"} 0.2"),
+        "{text}"
+    );
+}
+
+/// Without `explain` (the default) nothing is accounted and nothing is exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_explain_nothing_is_accounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    assert_eq!(get(server.addr, "/inv/call/echo/x").await.status, 200);
+    assert!(server.runtime.phases().is_empty());
+}

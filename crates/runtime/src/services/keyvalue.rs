@@ -12,6 +12,7 @@
 //! error")`, without host details.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use meshwa_kv::{KeyValueBackend, KvError, StoreId, StoreQuota};
 use wasmtime::component::Resource;
@@ -68,8 +69,14 @@ impl InstanceState {
         Ok((backend, bucket.store.clone(), bucket.quota))
     }
 
-    /// Turns a backend result into what the guest sees.
-    fn kv_outcome<T>(&self, result: Result<T, KvError>) -> Result<T, store::Error> {
+    /// Turns a backend result into what the guest sees, and accounts for the call that began at
+    /// `started` (see `explain`).
+    fn kv_outcome<T>(
+        &mut self,
+        started: Option<Instant>,
+        result: Result<T, KvError>,
+    ) -> Result<T, store::Error> {
+        self.key_value_call_ended(started);
         result.map_err(|error| match error {
             KvError::Backend(_) => {
                 tracing::error!(function = %self.services().id, %error, "key-value backend failed");
@@ -116,25 +123,29 @@ impl store::Host for InstanceState {
 
 impl store::HostBucket for InstanceState {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
+        let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
-        Ok(self.kv_outcome(backend.get(&store, &key)))
+        Ok(self.kv_outcome(started, backend.get(&store, &key)))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
+        let started = self.host_call_started();
         let (backend, store, quota) = self.bucket(&bucket)?;
         let result = blocking(move || backend.set_many(&store, &[(key, value)], &quota)).await;
-        Ok(self.kv_outcome(result))
+        Ok(self.kv_outcome(started, result))
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
+        let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
         let result = blocking(move || backend.delete_many(&store, &[key])).await;
-        Ok(self.kv_outcome(result))
+        Ok(self.kv_outcome(started, result))
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
+        let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
-        Ok(self.kv_outcome(backend.exists(&store, &key)))
+        Ok(self.kv_outcome(started, backend.exists(&store, &key)))
     }
 
     async fn list_keys(
@@ -142,12 +153,15 @@ impl store::HostBucket for InstanceState {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> KvResult<store::KeyResponse> {
+        let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
         let page = backend.list_keys(&store, cursor.unwrap_or(0));
-        Ok(self.kv_outcome(page).map(|page| store::KeyResponse {
-            keys: page.keys,
-            cursor: page.cursor,
-        }))
+        Ok(self
+            .kv_outcome(started, page)
+            .map(|page| store::KeyResponse {
+                keys: page.keys,
+                cursor: page.cursor,
+            }))
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -163,9 +177,10 @@ impl atomics::Host for InstanceState {
         key: String,
         delta: u64,
     ) -> KvResult<u64> {
+        let started = self.host_call_started();
         let (backend, store, quota) = self.bucket(&bucket)?;
         let result = blocking(move || backend.increment(&store, &key, delta, &quota)).await;
-        Ok(self.kv_outcome(result))
+        Ok(self.kv_outcome(started, result))
     }
 }
 
@@ -175,9 +190,10 @@ impl batch::Host for InstanceState {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
+        let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
         let values = backend.get_many(&store, &keys);
-        Ok(self.kv_outcome(values).map(|values| {
+        Ok(self.kv_outcome(started, values).map(|values| {
             keys.into_iter()
                 .zip(values)
                 .map(|(key, value)| value.map(|v| (key, v)))
@@ -190,15 +206,17 @@ impl batch::Host for InstanceState {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
+        let started = self.host_call_started();
         let (backend, store, quota) = self.bucket(&bucket)?;
         let result = blocking(move || backend.set_many(&store, &key_values, &quota)).await;
-        Ok(self.kv_outcome(result))
+        Ok(self.kv_outcome(started, result))
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
+        let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
         let result = blocking(move || backend.delete_many(&store, &keys)).await;
-        Ok(self.kv_outcome(result))
+        Ok(self.kv_outcome(started, result))
     }
 }
 

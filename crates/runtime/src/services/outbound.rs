@@ -25,6 +25,8 @@ type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 pub(crate) struct OutboundPolicy {
     pub(crate) call: CallContext,
     pub(crate) services: Arc<FunctionServices>,
+    /// Where waiting for in-process callees is added up, with `--explain`.
+    pub(crate) calls_meter: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl WasiHttpHooks for OutboundPolicy {
@@ -43,7 +45,16 @@ impl WasiHttpHooks for OutboundPolicy {
             .and_then(internal_target)
             .map(|(function, app)| (function.to_owned(), app.to_owned()));
         if let Some((function, app)) = internal {
-            return Box::new(calls::call(self.call.clone(), function, app, request));
+            let call = calls::call(self.call.clone(), function, app, request);
+            let Some(meter) = self.calls_meter.clone() else {
+                return Box::new(call);
+            };
+            return Box::new(async move {
+                let started = std::time::Instant::now();
+                let answer = call.await;
+                crate::explain::add_waiting(&meter, started);
+                answer
+            });
         }
         let uri = request.uri();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
