@@ -16,7 +16,7 @@ from collections import defaultdict
 SAMPLE = re.compile(r'^meshwa_phase_(seconds|events)_total\{([^}]*)\} (\S+)$')
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 TIMES = ["admission", "instantiate", "guest", "key_value", "calls", "other_host", "teardown"]
-EVENTS = ["invocations", "key_value_calls", "instantiate_faults", "teardown_faults"]
+EVENTS = ["invocations", "key_value_calls", "host_calls", "instantiate_faults", "teardown_faults"]
 
 
 def scrape(path):
@@ -42,7 +42,7 @@ def main():
           "(hops: invocations per checkout)")
     print()
     print("| function | hops | admission | instantiate | guest | key-value (calls) | "
-          "waiting for callees | other host | teardown | total | faults (inst. + teardown) |")
+          "waiting for callees | other host (host calls) | teardown | total | faults (inst. + teardown) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     whole = defaultdict(float)
     for function in functions:
@@ -53,12 +53,14 @@ def main():
         for event in EVENTS[1:]:
             whole[event] += delta.get((function, event), 0.0) / requests
         calls = delta.get((function, "key_value_calls"), 0.0) / n
+        host_calls = delta.get((function, "host_calls"), 0.0) / n
         faults = (delta.get((function, "instantiate_faults"), 0.0)
                   + delta.get((function, "teardown_faults"), 0.0)) / n
         total = sum(us.values())
         print(f"| {function} | {n / requests:.2f} | {us['admission']:.1f} | {us['instantiate']:.1f} "
               f"| {us['guest']:.1f} | {us['key_value']:.1f} ({calls:.0f}) | {us['calls']:.1f} "
-              f"| {us['other_host']:.1f} | {us['teardown']:.1f} | {total:.1f} | {faults:.1f} |")
+              f"| {us['other_host']:.1f} ({host_calls:.0f}) | {us['teardown']:.1f} | {total:.1f} "
+              f"| {faults:.1f} |")
     # The whole request: time spent in every hop's own steps (waiting for callees excluded, as
     # that time is the callees' own), which is the checkout's CPU-relevant work on meshwa.
     own = sum(whole[phase] for phase in TIMES if phase != "calls")
@@ -66,7 +68,8 @@ def main():
     print(f"| **whole checkout** (own time of every hop) | | {whole['admission']:.1f} "
           f"| {whole['instantiate']:.1f} | {whole['guest']:.1f} "
           f"| {whole['key_value']:.1f} ({whole['key_value_calls']:.0f}) | | "
-          f"{whole['other_host']:.1f} | {whole['teardown']:.1f} | {own:.1f} | {faults:.1f} |")
+          f"{whole['other_host']:.1f} ({whole['host_calls']:.0f}) | {whole['teardown']:.1f} | {own:.1f} "
+          f"| {faults:.1f} |")
     if process_faults is not None:
         print()
         print(f"minor page faults of the whole server process: {process_faults / requests:.1f} "

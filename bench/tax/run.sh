@@ -54,14 +54,17 @@ fi
 BIN=${TAX_TARGET_DIR:-$REPO/target/tax}/release/tax-native
 # The meshwa side: the functions' component (the guests workspace, as the test build does) and
 # the server.
-(cd "$REPO/guests" && cargo build --release --quiet --target wasm32-wasip2 \
+# Built with the `release-lto` profile, as the native side (bench/tax/Cargo.toml); the manifest
+# used is a copy of meshwa.toml pointing at that build.
+(cd "$REPO/guests" && cargo build --profile release-lto --quiet --target wasm32-wasip2 \
     --target-dir "$REPO/target/guests" --package tax-shop)
+SHOP_COMPONENT=$REPO/target/guests/wasm32-wasip2/release-lto/tax_shop.wasm
 # For `wasmtime serve`, the same code without the invoke style (which imports meshwa:platform).
 if [ "$SMOKE" != 1 ]; then
-    (cd "$REPO/guests" && cargo build --release --quiet --target wasm32-wasip2 \
+    (cd "$REPO/guests" && cargo build --profile release-lto --quiet --target wasm32-wasip2 \
         --target-dir "$REPO/target/guests-wasi" --package tax-shop --no-default-features)
 fi
-COMPONENT=$REPO/target/guests-wasi/wasm32-wasip2/release/tax_shop.wasm
+COMPONENT=$REPO/target/guests-wasi/wasm32-wasip2/release-lto/tax_shop.wasm
 if [ -z "${MESHWA_BIN:-}" ]; then
     (cd "$REPO" && cargo build --release --quiet --package meshwa)
     MESHWA_BIN=$REPO/target/release/meshwa
@@ -72,6 +75,9 @@ LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 WORK=$(mktemp -d)
 PIDS=()
+sed "s|\"../../target/guests/wasm32-wasip2/release/tax_shop.wasm\"|\"$SHOP_COMPONENT\"|" \
+    "$HERE/meshwa.toml" >"$WORK/meshwa.toml"
+grep -q "$SHOP_COMPONENT" "$WORK/meshwa.toml" || { echo "bench/tax/meshwa.toml: component path not found" >&2; exit 1; }
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -167,7 +173,7 @@ done
 next_port
 MESHWA_PORT=$PORT
 next_port
-timeout "$LIFETIME" "$MESHWA_BIN" serve "$HERE/meshwa.toml" --listen "127.0.0.1:$MESHWA_PORT" \
+timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$MESHWA_PORT" \
     --admin-listen "127.0.0.1:$PORT" --data-dir "$WORK/meshwa" 2>"$WORK/meshwa.log" >&2 &
 MESHWA_PID=$!
 PIDS+=("$MESHWA_PID")
@@ -321,7 +327,7 @@ if [ "$EXPLAIN" = 1 ]; then
     next_port
     EXPLAIN_ADMIN=http://127.0.0.1:$PORT
     EXPLAIN_TOKEN=explain-$$-$RANDOM
-    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$HERE/meshwa.toml" \
+    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" \
         --listen "127.0.0.1:$EXPLAIN_PORT" --admin-listen "127.0.0.1:$PORT" \
         --data-dir "$WORK/meshwa-explain" --explain 2>"$WORK/meshwa-explain.log" >&2 &
     PIDS+=($!)

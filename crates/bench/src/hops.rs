@@ -1,6 +1,6 @@
-//! `meshwa-bench hops`: per-hop cost of function-to-function calls (invoke, wasi:http) against
-//! two native processes talking HTTP/1.1 + JSON over loopback (`meshwa-bench json-echo` as the
-//! callee), for several payload sizes.
+//! `meshwa-bench hops`: per-hop cost of function-to-function calls (invoke, wasi:http, typed
+//! calls through a composed WIT interface) against two native processes talking HTTP/1.1 + JSON
+//! over loopback (`meshwa-bench json-echo` as the callee), for several payload sizes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,12 @@ pub struct HopsArgs {
     /// The callee component (`guests/sink`).
     #[arg(long)]
     sink: PathBuf,
+    /// The typed caller component (`guests/typed-hopper`), composed with `--typed-sink`.
+    #[arg(long)]
+    typed_hopper: PathBuf,
+    /// The typed callee component (`guests/typed-sink`), exporting `test:typed/sink`.
+    #[arg(long)]
+    typed_sink: PathBuf,
     /// Calls measured per style and size.
     #[arg(long, default_value_t = 2000)]
     iterations: u32,
@@ -48,19 +54,26 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
     let manifest = format!(
         "tenant = \"bench\"\napp = \"bench\"\n\
          [[functions]]\nname = \"hopper\"\ncomponent = {:?}\nroute = \"/\"\nlimits = {{ timeout = \"600s\" }}\n\
-         [[functions]]\nname = \"sink\"\ncomponent = {:?}\nlimits = {{ max-request-body = \"8MiB\" }}\n",
+         [[functions]]\nname = \"sink\"\ncomponent = {:?}\nlimits = {{ max-request-body = \"8MiB\" }}\n\
+         [[functions]]\nname = \"typed-sink\"\ncomponent = {:?}\nkind = \"exports\"\n\
+         [[functions]]\nname = \"typed-hopper\"\ncomponent = {:?}\nroute = \"/typed\"\n\
+         limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
+         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n",
         args.hopper.display().to_string(),
-        args.sink.display().to_string()
+        args.sink.display().to_string(),
+        args.typed_sink.display().to_string(),
+        args.typed_hopper.display().to_string(),
     );
     let manifest = Manifest::parse(&manifest, Path::new("hops"), Path::new("."))?;
-    let mut hopper = None;
     let functions = runtime.load_app(&manifest, &Secrets::default())?;
-    for (spec, function) in manifest.functions.iter().zip(functions) {
-        if spec.route.is_some() {
-            hopper = Some(function);
-        }
-    }
-    let hopper = hopper.context("the hopper function")?;
+    let named = |name: &str| {
+        functions
+            .iter()
+            .find(|f| f.id().function.as_str() == name)
+            .cloned()
+            .with_context(|| format!("the {name} function"))
+    };
+    let (hopper, typed_hopper) = (named("hopper")?, named("typed-hopper")?);
 
     // The baseline's server: another native process, as microservices are deployed.
     let mut server = std::process::Command::new(std::env::current_exe()?)
@@ -89,15 +102,25 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
             args.iterations
         );
         println!(
-            "| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (d) native HTTP/1.1 + JSON | d/a | d/c |"
+            "| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (e) typed, list<u8> | (f) typed, record | (d) native HTTP/1.1 + JSON | d/a | d/c | d/e | d/f |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for (size, label) in HOP_SIZES {
             let mut cells = Vec::new();
-            for style in ["invoke-full", "invoke-head", "http"] {
+            for style in [
+                "invoke-full",
+                "invoke-head",
+                "http",
+                "typed-bytes",
+                "typed-record",
+            ] {
                 let path = format!("/hop/{style}/{size}/{}", args.iterations);
                 // On the runtime's worker, as the gateway runs a request (not on this thread).
-                let hopper = hopper.clone();
+                let hopper = if style.starts_with("typed") {
+                    typed_hopper.clone()
+                } else {
+                    hopper.clone()
+                };
                 let (p50, p99) = tokio.block_on(async move {
                     tokio::spawn(async move { hop_in_guest(&hopper, &path).await }).await?
                 })?;
@@ -105,17 +128,21 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
             }
             let baseline = tokio.block_on(hop_native(addr, size, args.iterations))?;
             let fmt = |(p50, p99): (f64, f64)| format!("{p50:.1} / {p99:.1}");
-            let [a, b, c] = cells[..] else {
-                anyhow::bail!("three styles measured, {} cells", cells.len());
+            let [a, b, c, e, f] = cells[..] else {
+                anyhow::bail!("five styles measured, {} cells", cells.len());
             };
             println!(
-                "| {label} | {} | {} | {} | {} | {:.0}× | {:.0}× |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {:.0}× | {:.0}× | {:.0}× | {:.0}× |",
                 fmt(a),
                 fmt(b),
                 fmt(c),
+                fmt(e),
+                fmt(f),
                 fmt(baseline),
                 baseline.0 / a.0,
                 baseline.0 / c.0,
+                baseline.0 / e.0,
+                baseline.0 / f.0,
             );
         }
         anyhow::Ok(())

@@ -105,8 +105,8 @@ impl Collector for PhaseCollector {
         }
         let mut family = encoder.encode_descriptor(
             "phase_events",
-            "Invocations accounted for (phase \"invocations\"), key-value calls, and minor page \
-             faults while instantiating and tearing down, by function (with --explain)",
+            "Invocations accounted for (phase \"invocations\"), key-value calls, calls into the \
+             host, and minor page faults while instantiating and tearing down, by function (with --explain)",
             None,
             MetricType::Counter,
         )?;
@@ -114,6 +114,7 @@ impl Collector for PhaseCollector {
             for (phase, count) in [
                 ("invocations", totals.invocations),
                 ("key_value_calls", totals.key_value_calls),
+                ("host_calls", totals.host_calls),
                 ("instantiate_faults", totals.instantiate_faults),
                 ("teardown_faults", totals.teardown_faults),
             ] {

@@ -28,6 +28,9 @@
 //! logging = true                   # wasi:logging
 //! outbound = ["https://api.example.com", "http://127.0.0.1:*"]  # origins for wasi:http
 //!
+//! [functions.imports]              # typed calls: WIT interfaces other functions of this app export
+//! "acme:greeting/words" = "hello"  # interface = the function exporting it (linked at load)
+//!
 //! [tenant-limits]
 //! max-instances = 20               # optional: most live instances of this tenant at once
 //! max-memory = "512MiB"            # optional: most linear memory they may hold together
@@ -41,6 +44,7 @@
 //! greeting = "Hello"
 //! ```
 
+mod interfaces;
 mod names;
 mod outbound;
 mod raw;
@@ -51,6 +55,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use interfaces::{Interface, RESERVED_NAMESPACES, TypedImport};
 pub use names::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use routes::{Route, RouteError, check_route_collisions};
@@ -145,6 +150,8 @@ pub struct FunctionSpec {
     pub callable_by: Option<Vec<Name>>,
     pub grants: Grants,
     pub kind: FunctionKind,
+    /// WIT interfaces this function imports from other functions of its app (typed calls).
+    pub imports: Vec<TypedImport>,
 }
 
 /// How the host runs a function's code.
@@ -159,6 +166,10 @@ pub enum FunctionKind {
     /// environment, headers and body expected on stdout (a component exporting `wasi:cli/run`,
     /// or a WASI preview1 command module with `_start`).
     Cgi,
+    /// A component that only exports WIT interfaces for the typed imports of other functions
+    /// of its app (`[functions.imports]`): composed into them, never invoked on its own, so it
+    /// has no route and cannot be called in-process.
+    Exports,
 }
 
 /// Per-invocation limits of a function.

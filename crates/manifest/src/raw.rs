@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Limits, Manifest, ManifestError, Name,
-    OutboundRule, Route, StoreQuota, StoreSpec,
+    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Interface, Limits, Manifest,
+    ManifestError, Name, OutboundRule, Route, StoreQuota, StoreSpec, TypedImport,
 };
 
 #[derive(Deserialize)]
@@ -68,6 +68,9 @@ struct RawFunction {
     grants: RawGrants,
     #[serde(default)]
     kind: FunctionKind,
+    /// WIT interface → the function of this app that exports it.
+    #[serde(default)]
+    imports: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -178,6 +181,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
     let mut callers_to_check: Vec<(String, std::ops::Range<usize>)> = Vec::new();
     let mut functions = Vec::with_capacity(raw.functions.len());
     let mut names_seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut exporters_to_check = Vec::new();
     let mut routes_seen: BTreeMap<Route, (String, usize)> = BTreeMap::new();
     for raw_fn in raw.functions {
         let fn_name = name("name", &raw_fn.name)?;
@@ -201,6 +205,16 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         let component = base.join(component_text);
 
         let route = match &raw_fn.route {
+            Some(text) if raw_fn.kind == FunctionKind::Exports => {
+                return Err(invalid(
+                    "route",
+                    text.span(),
+                    format!(
+                        "function `{fn_name}` only exports interfaces (kind = \"exports\"): it is \
+                         never invoked on its own, so it has no route"
+                    ),
+                ));
+            }
             Some(text) => {
                 let route =
                     Route::new(text.get_ref()).map_err(|m| invalid("route", text.span(), m))?;
@@ -269,6 +283,43 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             None => None,
         };
 
+        let mut imports = Vec::new();
+        if let Some(table) = &raw_fn.imports {
+            if table.get_ref().len() > MAX_ENTRIES {
+                return Err(invalid(
+                    "imports",
+                    table.span(),
+                    format!("more than {MAX_ENTRIES} imports"),
+                ));
+            }
+            for (interface, exporter) in table.get_ref() {
+                let interface =
+                    Interface::new(interface).map_err(|m| invalid("imports", table.span(), m))?;
+                let exporter = Name::new(exporter).map_err(|e| {
+                    invalid(
+                        "imports",
+                        table.span(),
+                        format!(
+                            "`{interface}` = \"{exporter}\": {e} (an import is linked to a function \
+                             of this app, by its name)"
+                        ),
+                    )
+                })?;
+                if exporter == fn_name {
+                    return Err(invalid(
+                        "imports",
+                        table.span(),
+                        format!("`{interface}`: a function cannot import from itself"),
+                    ));
+                }
+                exporters_to_check.push((exporter.to_string(), table.span()));
+                imports.push(TypedImport {
+                    interface,
+                    exporter,
+                });
+            }
+        }
+
         functions.push(FunctionSpec {
             name: fn_name,
             component,
@@ -277,7 +328,18 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             callable_by,
             grants,
             kind: raw_fn.kind,
+            imports,
         });
+    }
+
+    for (exporter, span) in exporters_to_check {
+        if !names_seen.contains_key(&exporter) {
+            return Err(invalid(
+                "imports",
+                span,
+                format!("`{exporter}` is not a function of this app"),
+            ));
+        }
     }
 
     for (caller, span) in callers_to_check {

@@ -353,3 +353,57 @@ fn a_function_kind_is_http_unless_it_says_cgi() {
         "{message}"
     );
 }
+
+#[test]
+fn typed_imports_name_an_interface_and_a_function_of_the_app() {
+    let base = "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"pricing\"\ncomponent = \"p.wasm\"\nkind = \"exports\"\n[[functions]]\nname = \"front\"\ncomponent = \"f.wasm\"\nroute = \"/x\"\n[functions.imports]\n";
+    let m = parse(&format!(
+        "{base}\"shop:pricing/quote@0.1.0\" = \"pricing\"\n"
+    ))
+    .unwrap();
+    assert_eq!(m.functions[0].kind, FunctionKind::Exports);
+    assert_eq!(
+        m.functions[1].imports,
+        vec![TypedImport {
+            interface: Interface::new("shop:pricing/quote@0.1.0").unwrap(),
+            exporter: Name::new("pricing").unwrap(),
+        }]
+    );
+    assert!(m.functions[0].imports.is_empty());
+    for (line, expected) in [
+        (
+            "\"shop:pricing/quote\" = \"ghost\"",
+            "`ghost` is not a function of this app",
+        ),
+        (
+            "\"shop:pricing/quote\" = \"other/pricing\"",
+            "linked to a function of this app",
+        ),
+        (
+            "\"shop:pricing/quote\" = \"front\"",
+            "cannot import from itself",
+        ),
+        ("\"quote\" = \"pricing\"", "is not an interface name"),
+        (
+            "\"wasi:http/outgoing-handler\" = \"pricing\"",
+            "namespace is the host's",
+        ),
+    ] {
+        let e = error(&format!("{base}{line}\n"));
+        assert!(
+            e.contains("`imports`") && e.contains(expected),
+            "{line}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_function_that_only_exports_has_no_route() {
+    let e = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"lib\"\ncomponent = \"l.wasm\"\nkind = \"exports\"\nroute = \"/lib\"\n",
+    );
+    assert!(
+        e.contains("`route`") && e.contains("only exports interfaces"),
+        "{e}"
+    );
+}

@@ -30,10 +30,15 @@ impl SourceFormat {
         if wasmparser::Parser::is_component(bytes) {
             Ok(SourceFormat::Component)
         } else if wasmparser::Parser::is_core_wasm(bytes) {
-            Ok(match kind {
-                FunctionKind::Http => SourceFormat::CoreReactor,
-                FunctionKind::Cgi => SourceFormat::CoreCommand,
-            })
+            match kind {
+                FunctionKind::Http => Ok(SourceFormat::CoreReactor),
+                FunctionKind::Cgi => Ok(SourceFormat::CoreCommand),
+                FunctionKind::Exports => Err(
+                    "a core module cannot export interfaces to other functions (kind = \"exports\"): \
+                     build a component"
+                        .to_owned(),
+                ),
+            }
         } else {
             Err("not a WebAssembly component or core module (bad header)".to_owned())
         }

@@ -130,7 +130,10 @@ impl CallContext {
             function,
         };
         let directory = self.directory.upgrade().ok_or(Refusal::NotFound)?;
-        let target = directory.get(&target_id).ok_or(Refusal::NotFound)?;
+        let target = directory
+            .get(&target_id)
+            .filter(|target| !target.exports_only())
+            .ok_or(Refusal::NotFound)?;
         if !may_call(&self.caller, &target) {
             tracing::debug!(caller = %self.caller, callee = %target_id, "in-process call refused");
             return Err(Refusal::NotAllowed);

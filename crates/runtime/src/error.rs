@@ -85,6 +85,9 @@ pub enum LoadError {
     /// The key-value backend cannot be opened.
     #[error("cannot open the key-value store: {0}")]
     KeyValue(String),
+    /// A typed import (`[functions.imports]`) cannot be linked to its exporter.
+    #[error(transparent)]
+    TypedImport(Box<TypedImportRefused>),
     #[error(
         "{function}: limits.max-memory of {requested} bytes exceeds this server's per-instance ceiling of {ceiling} bytes"
     )]
@@ -93,6 +96,17 @@ pub enum LoadError {
         requested: u64,
         ceiling: u64,
     },
+}
+
+/// Why a typed import (`[functions.imports]`) cannot be linked: names the importing function, the
+/// interface and the exporting function.
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: cannot import `{interface}` from `{exporter}`: {reason}")]
+pub struct TypedImportRefused {
+    pub function: FunctionId,
+    pub interface: String,
+    pub exporter: String,
+    pub reason: String,
 }
 
 impl LoadError {

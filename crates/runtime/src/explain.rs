@@ -41,6 +41,8 @@ pub struct PhaseTotals {
     pub calls: Duration,
     /// The rest of the run in the host: buffers, WASI, streams, yields at epoch ticks.
     pub other_host: Duration,
+    /// Calls from guest code into the host (imports and libcalls such as `memory.grow`).
+    pub host_calls: u64,
     /// Dropping the store: releasing the instance and resetting its memory.
     pub teardown: Duration,
     /// Minor page faults while instantiating.
@@ -60,6 +62,7 @@ pub(crate) struct PhaseMeter {
     key_value_calls: AtomicU64,
     calls: AtomicU64,
     other_host: AtomicU64,
+    host_calls: AtomicU64,
     teardown: AtomicU64,
     instantiate_faults: AtomicU64,
     teardown_faults: AtomicU64,
@@ -82,6 +85,7 @@ impl PhaseMeter {
             key_value_calls: load(&self.key_value_calls),
             calls: duration(&self.calls),
             other_host: duration(&self.other_host),
+            host_calls: load(&self.host_calls),
             teardown: duration(&self.teardown),
             instantiate_faults: load(&self.instantiate_faults),
             teardown_faults: load(&self.teardown_faults),
@@ -119,6 +123,7 @@ impl PhaseMeter {
         add(&self.key_value_calls, clock.key_value_calls);
         add(&self.calls, nanos(calls));
         add(&self.other_host, nanos(other_host));
+        add(&self.host_calls, clock.host_calls);
         add(&self.teardown, nanos(teardown));
         add(&self.instantiate_faults, clock.instantiate_faults);
         add(&self.teardown_faults, teardown_faults);
@@ -137,6 +142,7 @@ pub(crate) struct HopClock {
     guest: Duration,
     key_value: Duration,
     key_value_calls: u64,
+    host_calls: u64,
     /// Nanoseconds waiting for callees; shared with the `wasi:http` hooks, whose in-process
     /// calls run as futures outside any host call of this store.
     calls: Arc<AtomicU64>,
@@ -156,6 +162,7 @@ impl HopClock {
             guest: Duration::ZERO,
             key_value: Duration::ZERO,
             key_value_calls: 0,
+            host_calls: 0,
             calls: Arc::new(AtomicU64::new(0)),
             faults_at_admission: thread_minor_faults(),
             instantiate_faults: 0,
@@ -173,6 +180,7 @@ impl HopClock {
         self.instantiate_faults = thread_minor_faults().saturating_sub(self.faults_at_admission);
         self.instantiated = Some(now);
         self.guest = Duration::ZERO;
+        self.host_calls = 0;
         if self.in_guest_since.is_some() {
             self.in_guest_since = Some(now);
         }
@@ -191,6 +199,9 @@ impl HopClock {
     pub(crate) fn transition(&mut self, hook: CallHook) {
         let now = Instant::now();
         if hook.entering_host() {
+            if matches!(hook, CallHook::CallingHost) {
+                self.host_calls += 1;
+            }
             if let Some(since) = self.in_guest_since.take() {
                 self.guest += now.saturating_duration_since(since);
             }

@@ -109,6 +109,11 @@ impl Function {
         &self.limits
     }
 
+    /// Only exports interfaces for other functions' typed imports: not invokable.
+    pub fn exports_only(&self) -> bool {
+        matches!(self.handler, Handler::Exports(_))
+    }
+
     /// Has a public route (and may be called from the tenant's other apps).
     pub fn is_public(&self) -> bool {
         self.public
@@ -133,6 +138,7 @@ impl Function {
         match &self.handler {
             Handler::Http(pre) => pre.instance_pre().component(),
             Handler::Cgi(pre) => pre.instance_pre().component(),
+            Handler::Exports(component) => component,
         }
     }
 
@@ -231,6 +237,10 @@ impl Function {
             Handler::Cgi(pre) => {
                 crate::cgi::run(self, pre, request, call, entry, body_exceeded).await
             }
+            Handler::Exports(_) => Err(InvokeError::BadRequest(format!(
+                "{} only exports interfaces to other functions and cannot be invoked",
+                self.id
+            ))),
         }
     }
 }
@@ -241,6 +251,9 @@ pub(crate) enum Handler {
     Http(ProxyPre<InstanceState>),
     /// Exports `wasi:cli/run`, served CGI-style.
     Cgi(CommandPre<InstanceState>),
+    /// Only exports interfaces for typed imports (`kind = "exports"`): runs inside its
+    /// importers, never on its own.
+    Exports(Component),
 }
 
 /// Where an invocation comes from, which decides how it is admitted.

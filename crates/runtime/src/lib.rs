@@ -17,6 +17,7 @@ mod body;
 mod cache;
 mod calls;
 mod cgi;
+mod compose;
 mod cpu_share;
 mod engine;
 mod error;
@@ -49,7 +50,7 @@ pub use engine::{
     AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, build_engine,
     default_tenant_cpu_lanes, mpk_available,
 };
-pub use error::{EngineError, Fault, InvokeError, LoadError};
+pub use error::{EngineError, Fault, InvokeError, LoadError, TypedImportRefused};
 pub use explain::PhaseTotals;
 pub use function::Function;
 pub use http_errors::{
@@ -214,9 +215,7 @@ impl Runtime {
         for spec in &manifest.functions {
             let loaded =
                 services::FunctionServices::resolve(manifest, spec, secrets, backend.clone())
-                    .and_then(|services| {
-                        self.prepare(manifest.function_id(spec), spec, Arc::new(services))
-                    });
+                    .and_then(|services| self.prepare(manifest, spec, Arc::new(services)));
             match loaded {
                 Ok(function) => functions.push(function),
                 Err(error) => errors.push(error),
@@ -283,10 +282,11 @@ impl Runtime {
     /// Compiles (or loads from cache), checks grants, links and pre-instantiates one function.
     fn prepare(
         &self,
-        id: FunctionId,
+        manifest: &Manifest,
         spec: &FunctionSpec,
         services: Arc<services::FunctionServices>,
     ) -> Result<Arc<Function>, LoadError> {
+        let id = manifest.function_id(spec);
         let path = spec.component.clone();
         if spec.limits.max_memory > self.settings.max_instance_memory {
             return Err(LoadError::MemoryAboveCeiling {
@@ -306,6 +306,16 @@ impl Runtime {
             reason,
         };
         let format = adapt::SourceFormat::detect(&bytes, spec.kind).map_err(invalid)?;
+        let bytes = if spec.imports.is_empty() {
+            bytes
+        } else {
+            if format != adapt::SourceFormat::Component {
+                return Err(invalid(
+                    "a function with typed imports must be a component".to_owned(),
+                ));
+            }
+            compose::link_typed_imports(manifest, spec, &id, bytes)?
+        };
         let compiled = self
             .cache
             .load(&self.engine, &bytes, format)
@@ -334,6 +344,9 @@ impl Runtime {
                     path: path.clone(),
                     reason: format!("{e:#}"),
                 })?,
+            // Checked and linked on its own, so that its faults are named here; it runs only
+            // inside the functions that import from it.
+            FunctionKind::Exports => Handler::Exports(compiled.component.clone()),
         };
         tracing::info!(
             function = %id,

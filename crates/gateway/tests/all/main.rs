@@ -15,6 +15,7 @@ mod programs;
 mod quotas;
 mod services;
 mod serving;
+mod typed;
 
 /// Every guest program and example component has a test: `foreach_program!` names each one
 /// built by `meshwa-test-programs`, and each name must be an alias in `tested` of the test that
@@ -60,4 +61,7 @@ mod tested {
     pub(crate) use crate::serving::the_orders_pipeline_runs_five_functions_in_process as orders_render;
     pub(crate) use crate::serving::the_orders_pipeline_runs_five_functions_in_process as orders_validate;
     pub(crate) use crate::serving::two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance as hello;
+    pub(crate) use crate::typed::typed_calls_carry_every_kind_of_value_intact as typed_hopper;
+    pub(crate) use crate::typed::typed_calls_carry_every_kind_of_value_intact as typed_sink;
+    pub(crate) use crate::typed::typed_imports_that_cannot_be_linked_are_refused_at_load as typed_impostor;
 }
