@@ -4,6 +4,7 @@
 #   (a) monolith: one native process, the services as function calls;
 #   (b) 6 native services (gateway, auth, cart, pricing, inventory, render: one process each,
 #       HTTP/1.1 keep-alive and JSON between them, pricing and inventory called concurrently);
+#   (a') meshwa, the whole checkout in one sandboxed instance (what the sandbox costs);
 #   (c) meshwa, the same services as functions calling each other with `invoke` and host-owned
 #       buffers (guests/tax-shop, bench/tax/meshwa.toml);
 #   (d) meshwa, the same functions chaining with in-process wasi:http requests;
