@@ -58,7 +58,7 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
          [[functions]]\nname = \"typed-sink\"\ncomponent = {:?}\nkind = \"exports\"\n\
          [[functions]]\nname = \"typed-hopper\"\ncomponent = {:?}\nroute = \"/typed\"\n\
          limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
-         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n",
+         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n\"test:typed/tally\" = \"typed-sink\"\n",
         args.hopper.display().to_string(),
         args.sink.display().to_string(),
         args.typed_sink.display().to_string(),

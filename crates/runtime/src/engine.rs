@@ -132,8 +132,16 @@ pub struct EngineFacts {
 }
 
 /// Core wasm instances a component may hold. A Rust `wasm32-wasip2` component has a handful (the
-/// program plus the shims wit-component adds); adapted preview1 modules a few more.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// program plus the shims wit-component adds); adapted preview1 modules a few more; a function
+/// composed with its exporters (typed calls) the sum of its parts.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
+/// Linear memories (and tables) a component may hold: one per part of a composed function (see
+/// `compose`), so a function may import from up to seven others. Only a ceiling: the pool's
+/// totals stay two memories and four tables per instance slot, so a composed function with more
+/// simply uses more of them (and the pool refuses with "overloaded" before it runs out).
+const MEMORIES_PER_COMPONENT: u32 = 8;
+const TABLES_PER_COMPONENT: u32 = 32;
 
 fn base_config(settings: &EngineSettings) -> Config {
     let mut config = Config::new();
@@ -154,9 +162,9 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .total_memories(n.saturating_mul(2))
-        .max_memories_per_component(2)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .total_tables(n.saturating_mul(4))
-        .max_tables_per_component(4)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
         .total_stacks(n)
         .max_memory_size(usize::try_from(settings.max_instance_memory).unwrap_or(usize::MAX))
         .linear_memory_keep_resident(settings.memory_keep_resident)

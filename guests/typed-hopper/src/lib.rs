@@ -1,4 +1,4 @@
-//! Imports `test:typed/sink` (guests/typed-sink/wit) and calls it: the caller side of typed calls
+//! Imports `test:typed/sink` and `test:typed/tally` (guests/typed-sink/wit) and calls them: the caller side of typed calls
 //! between functions. Its manifest entry links the import to a function exporting the interface
 //! (`[functions.imports]`); meshwa composes the two at load.
 //!
@@ -10,6 +10,7 @@
 //! | `/bytes?size=N`             | sends N bytes; answers `<len> <first 16 bytes>` of what came back |
 //! | `/check/empty`, `/check/full` | a `result` both ways: answers `ok <n>` or `err <message>`     |
 //! | `/crash`                    | calls a function of the sink that traps                         |
+//! | `/tally`                    | adds 1, 2 and 3 with `test:typed/tally`; answers the sum        |
 //! | `/hop/<style>/<size>/<n>`   | `n` calls, timed, as `meshwa-bench hops` does: `typed-bytes` (a `list<u8>` of `size` bytes there and back) or `typed-record` (a record of about `size` bytes); answers `<p50 ns> <p99 ns>` |
 
 wit_bindgen::generate!({
@@ -90,6 +91,9 @@ fn handle(request: Request) -> Response {
             Ok(n) => Response::new(200, format!("ok {n}")),
             Err(message) => Response::new(200, format!("err {message}")),
         };
+    }
+    if path.ends_with("/tally") {
+        return Response::new(200, test::typed::tally::add(&[1, 2, 3]).to_string());
     }
     if path.ends_with("/crash") {
         sink::crash();

@@ -1,5 +1,5 @@
-//! Exports `test:typed/sink` (wit/typed.wit) for typed calls: functions of its app that import
-//! the interface are composed with it at load.
+//! Exports `test:typed/sink` and `test:typed/tally` (wit/typed.wit) for typed calls: functions of
+//! its app that import them are composed with it at load.
 //!
 //! `take-record` answers its argument with every field changed in a way the caller can check:
 //! numbers plus one (ratio doubled), flag negated, letter the next one, strings upper-cased,
@@ -52,6 +52,12 @@ impl Guest for Sink {
 
     fn crash() {
         panic!("typed-sink crashed on purpose");
+    }
+}
+
+impl exports::test::typed::tally::Guest for Sink {
+    fn add(values: Vec<u32>) -> u64 {
+        values.into_iter().map(u64::from).sum()
     }
 }
 

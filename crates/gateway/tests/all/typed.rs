@@ -26,6 +26,11 @@ component = "{sink}"
 kind = "exports"
 
 [[functions]]
+name = "counter"
+component = "{sink}"
+kind = "exports"
+
+[[functions]]
 name = "impostor"
 component = "{impostor}"
 kind = "exports"
@@ -46,6 +51,7 @@ route = "/typed"
 {extra}
 [functions.imports]
 "test:typed/sink" = "{exporter}"
+"test:typed/tally" = "counter"
 "#,
         sink = programs::TYPED_SINK,
         impostor = programs::TYPED_IMPOSTOR,
@@ -76,6 +82,8 @@ pub(crate) async fn typed_calls_carry_every_kind_of_value_intact() {
         get(server.addr, "/typed/check/empty").await.body,
         "err empty payload"
     );
+    // A second exporter: three components, three memories, one instance.
+    assert_eq!(get(server.addr, "/typed/tally").await.body, "6");
 }
 
 /// The exporter runs inside the importer's invocation: its trap is the request's trap (500), and
