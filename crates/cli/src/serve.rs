@@ -134,7 +134,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
 
-    /// How long a client may take to send a request's head before it is disconnected.
+    /// How long a client may take to send a request's head before it is disconnected, on both
+    /// listeners.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
 
@@ -286,9 +287,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_local = admin_listener
         .local_addr()
         .context("cannot read the bound admin address")?;
+    let config = GatewayConfig {
+        shutdown_grace: args.shutdown_grace,
+        header_read_timeout: args.header_read_timeout,
+    };
+    // The admin listener serves until the gateway has drained, then it is aborted.
     let admin = tokio::spawn(meshwa_control::serve_admin(
         admin_listener,
         control,
+        config.clone(),
         std::future::pending(),
     ));
     tracing::info!(
@@ -310,10 +317,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         routes: registry.routes(),
         metrics,
-        config: GatewayConfig {
-            shutdown_grace: args.shutdown_grace,
-            header_read_timeout: args.header_read_timeout,
-        },
+        config,
     };
     meshwa_runtime::run_triggers(vec![Box::new(gateway)], Box::pin(shutdown_signal())).await?;
     admin.abort();

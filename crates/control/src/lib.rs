@@ -28,7 +28,6 @@ pub mod archive;
 mod registry;
 mod store;
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -163,39 +162,21 @@ pub fn operator_token(
     Ok((token, Some(path)))
 }
 
-/// Serves the admin listener: `GET /metrics` and the control-plane API, until `shutdown`.
+/// Serves the admin listener: `GET /metrics` and the control-plane API, until `shutdown`, with
+/// the gateway's serving loop (`config`: the same slowloris cut-off and shutdown grace).
 pub async fn serve_admin(
     listener: TcpListener,
     control: Arc<ControlPlane>,
+    config: meshwa_gateway::GatewayConfig,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let local = listener.local_addr()?;
+) -> Result<(), meshwa_gateway::GatewayError> {
+    let local = listener
+        .local_addr()
+        .map_err(meshwa_gateway::GatewayError::LocalAddr)?;
     tracing::info!(%local, "admin listening (control plane API, GET /metrics)");
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return Ok(()),
-        };
+    let handler = move |request| {
         let control = control.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let control = control.clone();
-                async move { Ok::<_, Infallible>(api::handle(&control, request).await) }
-            });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move { api::handle(&control, request).await }
+    };
+    meshwa_gateway::serve_http("admin", listener, config, handler, shutdown).await
 }

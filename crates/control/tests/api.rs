@@ -72,7 +72,17 @@ async fn start_with_limit(max_upload: u64) -> Server {
         listener.local_addr().unwrap(),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_admin(admin_listener, control, std::future::pending()));
+    // A short header timeout, as the gateway's tests use, so that slow clients are cut quickly.
+    let config = GatewayConfig {
+        header_read_timeout: std::time::Duration::from_millis(500),
+        ..GatewayConfig::default()
+    };
+    tokio::spawn(serve_admin(
+        admin_listener,
+        control,
+        config,
+        std::future::pending(),
+    ));
     tokio::spawn(meshwa_gateway::serve(
         listener,
         registry.routes(),
@@ -1137,4 +1147,33 @@ fn the_openapi_document_matches_the_api_types() {
         "docs/openapi.json and the meshwa-api types differ (edit one until both agree):\n{}",
         problems.join("\n")
     );
+}
+
+/// The admin listener cuts off clients that never finish their request head (slowloris), as the
+/// gateway does, and keeps answering everybody else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_cuts_off_slow_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = start().await;
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(server.admin).await.unwrap();
+        stream
+            .write_all(b"GET /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bear")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let (status, _, _) = call(server.admin, "GET", "/metrics", Some(OPERATOR), Vec::new()).await;
+    assert_eq!(status, 200);
+    for mut stream in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "a slow admin client was not disconnected");
+    }
 }

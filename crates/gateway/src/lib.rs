@@ -106,6 +106,34 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
     let local = listener.local_addr().map_err(GatewayError::LocalAddr)?;
+    tracing::info!(%local, routes = routes.load().routes().count(), "gateway listening");
+    let handler = move |request| {
+        let (router, metrics) = (routes.load_full(), metrics.clone());
+        async move { dispatch(&router, &metrics, request).await }
+    };
+    serve_http("gateway", listener, config, handler, shutdown).await
+}
+
+/// The HTTP serving loop every listener of meshwa shares (the gateway's, the admin API's): HTTP/1.1
+/// and HTTP/2, a client that does not finish its request head within
+/// `config.header_read_timeout` is disconnected (slowloris), a failed accept (out of file
+/// descriptors) backs off instead of ending the loop, and when `shutdown` resolves the listener
+/// closes and in-flight requests get `config.shutdown_grace` to finish. `name` names the listener
+/// in logs.
+pub async fn serve_http<H, F, B>(
+    name: &'static str,
+    listener: TcpListener,
+    config: GatewayConfig,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -114,7 +142,6 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    tracing::info!(%local, routes = routes.load().routes().count(), "gateway listening");
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -122,7 +149,7 @@ pub async fn serve(
                 Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors and the like: back off briefly, keep serving.
-                    tracing::warn!(%error, "accept failed");
+                    tracing::warn!(listener = name, %error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -130,25 +157,28 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (routes, metrics) = (routes.clone(), metrics.clone());
+        let handler = handler.clone();
         let service = hyper::service::service_fn(move |request| {
-            let (router, metrics) = (routes.load_full(), metrics.clone());
-            async move { Ok::<_, Infallible>(dispatch(&router, &metrics, request).await) }
+            let answer = handler(request);
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(%peer, error = %error, "connection ended with an error");
+                tracing::debug!(listener = name, %peer, error = %error, "connection ended with an error");
             }
         });
     }
 
     drop(listener);
-    tracing::info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight requests");
+    tracing::info!(listener = name, grace = ?config.shutdown_grace, "shutting down: draining in-flight requests");
     match tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections drained"),
-        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+        Ok(()) => tracing::info!(listener = name, "all connections drained"),
+        Err(_) => tracing::warn!(
+            listener = name,
+            "grace period over; closing the remaining connections"
+        ),
     }
     Ok(())
 }
