@@ -27,7 +27,9 @@ def scrape(path):
             if not match:
                 continue
             labels = dict(LABEL.findall(match.group(2)))
-            values[(labels["function"], labels["phase"])] = float(match.group(3))
+            # Apps of one server may have functions of the same name: name them app/function.
+            function = f'{labels["app"]}/{labels["function"]}'
+            values[(function, labels["phase"])] = float(match.group(3))
     return values
 
 
@@ -36,6 +38,7 @@ def main():
     requests, label = int(sys.argv[3]), sys.argv[4]
     process_faults = float(sys.argv[5]) if len(sys.argv) > 5 else None
     delta = {key: after[key] - before.get(key, 0.0) for key in after}
+    # Only the functions that ran in between: the deployment measured.
     functions = sorted({f for (f, _) in delta if delta.get((f, "invocations"), 0) > 0},
                        key=lambda f: -delta[(f, "invocations")])
     print(f"{label}: {requests} checkouts; µs per invocation of each function "

@@ -8,6 +8,8 @@
 #   (c) meshwa, the same services as functions calling each other with `invoke` and host-owned
 #       buffers (guests/tax-shop, bench/tax/meshwa.toml);
 #   (d) meshwa, the same functions chaining with in-process wasi:http requests;
+#   (f) meshwa, the services as WIT interfaces the gateway imports, composed into one component
+#       at load (typed calls: guests/tax-shop-typed, tax-shop-services, bench/tax/meshwa-typed.toml);
 #   (e) one `wasmtime serve` per service (the same component), chained over loopback HTTP.
 # The store: every deployment reads the same dataset from an in-process store (a map natively,
 # meshwa's embedded store, wasmtime's in-memory wasi:keyvalue), so that the table shows the cost
@@ -58,8 +60,10 @@ BIN=${TAX_TARGET_DIR:-$REPO/target/tax}/release/tax-native
 # Built with the `release-lto` profile, as the native side (bench/tax/Cargo.toml); the manifest
 # used is a copy of meshwa.toml pointing at that build.
 (cd "$REPO/guests" && cargo build --profile release-lto --quiet --target wasm32-wasip2 \
-    --target-dir "$REPO/target/guests" --package tax-shop)
-SHOP_COMPONENT=$REPO/target/guests/wasm32-wasip2/release-lto/tax_shop.wasm
+    --target-dir "$REPO/target/guests" --package tax-shop --package tax-shop-services \
+    --package tax-shop-typed)
+BUILT=$REPO/target/guests/wasm32-wasip2/release-lto
+SHOP_COMPONENT=$BUILT/tax_shop.wasm
 # For `wasmtime serve`, the same code without the invoke style (which imports meshwa:platform).
 if [ "$SMOKE" != 1 ]; then
     (cd "$REPO/guests" && cargo build --profile release-lto --quiet --target wasm32-wasip2 \
@@ -76,9 +80,10 @@ LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 WORK=$(mktemp -d)
 PIDS=()
-sed "s|\"../../target/guests/wasm32-wasip2/release/tax_shop.wasm\"|\"$SHOP_COMPONENT\"|" \
-    "$HERE/meshwa.toml" >"$WORK/meshwa.toml"
-grep -q "$SHOP_COMPONENT" "$WORK/meshwa.toml" || { echo "bench/tax/meshwa.toml: component path not found" >&2; exit 1; }
+for manifest in meshwa.toml meshwa-typed.toml; do
+    sed "s|\"../../target/guests/wasm32-wasip2/release/|\"$BUILT/|" "$HERE/$manifest" >"$WORK/$manifest"
+    grep -q "$BUILT" "$WORK/$manifest" || { echo "bench/tax/$manifest: component paths not found" >&2; exit 1; }
+done
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -174,7 +179,7 @@ done
 next_port
 MESHWA_PORT=$PORT
 next_port
-timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$MESHWA_PORT" \
+timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" "$WORK/meshwa-typed.toml" --listen "127.0.0.1:$MESHWA_PORT" \
     --admin-listen "127.0.0.1:$PORT" --data-dir "$WORK/meshwa" 2>"$WORK/meshwa.log" >&2 &
 MESHWA_PID=$!
 PIDS+=("$MESHWA_PID")
@@ -183,13 +188,16 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop/load" || fail "meshwa did not start"
-DEPLOYMENTS+=(meshwa-local meshwa-invoke meshwa-http)
+curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop-typed/load" || fail "meshwa: /shop-typed/load"
+DEPLOYMENTS+=(meshwa-local meshwa-invoke meshwa-http meshwa-typed)
+URL[meshwa-typed]=http://127.0.0.1:$MESHWA_PORT/shop-typed/checkout/typed
 URL[meshwa-local]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/local
 URL[meshwa-invoke]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/invoke
 URL[meshwa-http]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/http
 DEPLOYMENT_PIDS[meshwa-invoke]=" $(pgrep -P "$MESHWA_PID" || echo "$MESHWA_PID")"
 DEPLOYMENT_PIDS[meshwa-http]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 DEPLOYMENT_PIDS[meshwa-local]=${DEPLOYMENT_PIDS[meshwa-invoke]}
+DEPLOYMENT_PIDS[meshwa-typed]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 
 # (e): one `wasmtime serve` per service, the same component, its in-memory store preset with
 # the dataset; the gateway finds the others through TAX_<SERVICE>_URL.
@@ -287,6 +295,7 @@ label() {
         meshwa-local) echo "(a') meshwa, whole checkout in one instance" ;;
         meshwa-invoke) echo "(c) meshwa, invoke + buffers" ;;
         meshwa-http) echo "(d) meshwa, in-process wasi:http" ;;
+        meshwa-typed) echo "(f) meshwa, typed calls (composed)" ;;
         wasmtime) echo "(e) 6 × wasmtime serve, loopback HTTP" ;;
     esac
 }
@@ -328,7 +337,7 @@ if [ "$EXPLAIN" = 1 ]; then
     next_port
     EXPLAIN_ADMIN=http://127.0.0.1:$PORT
     EXPLAIN_TOKEN=explain-$$-$RANDOM
-    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" \
+    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" "$WORK/meshwa-typed.toml" \
         --listen "127.0.0.1:$EXPLAIN_PORT" --admin-listen "127.0.0.1:$PORT" \
         --data-dir "$WORK/meshwa-explain" --explain 2>"$WORK/meshwa-explain.log" >&2 &
     PIDS+=($!)
@@ -337,9 +346,10 @@ if [ "$EXPLAIN" = 1 ]; then
         curl -fs -o /dev/null -X POST "http://127.0.0.1:$EXPLAIN_PORT/shop/load" && break
         sleep 0.1
     done
+    curl -fs -o /dev/null -X POST "http://127.0.0.1:$EXPLAIN_PORT/shop-typed/load" || fail "explain: /shop-typed/load"
     scrape() { curl -fs -H "authorization: Bearer $EXPLAIN_TOKEN" "$EXPLAIN_ADMIN/metrics" >"$1" || fail "scrape"; }
     minor_faults() { read -r -a fields <"/proc/$EXPLAIN_PID/stat"; echo "${fields[9]}"; }
-    for deployment in meshwa-local meshwa-invoke meshwa-http; do
+    for deployment in meshwa-local meshwa-invoke meshwa-http meshwa-typed; do
         url=http://127.0.0.1:$EXPLAIN_PORT${URL[$deployment]#http://127.0.0.1:$MESHWA_PORT}
         "$BIN" load --url "$url" --rate "$RATE" --duration 1 >/dev/null || true
         scrape "$WORK/before.prom"

@@ -16,7 +16,8 @@
 //!   request fails as the importer's trap (500), and the server goes on serving. There is no way
 //!   to catch it in the caller; use `invoke` where a callee's failure must be survivable.
 //! - **Limits and grants.** The exporter runs within the importer's invocation: its deadline,
-//!   its memory limit (counted over all parts' memories), and its grants, since every part's
+//!   its memory limit (for each part's memory; the tenant's memory quota counts them all), and
+//!   its grants, since every part's
 //!   service imports are served from the importer's store. So that nothing gains a capability,
 //!   an importer's grants must be a subset of each of its exporters' (checked in `lib.rs`).
 //! - **One level.** An exporter may not itself have typed imports (no nested compositions yet).

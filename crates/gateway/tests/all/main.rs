@@ -46,6 +46,8 @@ mod tested {
     pub(crate) use crate::legacy::python_and_javascript_functions_answer as python_hello;
     pub(crate) use crate::programs::the_c_sha256_kernel_hashes_the_body as c_sha256;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop;
+    pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_services;
+    pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_typed;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as hopper;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as sink;
     pub(crate) use crate::services::key_value_operations_through_the_server as services;

@@ -10,18 +10,21 @@ use crate::common::{client, get, send, start};
 use meshwa_test_programs as programs;
 
 /// Every way the checkout runs on meshwa (one instance, invoke with buffers in MessagePack or
-/// JSON, in-process wasi:http) answers the receipt the native monolith computes from the same
-/// dataset, byte for byte.
+/// JSON, in-process wasi:http, typed calls between composed functions) answers the receipt the
+/// native monolith computes from the same dataset, byte for byte, and refuses what it refuses
+/// alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() {
-    let manifest = Path::new(programs::EXAMPLES_DIR)
+    let tax = Path::new(programs::EXAMPLES_DIR)
         .parent()
         .unwrap()
-        .join("bench/tax/meshwa.toml");
-    let server = start(&[manifest]).await;
+        .join("bench/tax");
+    let server = start(&[tax.join("meshwa.toml"), tax.join("meshwa-typed.toml")]).await;
     let c = client();
-    let loaded = send(&c, server.addr, "POST", "/shop/load", b"").await;
-    assert_eq!(loaded.status, 200, "{}", loaded.body);
+    for load in ["/shop/load", "/shop-typed/load"] {
+        let loaded = send(&c, server.addr, "POST", load, b"").await;
+        assert_eq!(loaded.status, 200, "{load}: {}", loaded.body);
+    }
 
     let store = tax_logic::MemoryKv::with_dataset();
     for i in 0..3 {
@@ -33,6 +36,7 @@ pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() 
             "/shop/checkout/invoke",
             "/shop/checkout/invoke?codec=json",
             "/shop/checkout/http",
+            "/shop-typed/checkout/typed",
         ] {
             let answer = send(&c, server.addr, "POST", path, &body).await;
             assert_eq!(answer.status, 200, "{path}: {}", answer.body);
@@ -41,6 +45,21 @@ pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() 
                 "{path}: another receipt for order {i}"
             );
         }
+    }
+    // A refusal from inside a service (a forged token, refused by auth) crosses a typed call as
+    // the service's error, answered as the other deployments answer it.
+    let mut forged = tax_logic::sample_request(0);
+    forged.token.push('0');
+    let body = serde_json::to_vec(&forged).unwrap();
+    let expected = send(&c, server.addr, "POST", "/shop/checkout/local", &body).await;
+    assert_eq!(expected.status, 401, "{}", expected.body);
+    for path in ["/shop/checkout/invoke", "/shop-typed/checkout/typed"] {
+        let answer = send(&c, server.addr, "POST", path, &body).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (expected.status, expected.body.as_str()),
+            "{path}"
+        );
     }
 }
 
