@@ -1149,20 +1149,23 @@ fn the_openapi_document_matches_the_api_types() {
     );
 }
 
-/// The admin listener cuts off clients that never finish their request head (slowloris), as the
-/// gateway does, and keeps answering everybody else meanwhile.
+/// The admin listener cuts off clients that never finish their request head, or never send a
+/// byte (slowloris), as the gateway does, and keeps answering everybody else meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_cuts_off_slow_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let server = start().await;
     let mut slow = Vec::new();
-    for _ in 0..20 {
+    for i in 0..20 {
         let mut stream = tokio::net::TcpStream::connect(server.admin).await.unwrap();
-        stream
-            .write_all(b"GET /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bear")
-            .await
-            .unwrap();
+        // Half of them send half a head, the other half nothing at all.
+        if i % 2 == 0 {
+            stream
+                .write_all(b"GET /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bear")
+                .await
+                .unwrap();
+        }
         slow.push(stream);
     }
     let (status, _, _) = call(server.admin, "GET", "/metrics", Some(OPERATOR), Vec::new()).await;

@@ -115,7 +115,7 @@ pub async fn serve(
 }
 
 /// The HTTP serving loop every listener of meshwa shares (the gateway's, the admin API's): HTTP/1.1
-/// and HTTP/2, a client that does not finish its request head within
+/// and HTTP/2, a client that does not send its first byte or finish its request head within
 /// `config.header_read_timeout` is disconnected (slowloris), a failed accept (out of file
 /// descriptors) backs off instead of ending the loop, and when `shutdown` resolves the listener
 /// closes and in-flight requests get `config.shutdown_grace` to finish. `name` names the listener
@@ -158,14 +158,23 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let answer = handler(request);
-            async move { Ok::<_, Infallible>(answer.await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let first_byte_timeout = config.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // hyper's header timeout starts at a request's first byte: a client that connects
+            // and sends nothing would hold its socket (and a task) for as long as it likes.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                // Silent past the timeout, closed, or failed: drop the connection.
+                _ => return,
+            }
+            let service = hyper::service::service_fn(move |request| {
+                let answer = handler(request);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(listener = name, %peer, error = %error, "connection ended with an error");
             }
         });

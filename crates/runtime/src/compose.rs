@@ -19,7 +19,7 @@
 //!   its memory limit (for each part's memory; the tenant's memory quota counts them all), and
 //!   its grants, since every part's
 //!   service imports are served from the importer's store. So that nothing gains a capability,
-//!   an importer's grants must be a subset of each of its exporters' (checked in `lib.rs`).
+//!   an importer's grants must be a subset of each of its exporters' ([`link_typed_imports`]).
 //! - **One level.** An exporter may not itself have typed imports (no nested compositions yet).
 
 use meshwa_manifest::{FunctionId, FunctionSpec, Grants, Manifest, Name, TypedImport};

@@ -65,7 +65,8 @@ impl Instance {
         cgi: Option<CgiStdio>,
     ) -> Result<Instance, InvokeError> {
         let deadline = call.deadline;
-        let arrived = std::time::Instant::now();
+        // Only read with `--explain`: otherwise an invocation reads no clock for accounting.
+        let arrived = function.phase_meter().map(|_| std::time::Instant::now());
         // Admission (policy in `admission`): work from outside takes a slot of its tenant's
         // quota and of the pool; an in-process call only a pool slot.
         let gate = function.tenant_gate();
@@ -88,7 +89,7 @@ impl Instance {
         );
         let memory_denial = store.data().limiter.denial();
         store.limiter(|state| &mut state.limiter);
-        if function.phase_meter().is_some() {
+        if let Some(arrived) = arrived {
             store.data_mut().start_clock(HopClock::admitted(arrived));
             store.call_hook(|mut store, hook| {
                 if let Some(clock) = store.data_mut().clock.as_mut() {
@@ -166,12 +167,15 @@ impl Instance {
                         body_exceeded(),
                     )
                 });
-                let teardown = std::time::Instant::now();
-                let faults = clock.as_ref().map(|_| thread_minor_faults());
+                let before_teardown = clock
+                    .as_ref()
+                    .map(|_| (std::time::Instant::now(), thread_minor_faults()));
                 drop(store);
-                if let (Some(clock), Some(faults), Some(phases)) = (clock, faults, phases) {
+                if let (Some(clock), Some((started, faults)), Some(phases)) =
+                    (clock, before_teardown, phases)
+                {
                     let faults = thread_minor_faults().saturating_sub(faults);
-                    phases.record(&clock, teardown.elapsed(), faults);
+                    phases.record(&clock, started.elapsed(), faults);
                 }
                 result
             }))
