@@ -24,6 +24,11 @@
 //!   several such calls at once and waits for all of them.
 //! - [`http_post`] does the same with a plain `wasi:http` request to
 //!   `http://<function>.<app>.internal/...`, which works from any wasi:http component.
+//! - Typed calls need nothing from this crate: generate bindings for the other function's WIT
+//!   interface with `wit_bindgen::generate!` (a world that imports it) and call its functions
+//!   like any Rust function; the manifest's `[functions.imports]` says which function of the app
+//!   exports it, and meshwa composes the two at load (meshwa's README, "Typed calls";
+//!   `guests/typed-hopper` and `guests/typed-sink` in meshwa's repository).
 //! - [`kv`] is durable key-value state (`wasi:keyvalue`), [`config`] the app's config and
 //!   secrets (`wasi:config`), [`log`] structured logging (`wasi:logging`). Each needs a grant in
 //!   your function's manifest entry (`[functions.grants]`); a function that uses one without the
