@@ -20,6 +20,8 @@
 //!   its grants, since every part's
 //!   service imports are served from the importer's store. So that nothing gains a capability,
 //!   an importer's grants must be a subset of each of its exporters' ([`link_typed_imports`]).
+//!   In-process calls a composed exporter makes (`invoke`, `*.internal`) are made as the
+//!   importer, so `callable-by` lists naming the importer let them through.
 //! - **One level.** An exporter may not itself have typed imports (no nested compositions yet).
 
 use meshwa_manifest::{FunctionId, FunctionSpec, Grants, Manifest, Name, TypedImport};
