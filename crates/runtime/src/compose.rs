@@ -17,9 +17,9 @@
 //!   to catch it in the caller; use `invoke` where a callee's failure must be survivable.
 //! - **Limits and grants.** The exporter runs within the importer's invocation: its deadline,
 //!   its memory limit (for each part's memory; the tenant's memory quota counts them all), and
-//!   its grants, since every part's
-//!   service imports are served from the importer's store. So that nothing gains a capability,
-//!   an importer's grants must be a subset of each of its exporters' ([`link_typed_imports`]).
+//!   its grants, since every part's service imports are served from the importer's store. So
+//!   that nothing gains a capability, an importer's grants must be a subset of each of its
+//!   exporters' ([`link_typed_imports`]).
 //!   In-process calls a composed exporter makes (`invoke`, `*.internal`) are made as the
 //!   importer, so `callable-by` lists naming the importer let them through.
 //! - **One level.** An exporter may not itself have typed imports (no nested compositions yet).
