@@ -217,9 +217,20 @@ impl HopClock {
     }
 }
 
-/// Adds the time from `started` until now to a calls meter.
-pub(crate) fn add_waiting(meter: &AtomicU64, started: Instant) {
-    meter.fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+/// A caller waiting for its callees, from [`Waiting::start`] to [`Waiting::end`]: added to the
+/// invocation's calls meter, with `--explain` (without it, nothing is read or added).
+pub(crate) struct Waiting(Option<(Arc<AtomicU64>, Instant)>);
+
+impl Waiting {
+    pub(crate) fn start(meter: Option<&Arc<AtomicU64>>) -> Waiting {
+        Waiting(meter.map(|meter| (meter.clone(), Instant::now())))
+    }
+
+    pub(crate) fn end(self) {
+        if let Some((meter, started)) = self.0 {
+            meter.fetch_add(nanos(started.elapsed()), Ordering::Relaxed);
+        }
+    }
 }
 
 /// Minor page faults of the calling thread so far (0 where `/proc` cannot tell).
@@ -289,9 +300,9 @@ mod tests {
         clock.transition(CallHook::CallingWasm);
         std::thread::sleep(Duration::from_millis(5));
         clock.transition(CallHook::CallingHost);
-        let waiting = Instant::now();
+        let waiting = Waiting::start(Some(&clock.calls_meter()));
         std::thread::sleep(Duration::from_millis(5));
-        add_waiting(&clock.calls_meter(), waiting);
+        waiting.end();
         clock.transition(CallHook::ReturningFromHost);
         clock.transition(CallHook::ReturningFromWasm);
         clock.ran();

@@ -15,6 +15,7 @@ use wasmtime::component::Resource;
 
 use crate::InvokeError;
 use crate::calls::Refusal;
+use crate::explain::Waiting;
 use crate::state::InstanceState;
 
 pub(crate) mod bindings {
@@ -139,7 +140,7 @@ impl invoke::Host for InstanceState {
     ) -> wasmtime::Result<Result<invoke::Response, invoke::InvokeError>> {
         // The handle has already left the guest; take the bytes out of its table.
         let payload = self.table().delete(payload)?.bytes;
-        let waiting = self.waiting();
+        let waiting = Waiting::start(self.calls_meter());
         let outcome = match self.prepare_call(function, &path, payload, &headers) {
             Ok(call) => call.run(false).await,
             Err(error) => Err(error),
@@ -163,7 +164,7 @@ impl invoke::Host for InstanceState {
             ));
             return Ok(prepared.iter().map(|_| Err(error.clone())).collect());
         }
-        let waiting = self.waiting();
+        let waiting = Waiting::start(self.calls_meter());
         // Driven together in this task (no thread hop per callee): their waits overlap, and a
         // CPU-bound callee yields at every epoch tick like any guest. The caller's slot covers
         // the first callee, as for `call`; every other one takes a slot of the tenant's quota,
@@ -242,25 +243,7 @@ fn never(never: std::convert::Infallible) -> wasmtime_wasi_http::Error {
     match never {}
 }
 
-/// Accounts for the time a caller waits for its callees, with `--explain`.
-struct Waiting(Option<(std::sync::Arc<AtomicU64>, std::time::Instant)>);
-
-impl Waiting {
-    fn end(self) {
-        if let Some((meter, started)) = self.0 {
-            crate::explain::add_waiting(&meter, started);
-        }
-    }
-}
-
 impl InstanceState {
-    fn waiting(&self) -> Waiting {
-        Waiting(
-            self.calls_meter()
-                .map(|meter| (meter.clone(), std::time::Instant::now())),
-        )
-    }
-
     /// Resolves a call of `function` (who may call whom: see `calls`) and builds its request.
     fn prepare_call(
         &self,

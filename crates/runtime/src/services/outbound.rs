@@ -46,13 +46,10 @@ impl WasiHttpHooks for OutboundPolicy {
             .map(|(function, app)| (function.to_owned(), app.to_owned()));
         if let Some((function, app)) = internal {
             let call = calls::call(self.call.clone(), function, app, request);
-            let Some(meter) = self.calls_meter.clone() else {
-                return Box::new(call);
-            };
+            let waiting = crate::explain::Waiting::start(self.calls_meter.as_ref());
             return Box::new(async move {
-                let started = std::time::Instant::now();
                 let answer = call.await;
-                crate::explain::add_waiting(&meter, started);
+                waiting.end();
                 answer
             });
         }
