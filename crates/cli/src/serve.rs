@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use meshwa_control::{ControlPlane, Origin, Registry};
+use meshwa_control::{ControlPlane, ControlSettings, Origin, Registry};
 use meshwa_gateway::{GatewayConfig, Metrics};
 use meshwa_manifest::{
-    Manifest, ManifestError, check_route_collisions, parse_duration, parse_size,
+    Manifest, ManifestError, Policy, check_route_collisions, parse_duration, parse_size,
 };
 use meshwa_runtime::{
     AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime, Secrets,
@@ -54,6 +54,17 @@ pub struct ServeArgs {
     /// server's user in /proc).
     #[arg(long, env = "MESHWA_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
+
+    /// File holding a token that may read `GET /metrics` and nothing else, for a scraper
+    /// (the operator's token reads it too; no other token does).
+    #[arg(long, env = "MESHWA_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+
+    /// The operator's policy (TOML): ceilings for what tenants deploy, the outbound origins
+    /// they may grant, the private addresses their functions may reach, and the route prefixes
+    /// each owns. Without it, safe defaults (see docs/security.md).
+    #[arg(long, env = "MESHWA_POLICY")]
+    policy: Option<PathBuf>,
 
     /// Largest app upload the control plane accepts.
     #[arg(long, default_value = "128MiB", value_parser = parse_size)]
@@ -227,6 +238,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("cache"));
+    private_dir(&args.data_dir)?;
     let runtime = Arc::new(Runtime::with_cache_dir(
         settings,
         &args.data_dir,
@@ -234,7 +246,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?);
 
     // The command line's apps first: any error stops the server before it listens.
-    let registry = Arc::new(Registry::new(runtime.clone(), secrets));
+    let policy = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    let registry = Arc::new(Registry::new(runtime.clone(), secrets).with_policy(Arc::new(policy)));
     for manifest in manifests {
         let prepared = registry.prepare(&manifest)?;
         registry
@@ -262,11 +278,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Metrics::new(Arc::new(move || stats_runtime.stats()))
             .with_phases(Arc::new(move || phases_runtime.phases())),
     );
+    let metrics_token = match &args.metrics_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the metrics token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    if metrics_token.as_deref() == Some("") {
+        bail!("the metrics token is empty");
+    }
     let control = Arc::new(ControlPlane::open(
         &args.data_dir,
         registry.clone(),
-        &operator_token,
-        args.max_upload,
+        ControlSettings {
+            operator_token,
+            metrics_token,
+            max_upload: args.max_upload,
+        },
         metrics.clone(),
     )?);
     let (restored, not_restored) = control.restore().await?;
@@ -287,6 +318,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_local = admin_listener
         .local_addr()
         .context("cannot read the bound admin address")?;
+    // No function may connect back to the server's own listeners unless the policy names them.
+    runtime.set_own_listeners(vec![local, admin_local]);
     let config = GatewayConfig {
         shutdown_grace: args.shutdown_grace,
         header_read_timeout: args.header_read_timeout,
@@ -323,6 +356,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     admin.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the data directory if needed and makes it the server user's alone (0700): it holds
+/// tenants' key-value data, uploads and token hashes, whatever mode each file gets.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make the data directory {} private", dir.display()))
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -123,13 +123,24 @@ fn spawn_serve(
 
 /// A minimal HTTP/1.1 exchange over a real socket; returns (status, body).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    http_with(addr, method, path, "", body)
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n",
         body.len()
     )
     .unwrap();
@@ -214,6 +225,10 @@ fn second_start_uses_the_compile_cache() {
     assert!(log.contains("compiled=0 from_cache=3"), "{log}");
     assert!(!log.contains("cache=Compiled"), "{log}");
     assert!(log.contains("startup_ms="), "{log}");
+    // Tenants' data, uploads and token hashes: the server user's alone (issue 16, item 9).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "data directory mode {mode:o}");
 }
 
 #[test]
@@ -412,9 +427,18 @@ fn broken_components_are_refused_at_load_with_the_function_named() {
 fn metrics_parse_and_move() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = faults_manifest(dir.path());
-    let served = serve(&dir.path().join("data"), &[manifest]);
+    // A scraper holds a token that reads `/metrics` and nothing else.
+    let token_file = dir.path().join("metrics.token");
+    std::fs::write(&token_file, "scrape-me\n").unwrap();
+    let served = serve_with(
+        &dir.path().join("data"),
+        &[manifest],
+        &["--metrics-token-file", token_file.to_str().unwrap()],
+    );
+    assert_eq!(http(served.admin, "GET", "/metrics", b"").0, 401);
     let scrape = || {
-        let (status, body) = http(served.admin, "GET", "/metrics", b"");
+        let auth = "authorization: Bearer scrape-me\r\n";
+        let (status, body) = http_with(served.admin, "GET", "/metrics", auth, b"");
         assert_eq!(status, 200);
         let lines = body.lines().map(|l| Ok(l.to_owned()));
         prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text")
@@ -615,8 +639,32 @@ fn guest_logs_carry_the_function_hide_secrets_and_are_rate_limited() {
         );
     }
 
-    // 1000 lines at once: the burst gets through, the rest is dropped and counted.
+    // A guest cannot forge another tenant's log line: control characters are escaped, so
+    // its text stays inside one line that names its own function (issue 16, item 9).
+    let forged = b"ok\ntenant=victim app=x function=y invocation=z stream=\"stdout\" forged-line\r";
+    let (status, _) = http(served.addr, "POST", "/t/svc/log", forged);
+    assert_eq!(status, 200);
+    let log = served.log_with("forged-line");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("forged-line")).collect();
+    assert!(!lines.is_empty(), "the guest's line was not logged: {log}");
+    for line in &lines {
+        assert!(
+            line.contains("tenant=t app=book function=svc")
+                && !line.trim_start().starts_with("tenant=victim"),
+            "a guest forged a log line: {line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("ok\\ntenant=victim")),
+        "wasi:logging's line is not escaped: {lines:?}"
+    );
+
+    // 1000 lines at once: the burst gets through, the rest is dropped and counted. The
+    // bucket refills while the flood runs (slowly, on a loaded CI machine), so the bound
+    // allows what the rate adds over the flood's own duration.
+    let flood_started = Instant::now();
     let (status, _) = http(served.addr, "POST", "/t/svc/flood?n=1000", b"");
+    let refilled = meshwa_runtime::LOG_LINES_PER_SECOND * flood_started.elapsed().as_secs_f64();
     assert_eq!(status, 200);
     std::thread::sleep(Duration::from_millis(100));
     let (status, _) = http(served.addr, "POST", "/t/svc/log", b"after the flood");
@@ -624,8 +672,8 @@ fn guest_logs_carry_the_function_hide_secrets_and_are_rate_limited() {
     let log = served.log_with("guest log lines dropped");
     let flood_lines = log.lines().filter(|l| l.contains("flood line")).count();
     assert!(
-        (100..=meshwa_runtime::LOG_BURST as usize + 10).contains(&flood_lines),
-        "{flood_lines} flood lines logged"
+        (100..=(meshwa_runtime::LOG_BURST + refilled) as usize + 10).contains(&flood_lines),
+        "{flood_lines} flood lines logged, {refilled:.0} tokens refilled during the flood"
     );
     assert!(log.contains("guest log lines dropped"), "{log}");
     assert!(

@@ -18,7 +18,11 @@
 //!   0600); it is compared as a SHA-256 digest in constant time.
 //! - Tenant tokens are `mwt_` and 64 random hex digits; only their SHA-256 is stored, with a
 //!   public id to list and revoke them. A tenant token on an operator endpoint is 403.
+//! - `GET /metrics` needs the operator's token or the scrape token (`--metrics-token-file`):
+//!   it names every tenant, app and function, and with `--explain` their timings.
 //! - Apps given on the command line are listed, but the API refuses to change them (409).
+//! - Deploys, and stored apps at restore, are checked against the operator's policy
+//!   ([`meshwa_manifest::Policy`], in [`Registry`]); a tenant's tokens are counted against it.
 //! - At start, [`ControlPlane::restore`] loads every recorded app from its stored upload (from
 //!   the compile cache: nothing is recompiled). An app that no longer loads is logged and
 //!   skipped, and stays recorded.
@@ -47,25 +51,37 @@ pub struct ControlPlane {
     registry: Arc<Registry>,
     store: ControlStore,
     operator_token_hash: [u8; 32],
+    metrics_token_hash: Option<[u8; 32]>,
     max_upload: u64,
     metrics: Arc<Metrics>,
 }
 
+/// What the operator decides for the control plane.
+pub struct ControlSettings {
+    /// Manages tenants, and may do everything a tenant may.
+    pub operator_token: String,
+    /// May read `GET /metrics` and nothing else (for a scraper), besides the operator's token.
+    pub metrics_token: Option<String>,
+    /// Largest app upload.
+    pub max_upload: u64,
+}
+
 impl ControlPlane {
-    /// Opens the control plane's store under `data_dir`. `operator_token` manages tenants.
+    /// Opens the control plane's store under `data_dir`.
     pub fn open(
         data_dir: &Path,
         registry: Arc<Registry>,
-        operator_token: &str,
-        max_upload: u64,
+        settings: ControlSettings,
         metrics: Arc<Metrics>,
     ) -> Result<ControlPlane, StoreError> {
         use sha2::Digest;
+        let digest = |token: &str| -> [u8; 32] { sha2::Sha256::digest(token.as_bytes()).into() };
         Ok(ControlPlane {
             registry,
             store: ControlStore::open(data_dir)?,
-            operator_token_hash: sha2::Sha256::digest(operator_token.as_bytes()).into(),
-            max_upload,
+            operator_token_hash: digest(&settings.operator_token),
+            metrics_token_hash: settings.metrics_token.as_deref().map(digest),
+            max_upload: settings.max_upload,
             metrics,
         })
     }

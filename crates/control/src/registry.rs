@@ -10,13 +10,17 @@
 //! (an `Arc`) until it ends, so requests in flight finish on the old version while new ones get
 //! the new version; no request sees neither. Removing an app unroutes it at once, then
 //! [`drain`] waits for its running instances to finish.
+//!
+//! The operator's [`Policy`] is checked here, under the same lock, for every app that is not
+//! the operator's own (deploys, and stored apps restored at start): its limits, grants and
+//! routes, and its tenant's counts of apps and stores with it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshwa_gateway::{Router, Routes};
-use meshwa_manifest::{Manifest, check_route_collisions};
+use meshwa_manifest::{Manifest, Policy, check_route_collisions};
 use meshwa_runtime::{Fault, Function, LoadError, PreparedApp, Runtime, Secrets};
 
 /// Where an app came from.
@@ -98,17 +102,33 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     routes: Arc<Routes>,
     secrets: Secrets,
+    /// The operator's walls for deployed apps (command-line apps are the operator's own).
+    policy: Arc<Policy>,
     apps: tokio::sync::Mutex<BTreeMap<AppKey, ActiveApp>>,
 }
 
 impl Registry {
+    /// A registry with the default policy ([`Policy::default`]).
     pub fn new(runtime: Arc<Runtime>, secrets: Secrets) -> Registry {
         Registry {
             runtime,
             routes: Arc::new(Routes::from_pointee(Router::default())),
             secrets,
+            policy: Arc::default(),
             apps: tokio::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Sets the operator's policy, for deploys here and for outbound connections in the
+    /// runtime (one policy for both, so they never disagree). Set it before apps are restored.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Registry {
+        self.runtime.set_policy(policy.clone());
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The route table the gateway serves.
@@ -176,6 +196,12 @@ impl Registry {
             .map(|(_, app)| (*app.manifest).clone())
             .collect();
         all.push(manifest.clone());
+        if origin != Origin::Static {
+            let problems = self.policy_problems(&apps, &key, &manifest);
+            if !problems.is_empty() {
+                return Err(ChangeError::Invalid(problems));
+            }
+        }
         if let Err(collision) = check_route_collisions(&all) {
             return Err(ChangeError::Invalid(vec![format!(
                 "route collision: {collision}"
@@ -191,6 +217,29 @@ impl Registry {
         let previous = apps.insert(key, app);
         self.publish_routes(&apps);
         Ok(previous)
+    }
+
+    /// What the policy refuses in deploying `manifest` as `key` next to `apps`: its own limits,
+    /// grants and routes, and the tenant's counts of apps and stores with it.
+    fn policy_problems(
+        &self,
+        apps: &BTreeMap<AppKey, ActiveApp>,
+        key: &AppKey,
+        manifest: &Manifest,
+    ) -> Vec<String> {
+        let others: Vec<&ActiveApp> = apps
+            .iter()
+            .filter(|(k, app)| k.0 == key.0 && *k != key && app.origin != Origin::Static)
+            .map(|(_, app)| app)
+            .collect();
+        let stores = others
+            .iter()
+            .map(|app| app.manifest.stores.len())
+            .sum::<usize>()
+            + manifest.stores.len();
+        let mut problems = self.policy.check_app(manifest);
+        problems.extend(self.policy.check_counts(&key.0, others.len() + 1, stores));
+        problems
     }
 
     /// Unroutes a deployed `tenant/app` and makes it unreachable for in-process calls. Its

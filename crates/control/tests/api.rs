@@ -15,13 +15,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use meshwa_control::{ControlPlane, Registry, archive, serve_admin};
+use meshwa_control::{ControlPlane, ControlSettings, Registry, archive, serve_admin};
 use meshwa_gateway::{GatewayConfig, Metrics};
 use meshwa_runtime::{EngineSettings, Runtime, Secrets};
 use meshwa_test_programs as programs;
 use serde_json::{Value, json};
 
 const OPERATOR: &str = "operator-secret";
+/// The scrape token: `/metrics` only.
+const SCRAPER: &str = "scraper-secret";
 
 struct Server {
     admin: SocketAddr,
@@ -35,6 +37,10 @@ async fn start() -> Server {
 }
 
 async fn start_with_limit(max_upload: u64) -> Server {
+    start_with(max_upload, meshwa_manifest::Policy::default()).await
+}
+
+async fn start_with(max_upload: u64, policy: meshwa_manifest::Policy) -> Server {
     let data = tempfile::tempdir().unwrap();
     let settings = EngineSettings {
         max_instances: 32,
@@ -48,15 +54,19 @@ async fn start_with_limit(max_upload: u64) -> Server {
         )
         .unwrap(),
     );
-    let registry = Arc::new(Registry::new(runtime.clone(), Secrets::default()));
+    let registry =
+        Arc::new(Registry::new(runtime.clone(), Secrets::default()).with_policy(Arc::new(policy)));
     let stats = runtime.clone();
     let metrics = Arc::new(Metrics::new(Arc::new(move || stats.stats())));
     let control = Arc::new(
         ControlPlane::open(
             data.path(),
             registry.clone(),
-            OPERATOR,
-            max_upload,
+            ControlSettings {
+                operator_token: OPERATOR.to_owned(),
+                metrics_token: Some(SCRAPER.to_owned()),
+                max_upload,
+            },
             metrics.clone(),
         )
         .unwrap(),
@@ -423,7 +433,14 @@ async fn an_invalid_deployment_changes_nothing_and_reports_every_problem() {
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(
         errors[0].contains("acme/shop/hi")
-            && errors[0].contains("not a valid WebAssembly component"),
+            && errors[0].contains("components/hi.wasm is not a valid WebAssembly component"),
+        "{errors:?}"
+    );
+    // Files are named as in the upload, never where the server keeps them.
+    assert!(
+        errors
+            .iter()
+            .all(|e| !e.contains(".staging") && !e.contains("/tmp")),
         "{errors:?}"
     );
     assert!(errors[1].contains("acme/shop/other"), "{errors:?}");
@@ -446,7 +463,7 @@ async fn an_invalid_deployment_changes_nothing_and_reports_every_problem() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
 
-    // A route another tenant already serves.
+    // A route under another tenant's: outside globex's own routes.
     let taken = app_archive(
         "globex",
         "x",
@@ -459,7 +476,7 @@ async fn an_invalid_deployment_changes_nothing_and_reports_every_problem() {
         body["errors"][0]
             .as_str()
             .unwrap()
-            .contains("route collision"),
+            .contains("route /acme/hi/more is outside tenant `globex`'s routes (/globex"),
         "{body}"
     );
 
@@ -1179,4 +1196,162 @@ async fn the_admin_listener_cuts_off_slow_clients() {
         .await;
         assert!(read.is_ok(), "a slow admin client was not disconnected");
     }
+}
+
+/// The operator's policy bounds what a tenant deploys, how many apps and tokens it has, and
+/// who reads `/metrics`; every refusal names the limit (issue 16: items 1, 4, 5 and 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_policy_bounds_what_tenants_deploy() {
+    let policy = meshwa_manifest::Policy::parse(
+        r#"
+[defaults]
+max-timeout = "60s"
+max-apps = 1
+max-tokens = 2
+outbound = ["https://*:*"]
+"#,
+    )
+    .unwrap();
+    let server = start_with(meshwa_control::DEFAULT_MAX_UPLOAD, policy).await;
+    let acme = tenant(&server, "acme").await;
+    let refused = |extra: &str, route: &str| {
+        app_archive(
+            "acme",
+            "shop",
+            &[("hi", programs::HELLO, Some(route))],
+            extra,
+        )
+    };
+    let error_text = |body: &Value| body["errors"].to_string();
+
+    // Route squatting: `/` (or another tenant's prefix) is outside acme's routes.
+    let (status, body) = deploy(&server, &acme, "acme", "shop", refused("", "/")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        error_text(&body)
+            .contains("route / is outside tenant `acme`'s routes (/acme; policy routes)"),
+        "{body}"
+    );
+    let (status, _) = get_text(server.gateway, "/acme/hi").await;
+    assert_eq!(status, 404, "nothing was served");
+
+    // Limits without ceilings: an absurd timeout, then one over the operator's ceiling.
+    let absurd = "limits = { timeout = \"9000000000000000000s\" }\n";
+    let (status, body) = deploy(&server, &acme, "acme", "shop", refused(absurd, "/acme/hi")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(error_text(&body).contains("at most 1h"), "{body}");
+    let long = "limits = { timeout = \"2m\" }\n";
+    let (status, body) = deploy(&server, &acme, "acme", "shop", refused(long, "/acme/hi")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        error_text(&body).contains("limits.timeout = 2m is over the operator's ceiling of 1m"),
+        "{body}"
+    );
+
+    // A grant of the network the policy does not let tenants grant.
+    let grant = "[functions.grants]\noutbound = [\"http://127.0.0.1:*\"]\n";
+    let (status, body) = deploy(&server, &acme, "acme", "shop", refused(grant, "/acme/hi")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        error_text(&body).contains("grants.outbound http://127.0.0.1:* is not an origin the operator lets tenant `acme` grant"),
+        "{body}"
+    );
+
+    // One app is allowed, a second is not; a redeploy of the first is.
+    let ok = || refused("", "/acme/hi");
+    assert_eq!(deploy(&server, &acme, "acme", "shop", ok()).await.0, 200);
+    assert_eq!(deploy(&server, &acme, "acme", "shop", ok()).await.0, 200);
+    let second = app_archive(
+        "acme",
+        "blog",
+        &[("b", programs::HELLO, Some("/acme/b"))],
+        "",
+    );
+    let (status, body) = deploy(&server, &acme, "acme", "blog", second).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        error_text(&body).contains(
+            "tenant `acme` would have 2 apps, more than the 1 the operator allows (policy max-apps)"
+        ),
+        "{body}"
+    );
+    let (status, text) = get_text(server.gateway, "/acme/hi").await;
+    assert_eq!(status, 200, "{text}");
+
+    // Tokens: `tenant` issued one; one more, then no more.
+    let path = "/v1/tenants/acme/tokens";
+    assert_eq!(
+        json_call(server.admin, "POST", path, Some(OPERATOR), None)
+            .await
+            .0,
+        201
+    );
+    let (status, body) = json_call(server.admin, "POST", path, Some(&acme), None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy max-tokens"),
+        "{body}"
+    );
+
+    // `/metrics` names every tenant's functions: the operator and the scraper only.
+    let scrape =
+        |token: Option<&'static str>| call(server.admin, "GET", "/metrics", token, Vec::new());
+    assert_eq!(scrape(None).await.0, 401);
+    let (status, _, _) = call(server.admin, "GET", "/metrics", Some(&acme), Vec::new()).await;
+    assert_eq!(status, 403);
+    assert_eq!(scrape(Some("wrong")).await.0, 401);
+    let (status, _, body) = scrape(Some(SCRAPER)).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("meshwa_instance_slots"));
+    assert_eq!(scrape(Some(OPERATOR)).await.0, 200);
+    // The scrape token opens nothing else.
+    let (status, _) = json_call(server.admin, "GET", "/v1/tenants", Some(SCRAPER), None).await;
+    assert_eq!(status, 401);
+}
+
+/// A deleted tenant's key-value data goes with it: a tenant created later under the same name
+/// (another customer, perhaps) starts empty (issue 16, item 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_tenant_does_not_read_the_old_tenants_data() {
+    let server = start().await;
+    let app = || {
+        app_archive(
+            "acme",
+            "book",
+            &[("svc", programs::SERVICES, Some("/acme/svc"))],
+            "[functions.grants]\nkey-value = [\"entries\"]\nconfig = [\"title\"]\nlogging = true\n\
+             [key-value.entries]\n[config]\ntitle = \"t\"\n",
+        )
+    };
+    let put = |addr: SocketAddr| {
+        call(
+            addr,
+            "PUT",
+            "/acme/svc/kv/entries/secret",
+            None,
+            b"old tenant's".to_vec(),
+        )
+    };
+    let acme = tenant(&server, "acme").await;
+    assert_eq!(deploy(&server, &acme, "acme", "book", app()).await.0, 200);
+    assert_eq!(put(server.gateway).await.0, 200);
+    let (status, text) = get_text(server.gateway, "/acme/svc/kv/entries/secret").await;
+    assert_eq!((status, text.as_str()), (200, "old tenant's"));
+
+    let (status, _) = json_call(
+        server.admin,
+        "DELETE",
+        "/v1/tenants/acme",
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let acme = tenant(&server, "acme").await;
+    assert_eq!(deploy(&server, &acme, "acme", "book", app()).await.0, 200);
+    let (status, text) = get_text(server.gateway, "/acme/svc/kv/entries/secret").await;
+    assert_eq!(status, 404, "the old tenant's value: {text}");
 }

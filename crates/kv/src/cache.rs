@@ -245,4 +245,24 @@ impl<B: KeyValueBackend> KeyValueBackend for CachedBackend<B> {
     fn usage(&self, store: &StoreId) -> Result<u64, KvError> {
         self.inner.usage(store)
     }
+
+    fn drop_tenant(&self, tenant: &str, keep: &[&str]) -> Result<usize, KvError> {
+        let forget = |state: &mut State| {
+            state.generation += 1;
+            state.values.retain(|store, _| {
+                store.tenant.as_str() != tenant || keep.contains(&store.app.as_str())
+            });
+            state.bytes = state
+                .values
+                .values()
+                .flat_map(|keys| keys.iter())
+                .map(|(key, value)| cost(key, value.as_ref()))
+                .sum();
+        };
+        // Before (no read caches from here on) and after (none that raced with the drop).
+        forget(&mut self.state());
+        let dropped = self.inner.drop_tenant(tenant, keep);
+        forget(&mut self.state());
+        dropped
+    }
 }

@@ -106,6 +106,11 @@ pub trait KeyValueBackend: Send + Sync + 'static {
 
     /// Bytes of keys and values the store holds (what `max-total-size` limits).
     fn usage(&self, store: &StoreId) -> Result<u64, KvError>;
+
+    /// Deletes every store of `tenant`'s apps but those in `keep`, durably; returns how many
+    /// stores there were. For a tenant being deleted: a tenant created later under the same name
+    /// starts empty.
+    fn drop_tenant(&self, tenant: &str, keep: &[&str]) -> Result<usize, KvError>;
 }
 
 /// The quota checks shared by every backend, so that all of them refuse the same writes with the

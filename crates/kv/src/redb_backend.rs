@@ -241,6 +241,43 @@ impl KeyValueBackend for RedbBackend {
         })
     }
 
+    fn drop_tenant(&self, tenant: &str, keep: &[&str]) -> Result<usize, KvError> {
+        use redb::TableHandle;
+        let prefix = format!("{tenant}/");
+        // `tenant/app/store`: dropped if of `tenant` and not of an app in `keep`.
+        let dropped = |id: &str| {
+            id.strip_prefix(&prefix)
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|app| !keep.contains(&app))
+        };
+        let txn = self.db.begin_write().map_err(backend_error)?;
+        let tables: Vec<String> = txn
+            .list_tables()
+            .map_err(backend_error)?
+            .map(|handle| handle.name().to_owned())
+            .filter(|name| name.strip_prefix("store/").is_some_and(dropped))
+            .collect();
+        for name in &tables {
+            txn.delete_table(TableDefinition::<&str, &[u8]>::new(name))
+                .map_err(backend_error)?;
+        }
+        {
+            let mut usage = txn.open_table(USAGE).map_err(backend_error)?;
+            let keys: Vec<String> = usage
+                .iter()
+                .map_err(backend_error)?
+                .filter_map(Result::ok)
+                .map(|(key, _)| key.value().to_owned())
+                .filter(|key| dropped(key))
+                .collect();
+            for key in keys {
+                usage.remove(key.as_str()).map_err(backend_error)?;
+            }
+        }
+        txn.commit().map_err(backend_error)?;
+        Ok(tables.len())
+    }
+
     fn usage(&self, store: &StoreId) -> Result<u64, KvError> {
         let txn = self.db.begin_read().map_err(backend_error)?;
         match txn.open_table(USAGE) {

@@ -223,3 +223,33 @@ fn the_read_cache_never_serves_a_value_older_than_an_acknowledged_write() {
     }
     assert_eq!(backend.get(&store, "n").unwrap(), Some(b"300".to_vec()));
 }
+
+#[test]
+fn dropping_a_tenant_deletes_all_its_stores_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = meshwa_kv::CachedBackend::new(
+        RedbBackend::open(&dir.path().join("kv.redb")).unwrap(),
+        1024 * 1024,
+    );
+    let (a, a2, b) = (
+        store("acme", "book", "entries"),
+        store("acme", "shop", "orders"),
+        store("acme-two", "book", "entries"),
+    );
+    for s in [&a, &a2, &b] {
+        kv.set_many(s, &[("k".to_owned(), b"v".to_vec())], &QUOTA)
+            .unwrap();
+        // Cached now: the drop must not leave the cache serving it.
+        assert_eq!(kv.get(s, "k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+    // The operator's own app of the tenant keeps its data.
+    assert_eq!(kv.drop_tenant("acme", &["shop"]).unwrap(), 1);
+    assert_eq!(kv.get(&a, "k").unwrap(), None);
+    assert_eq!(kv.usage(&a).unwrap(), 0);
+    assert_eq!(kv.get(&a2, "k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(kv.drop_tenant("acme", &[]).unwrap(), 1);
+    assert_eq!(kv.get(&a2, "k").unwrap(), None);
+    assert_eq!(kv.get(&b, "k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert!(kv.usage(&b).unwrap() > 0);
+    assert_eq!(kv.drop_tenant("acme", &[]).unwrap(), 0);
+}

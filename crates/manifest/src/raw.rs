@@ -250,11 +250,14 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         if let Some(v) = &raw_fn.limits.timeout {
             limits.timeout =
                 parse_duration(v.get_ref()).map_err(|m| invalid("limits.timeout", v.span(), m))?;
-            if limits.timeout.is_zero() {
+            if limits.timeout.is_zero() || limits.timeout > crate::MAX_TIMEOUT {
                 return Err(invalid(
                     "limits.timeout",
                     v.span(),
-                    "must be more than zero".to_owned(),
+                    format!(
+                        "must be more than zero and at most {}",
+                        humantime::format_duration(crate::MAX_TIMEOUT)
+                    ),
                 ));
             }
         }

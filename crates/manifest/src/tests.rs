@@ -91,6 +91,12 @@ fn bad_limits_are_refused() {
     assert!(e.contains("`limits.timeout`"), "{e}");
     let e = error(&fun("timeout = \"0s\""));
     assert!(e.contains("more than zero"), "{e}");
+    // "now + timeout" must never overflow: an absurd timeout is refused, not stored.
+    let e = error(&fun("timeout = \"9000000000000000000s\""));
+    assert!(
+        e.contains("`limits.timeout`: must be more than zero and at most 1h"),
+        "{e}"
+    );
     let e = error(&fun("max-memory = \"1KiB\""));
     assert!(e.contains("64KiB"), "{e}");
     let e = error(&fun("timeout = 5"));

@@ -57,7 +57,7 @@ pub(crate) struct CgiStdio {
 /// in-process call or a private function, `SCRIPT_NAME` is empty). Request headers become
 /// `HTTP_*` variables, except `Authorization` and `Proxy-Authorization`, which CGI servers keep
 /// from programs by default (a credential is the gateway's business, and it would end up in
-/// every environment dump). `REMOTE_ADDR` is not set: the function does not know the client.
+/// every environment dump), `Proxy` and names with `_` (see below). `REMOTE_ADDR` is not set: the function does not know the client.
 pub(crate) fn environment(
     parts: &http::request::Parts,
     route: Option<&Route>,
@@ -120,13 +120,19 @@ pub(crate) fn environment(
         env.push(("CONTENT_TYPE".to_owned(), content_type.to_owned()));
     }
     for name in parts.headers.keys() {
+        // `Proxy:` would become `HTTP_PROXY`, which HTTP clients in the program take for their
+        // proxy setting ("httpoxy"); a name with `_` would alias one with `-` (`X_User` and
+        // `X-User` are both `HTTP_X_USER`), letting a client forge a header a proxy in front
+        // set. Both are dropped, as nginx and Apache do.
         if matches!(
             name,
             &http::header::CONTENT_TYPE
                 | &http::header::CONTENT_LENGTH
                 | &http::header::AUTHORIZATION
                 | &http::header::PROXY_AUTHORIZATION
-        ) {
+        ) || name.as_str() == "proxy"
+            || name.as_str().contains('_')
+        {
             continue;
         }
         let values: Vec<&str> = parts
@@ -502,12 +508,21 @@ mod tests {
             .header("authorization", "Bearer secret")
             .header("x-trace", "a")
             .header("x-trace", "b")
+            .header("proxy", "http://evil.example:8080")
+            .header("x_user", "forged")
+            .header("x-user", "real")
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
         let route = Route::new("/tools/wc").unwrap();
-        let env: std::collections::HashMap<_, _> =
-            environment(&parts, Some(&route), 12).into_iter().collect();
+        let list = environment(&parts, Some(&route), 12);
+        let users: Vec<&str> = list
+            .iter()
+            .filter(|(name, _)| name == "HTTP_X_USER")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(users, ["real"], "`_` must not alias `-`");
+        let env: std::collections::HashMap<_, _> = list.into_iter().collect();
         assert_eq!(env["REQUEST_METHOD"], "POST");
         assert_eq!(env["SCRIPT_NAME"], "/tools/wc");
         assert_eq!(env["PATH_INFO"], "/extra/path");
@@ -519,5 +534,6 @@ mod tests {
         assert_eq!(env["HTTP_X_TRACE"], "a, b");
         assert!(!env.contains_key("HTTP_AUTHORIZATION"));
         assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
+        assert!(!env.contains_key("HTTP_PROXY"), "httpoxy");
     }
 }

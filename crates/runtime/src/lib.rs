@@ -83,6 +83,8 @@ pub struct Runtime {
     key_value: std::sync::Mutex<Option<Arc<dyn KeyValueBackend>>>,
     loaded_from_cache: std::sync::atomic::AtomicU64,
     loaded_compiled: std::sync::atomic::AtomicU64,
+    /// The operator's policy and the server's own listeners, for outbound connections.
+    egress: Arc<services::egress::Egress>,
 }
 
 /// An app's functions, compiled, checked and linked, but not yet reachable.
@@ -166,11 +168,24 @@ impl Runtime {
             key_value: std::sync::Mutex::new(None),
             loaded_from_cache: Default::default(),
             loaded_compiled: Default::default(),
+            egress: Default::default(),
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The operator's policy for outbound connections (`private-outbound`): which loopback,
+    /// private and link-local addresses each tenant's functions may reach. Without it, none.
+    /// Takes effect for the next connection of every function, loaded or not.
+    pub fn set_policy(&self, policy: Arc<meshwa_manifest::Policy>) {
+        self.egress.set_policy(policy);
+    }
+
+    /// The server's listeners, which no function may connect to unless the policy names them.
+    pub fn set_own_listeners(&self, listeners: Vec<std::net::SocketAddr>) {
+        self.egress.set_own_listeners(listeners);
     }
 
     /// Which allocator and protections the engine runs with.
@@ -213,9 +228,14 @@ impl Runtime {
         let mut functions = Vec::with_capacity(manifest.functions.len());
         let mut errors = Vec::new();
         for spec in &manifest.functions {
-            let loaded =
-                services::FunctionServices::resolve(manifest, spec, secrets, backend.clone())
-                    .and_then(|services| self.prepare(manifest, spec, Arc::new(services)));
+            let loaded = services::FunctionServices::resolve(
+                manifest,
+                spec,
+                secrets,
+                backend.clone(),
+                self.egress.clone(),
+            )
+            .and_then(|services| self.prepare(manifest, spec, Arc::new(services)));
             match loaded {
                 Ok(function) => functions.push(function),
                 Err(error) => errors.push(error),
@@ -256,6 +276,15 @@ impl Runtime {
     /// Makes an app unreachable for in-process calls. Instances already running finish.
     pub fn deactivate_app(&self, tenant: &meshwa_manifest::Name, app: &meshwa_manifest::Name) {
         self.directory.replace_app(tenant, app, &[]);
+    }
+
+    /// Deletes the key-value data of `tenant`'s apps but those in `keep` (a tenant being
+    /// deleted; `keep`: its apps the operator serves from the command line). Returns how many
+    /// stores had data.
+    pub fn drop_tenant_data(&self, tenant: &str, keep: &[&str]) -> Result<usize, LoadError> {
+        self.key_value()?
+            .drop_tenant(tenant, keep)
+            .map_err(|e| LoadError::KeyValue(e.to_string()))
     }
 
     /// The key-value backend, opened at first use: `kv.redb` in the data directory.

@@ -3,7 +3,8 @@
 //!
 //! 1. [`read_upload`]: at most `--max-upload` bytes (a larger declared length is refused before
 //!    the body is read);
-//! 2. [`check_upload`]: the manifest against the URL and the upload, every problem at once;
+//! 2. [`check_upload`]: the manifest against the URL, the upload and the operator's policy,
+//!    every problem at once;
 //! 3. stage the files on disk (not yet referred to by anything);
 //! 4. [`prepare`]: compile, check and link every function, off the async threads;
 //! 5. [`activate`]: check routes, record the deployment on disk, swap it in.
@@ -19,8 +20,8 @@ use http::{Request, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use meshwa_api::{DeployResult, DeployedFunction};
-use meshwa_manifest::{Manifest, ManifestError};
-use meshwa_runtime::{CacheOutcome, PreparedApp};
+use meshwa_manifest::{Manifest, ManifestError, Policy};
+use meshwa_runtime::{CacheOutcome, Fault, PreparedApp};
 
 use super::{ApiError, Call, Reply, ok};
 use crate::registry::Origin;
@@ -35,7 +36,7 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
 
     let upload = read_upload(control.max_upload, call.request).await?;
     let bundle = archive::unpack(&upload).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    check_upload(&bundle, &tenant, &app)?;
+    check_upload(&bundle, &tenant, &app, control.registry.policy())?;
     let files: Vec<(String, Vec<u8>)> = bundle.files.into_iter().collect();
     let staged = control.store.stage(&files)?;
     let version = staged.version;
@@ -106,9 +107,15 @@ async fn read_upload(limit: u64, request: Request<Incoming>) -> Result<Bytes, Ap
     .to_bytes())
 }
 
-/// Checks the upload's manifest against the URL and the upload's files before anything is
-/// written: every problem at once.
-fn check_upload(bundle: &archive::Bundle, tenant: &str, app: &str) -> Result<(), ApiError> {
+/// Checks the upload's manifest against the URL, the upload's files and the operator's policy
+/// before anything is written or compiled: every problem at once. (The registry checks the
+/// policy again when it swaps the app in, with the tenant's other apps counted.)
+fn check_upload(
+    bundle: &archive::Bundle,
+    tenant: &str,
+    app: &str,
+    policy: &Policy,
+) -> Result<(), ApiError> {
     let manifest = Manifest::parse(&bundle.manifest, Path::new("meshwa.toml"), Path::new(""))
         .map_err(|e| ApiError::Invalid(vec![e.to_string()]))?;
     let mut errors = Vec::new();
@@ -133,6 +140,7 @@ fn check_upload(bundle: &archive::Bundle, tenant: &str, app: &str) -> Result<(),
             ));
         }
     }
+    errors.extend(policy.check_app(&manifest));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -143,12 +151,21 @@ fn check_upload(bundle: &archive::Bundle, tenant: &str, app: &str) -> Result<(),
 /// Loads the staged manifest (its component paths now resolve to the staged files) and
 /// prepares every function.
 async fn prepare(control: &ControlPlane, dir: &Path) -> Result<(Manifest, PreparedApp), ApiError> {
+    // What the tenant reads names its files as in its upload, never where the server keeps them.
+    let staged = format!("{}/", dir.display());
+    let relative = |message: String| message.replace(&staged, "");
     let manifest = Manifest::load(&dir.join("meshwa.toml")).map_err(|error| match error {
         // The upload was written a moment ago: failing to read it back is the host's fault.
         ManifestError::Read { .. } => ApiError::Host(error.to_string()),
-        _ => ApiError::Invalid(vec![error.to_string()]),
+        _ => ApiError::Invalid(vec![relative(error.to_string())]),
     })?;
-    Ok(control.registry.prepare_off_thread(manifest).await?)
+    match control.registry.prepare_off_thread(manifest).await {
+        Ok(prepared) => Ok(prepared),
+        Err(error) if error.fault() == Fault::Client => Err(ApiError::Invalid(
+            error.messages().into_iter().map(relative).collect(),
+        )),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Makes the prepared app current, recording it on disk first (the staged directory becomes

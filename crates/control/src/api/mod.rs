@@ -11,8 +11,8 @@
 //!   token, 403 for a tenant token on an operator endpoint, 404 for anything the caller may not
 //!   see, 405 for a known path with another method, 409 for a conflict, 500 for the host (a
 //!   store that cannot be written, a key-value file that cannot be opened...). See [`ApiError`].
-//! - One handler per endpoint; all but `GET /metrics` and `GET /v1/openapi.json` take a
-//!   [`Call`], which only [`Call::authenticate`] makes.
+//! - One handler per endpoint; all but `GET /metrics` (the operator's or the scrape token) and
+//!   `GET /v1/openapi.json` (open) take a [`Call`], which only [`Call::authenticate`] makes.
 
 mod apps;
 mod deploy;
@@ -153,10 +153,15 @@ async fn dispatch(
     params: BTreeMap<String, String>,
     request: Request<Incoming>,
 ) -> Reply {
+    let headers = request.headers().clone();
     let call = move || Call::authenticate(control, params, request);
     match endpoint {
-        // Open without a token: scrapers and API tooling.
-        Endpoint::Metrics => Ok(metrics(control)),
+        // The operator's or the scrape token: it names every tenant's functions.
+        Endpoint::Metrics => {
+            authenticate_scraper(control, &headers)?;
+            Ok(metrics(control))
+        }
+        // Open without a token: API tooling.
         Endpoint::OpenApi => Ok(openapi()),
         Endpoint::WhoAmI => tenants::who_am_i(call()?).await,
         Endpoint::ListTenants => tenants::list_tenants(call()?).await,
@@ -304,13 +309,7 @@ impl<'a> Call<'a> {
 
 fn authenticate(control: &ControlPlane, headers: &HeaderMap) -> Result<Caller, ApiError> {
     use sha2::Digest;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
+    let token = bearer(headers).ok_or(ApiError::Unauthorized)?;
     let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
     if bool::from(digest.ct_eq(&control.operator_token_hash)) {
         return Ok(Caller::Operator);
@@ -319,6 +318,30 @@ fn authenticate(control: &ControlPlane, headers: &HeaderMap) -> Result<Caller, A
         Some(tenant) => Ok(Caller::Tenant(tenant)),
         None => Err(ApiError::Unauthorized),
     }
+}
+
+/// Lets the operator or the holder of the scrape token read `/metrics`; a tenant token is 403.
+fn authenticate_scraper(control: &ControlPlane, headers: &HeaderMap) -> Result<(), ApiError> {
+    use sha2::Digest;
+    if let Some(expected) = &control.metrics_token_hash
+        && let Some(token) = bearer(headers)
+    {
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if bool::from(digest.ct_eq(expected)) {
+            return Ok(());
+        }
+    }
+    authenticate(control, headers)?.require_operator()
+}
+
+/// The bearer token of a request, if it has a non-empty one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Matches `path` against a route pattern; returns the `{name}` segments.

@@ -45,8 +45,8 @@ pub(super) async fn create_tenant(call: Call<'_>) -> Reply {
     })
 }
 
-/// `DELETE /v1/tenants/{tenant}`: removes its deployed apps (draining them), then the tenant
-/// and its tokens.
+/// `DELETE /v1/tenants/{tenant}`: removes its deployed apps (draining them), then the tenant,
+/// its tokens and its key-value data.
 pub(super) async fn delete_tenant(call: Call<'_>) -> Reply {
     call.caller.require_operator()?;
     let (control, tenant) = (call.control, call.param("tenant"));
@@ -54,14 +54,29 @@ pub(super) async fn delete_tenant(call: Call<'_>) -> Reply {
         return Err(ApiError::NotFound(format!("no tenant {tenant}")));
     }
     let mut removed_apps = Vec::new();
+    let mut operators_apps = Vec::new();
     for app in control.registry.apps().await {
-        if app.manifest.tenant.as_str() == tenant && matches!(app.origin, Origin::Deployed { .. }) {
-            let name = app.manifest.app.to_string();
+        if app.manifest.tenant.as_str() != tenant {
+            continue;
+        }
+        let name = app.manifest.app.to_string();
+        if matches!(app.origin, Origin::Deployed { .. }) {
             super::apps::remove(control, tenant, &name).await?;
             removed_apps.push(name);
+        } else {
+            operators_apps.push(name);
         }
     }
     control.store.delete_tenant(tenant)?;
+    // Its key-value data goes with it, so that a tenant created under the same name later
+    // starts empty (the operator's own apps of that name keep theirs).
+    let keep: Vec<&str> = operators_apps.iter().map(String::as_str).collect();
+    let stores = control
+        .registry
+        .runtime()
+        .drop_tenant_data(tenant, &keep)
+        .map_err(|e| ApiError::Host(e.to_string()))?;
+    tracing::info!(%tenant, stores, "tenant's key-value data deleted");
     tracing::info!(%tenant, apps = removed_apps.len(), "tenant deleted");
     ok(&TenantDeleted {
         deleted: tenant.to_owned(),
@@ -88,6 +103,12 @@ pub(super) async fn list_tokens(call: Call<'_>) -> Reply {
 /// `POST /v1/tenants/{tenant}/tokens`: the token is in this answer only.
 pub(super) async fn create_token(call: Call<'_>) -> Reply {
     let tenant = call.existing_tenant()?;
+    let max_tokens = call.control.registry.policy().tenant(&tenant).max_tokens;
+    if call.control.store.tokens(&tenant)?.len() >= max_tokens as usize {
+        return Err(ApiError::Conflict(format!(
+            "tenant `{tenant}` has {max_tokens} tokens, the most the operator allows (policy max-tokens); revoke one first"
+        )));
+    }
     let (record, token) = call.control.store.issue_token(&tenant)?;
     tracing::info!(%tenant, id = %record.id, "token issued");
     created(&IssuedToken {

@@ -264,11 +264,29 @@ async fn outbound_http_only_to_granted_origins_and_within_limits() {
     let granted = origin().await;
     let other = origin().await;
     let dir = tempfile::tempdir().unwrap();
-    let grants = format!("{ALL_GRANTS}\noutbound = [\"http://127.0.0.1:{granted}\"]");
+    let grants = format!(
+        "{ALL_GRANTS}\noutbound = [\"http://127.0.0.1:{granted}\", \"http://localhost:{other}\"]"
+    );
     let manifest = app(dir.path(), "acme", &grants, "");
     let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
     let fetch =
         |port: u16, path: &str| format!("/acme/svc/fetch?url=http://127.0.0.1:{port}{path}");
+
+    // A tenant granting itself a loopback origin does not reach it: the address is checked
+    // when connecting, and the operator's policy does not name it (issue 16, item 1).
+    let prohibited = get(server.addr, &fetch(granted, "/small")).await;
+    assert_eq!(prohibited.status, 502, "{}", prohibited.body);
+    assert!(
+        prohibited.body.to_lowercase().contains("prohibited"),
+        "{}",
+        prohibited.body
+    );
+    // The operator names the address for this tenant; other loopback ports stay closed, also
+    // behind a granted name that resolves to loopback.
+    let policy = format!("[tenants.acme]\nprivate-outbound = [\"http://127.0.0.1:{granted}\"]\n");
+    server.runtime.set_policy(std::sync::Arc::new(
+        meshwa_manifest::Policy::parse(&policy).unwrap(),
+    ));
 
     let ok = get(server.addr, &fetch(granted, "/small")).await;
     assert_eq!((ok.status, ok.body.as_str()), (200, "200 hello"));
@@ -290,6 +308,17 @@ async fn outbound_http_only_to_granted_origins_and_within_limits() {
         localhost.body.contains("HTTP-request-denied"),
         "{}",
         localhost.body
+    );
+    let rebound = get(
+        server.addr,
+        &format!("/acme/svc/fetch?url=http://localhost:{other}/small"),
+    )
+    .await;
+    assert_eq!(rebound.status, 502, "{}", rebound.body);
+    assert!(
+        rebound.body.to_lowercase().contains("prohibited"),
+        "{}",
+        rebound.body
     );
     // 4 KiB streamed against a 1 KiB limit.
     let big = get(server.addr, &fetch(granted, "/big")).await;

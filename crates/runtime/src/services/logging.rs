@@ -180,7 +180,9 @@ impl GuestLog {
         }
     }
 
-    /// Cuts `text` to [`MAX_LINE`] bytes and hides secret values.
+    /// Cuts `text` to [`MAX_LINE`] bytes, hides secret values, and escapes control characters
+    /// (`\n` as `\\n`...), so that one guest line stays one line of the server's log and
+    /// cannot forge a line of another function or tenant.
     fn clean(&self, text: &str) -> String {
         let mut end = text.len().min(MAX_LINE);
         while !text.is_char_boundary(end) {
@@ -191,6 +193,15 @@ impl GuestLog {
             if line.contains(secret.as_str()) {
                 line = line.replace(secret.as_str(), "[redacted]");
             }
+        }
+        if line.contains(char::is_control) {
+            line = line
+                .chars()
+                .map(|c| match c {
+                    c if c.is_control() => c.escape_default().to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
         }
         line
     }

@@ -19,6 +19,7 @@
 //! nothing, a request to an origin that was not granted is denied.
 
 pub(crate) mod config;
+pub(crate) mod egress;
 pub(crate) mod keyvalue;
 pub(crate) mod logging;
 pub(crate) mod outbound;
@@ -63,6 +64,8 @@ pub(crate) struct FunctionServices {
     pub(crate) log: Arc<GuestLog>,
     pub(crate) recent: Arc<recent::RecentLog>,
     pub(crate) outbound: Vec<OutboundRule>,
+    /// Where outbound connections may go (the runtime's, shared by every function).
+    pub(crate) egress: Arc<egress::Egress>,
     pub(crate) timeout: Duration,
     pub(crate) max_outbound_response: u64,
     /// Bytes its instances copied into and out of host buffers.
@@ -85,6 +88,7 @@ impl FunctionServices {
         spec: &FunctionSpec,
         secrets: &Secrets,
         backend: Option<Arc<dyn KeyValueBackend>>,
+        egress: Arc<egress::Egress>,
     ) -> Result<FunctionServices, LoadError> {
         let id = manifest.function_id(spec);
         let resolving = Resolving {
@@ -100,6 +104,7 @@ impl FunctionServices {
             log: Arc::new(logging::resolve(&resolving, recent.clone())?),
             recent,
             outbound: spec.grants.outbound.clone(),
+            egress,
             timeout: spec.limits.timeout,
             max_outbound_response: spec.limits.max_outbound_response,
             buffers: Default::default(),

@@ -6,6 +6,8 @@
 //!   rules. Default is deny: the guest gets an `internal-error` whose text starts with
 //!   `HTTP-request-denied` and names the origin (wasi:http's own `HTTP-request-denied` code has
 //!   no room for the name, and a developer needs it).
+//! - A granted request connects only to an address the operator allows (`egress`: no loopback,
+//!   private or link-local address unless the policy names it).
 //! - A granted request gets the function's timeout for connecting, for the first response byte
 //!   and between bytes, and its response body may not exceed `limits.max-outbound-response`
 //!   (declared larger: refused at once; streamed larger: cut with `HTTP-response-body-size`).
@@ -78,9 +80,10 @@ impl WasiHttpHooks for OutboundPolicy {
             first_byte_timeout: Some(timeout),
             between_bytes_timeout: Some(timeout),
         };
+        let egress = self.services.egress.clone();
+        let tenant: Arc<str> = self.services.id.tenant.as_str().into();
         Box::new(async move {
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) = super::egress::send(egress, tenant, request, options).await?;
             let declared = response
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
@@ -97,7 +100,7 @@ impl WasiHttpHooks for OutboundPolicy {
                     })
                     .boxed_unsync()
             });
-            Ok((response, Box::new(io) as ResponseFuture))
+            Ok((response, io))
         })
     }
 }
