@@ -1,6 +1,7 @@
 //! `meshwa-bench attacks`: a good tenant's latency alone and while another tenant runs each
-//! attack (loop, memory, trap, endless response, stack overflow, blocked host calls), over real
-//! HTTP on loopback, served in-process by the gateway as `meshwa serve` would.
+//! attack (loop, memory, trap, endless response, stack overflow, blocked host calls, in-process
+//! fan-out, host buffers, idle sockets), over real HTTP on loopback, served in-process by the
+//! gateway as `meshwa serve` would.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,12 @@ pub struct AttacksArgs {
     /// The attacker's component (`guests/faults`).
     #[arg(long)]
     faults: PathBuf,
+    /// The attacker's fan-out component (`guests/caller`): 16 in-process calls per request.
+    #[arg(long)]
+    caller: PathBuf,
+    /// The attacker's buffer component (`guests/invoker`): host buffers beyond its memory.
+    #[arg(long)]
+    invoker: PathBuf,
     /// Good requests measured per row.
     #[arg(long, default_value_t = 2000)]
     requests: u32,
@@ -48,7 +55,19 @@ const ATTACKS: &[(&str, &str)] = &[
         "slow requests blocked in a host call (deadline 200 ms)",
         "/evil/loop/sleep",
     ),
+    (
+        "in-process fan-out: 16 calls per request, each blocked 200 ms",
+        "/evil/fan/burst/16/slow.a.internal/sleep",
+    ),
+    (
+        "host buffers: 64 MiB per request against 32 MiB",
+        "/evil/hoard/hoard?size=1048576&count=64",
+    ),
+    (IDLE_SOCKETS, ""),
 ];
+
+/// The attack that sends no request: each attacker opens sockets and sends nothing.
+const IDLE_SOCKETS: &str = "idle sockets: 100 per attacker, sending nothing";
 
 pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("meshwa-attacks-{}", std::process::id()));
@@ -81,8 +100,13 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
              [[functions]]\nname = \"loop\"\ncomponent = {f:?}\nroute = \"/evil/loop\"\nlimits = {{ timeout = \"200ms\" }}\n\
              [[functions]]\nname = \"oom\"\ncomponent = {f:?}\nroute = \"/evil/oom\"\nlimits = {{ max-memory = \"32MiB\" }}\n\
              [[functions]]\nname = \"trap\"\ncomponent = {f:?}\nroute = \"/evil/trap\"\n\
-             [[functions]]\nname = \"huge\"\ncomponent = {f:?}\nroute = \"/evil/huge\"\nlimits = {{ timeout = \"200ms\" }}\n",
-            f = args.faults.display().to_string()
+             [[functions]]\nname = \"huge\"\ncomponent = {f:?}\nroute = \"/evil/huge\"\nlimits = {{ timeout = \"200ms\" }}\n\
+             [[functions]]\nname = \"fan\"\ncomponent = {c:?}\nroute = \"/evil/fan\"\nlimits = {{ timeout = \"1s\" }}\n\
+             [[functions]]\nname = \"slow\"\ncomponent = {f:?}\nlimits = {{ timeout = \"200ms\" }}\n\
+             [[functions]]\nname = \"hoard\"\ncomponent = {i:?}\nroute = \"/evil/hoard\"\nlimits = {{ max-memory = \"32MiB\" }}\n",
+            f = args.faults.display().to_string(),
+            c = args.caller.display().to_string(),
+            i = args.invoker.display().to_string(),
         );
         let good = format!(
             "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"hello\"\ncomponent = {:?}\nroute = \"/good\"\n",
@@ -139,6 +163,11 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
         for (name, path) in std::iter::once(&("none (alone)", "")).chain(ATTACKS) {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut attackers = Vec::new();
+            if *name == IDLE_SOCKETS {
+                for _ in 0..args.attackers {
+                    attackers.push(attack_clients.spawn(idle_sockets(addr, stop.clone())));
+                }
+            }
             for _ in 0..(if path.is_empty() { 0 } else { args.attackers }) {
                 let (stop, client, path) = (stop.clone(), attack_client.clone(), path.to_string());
                 attackers.push(attack_clients.spawn(async move {
@@ -162,7 +191,7 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
                     statuses
                 }));
             }
-            if !path.is_empty() {
+            if !attackers.is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let mut samples = Vec::with_capacity(args.requests as usize);
@@ -209,4 +238,39 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
     let _ = tokio.block_on(server);
     let _ = std::fs::remove_dir_all(&data);
     result
+}
+
+/// Holds 100 connections to `addr` that send nothing, opening a new one whenever the server
+/// closes one, until `stop`. Answers how many it opened (as "status 0") and how many the server
+/// closed ("status 1").
+async fn idle_sockets(
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::collections::BTreeMap<u16, u32> {
+    use tokio::io::AsyncReadExt;
+    let mut counts = std::collections::BTreeMap::<u16, u32>::new();
+    let mut held = tokio::task::JoinSet::new();
+    // Bounded: stops when the row ends, or after ten minutes.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+        while held.len() < 100 {
+            let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
+                break;
+            };
+            *counts.entry(0).or_default() += 1;
+            held.spawn(async move {
+                let mut byte = [0u8; 1];
+                // Ends when the server closes the connection (or the row ends: aborted).
+                let _ = socket.read(&mut byte).await;
+            });
+        }
+        if tokio::time::timeout(Duration::from_millis(50), held.join_next())
+            .await
+            .is_ok_and(|joined| joined.is_some())
+        {
+            *counts.entry(1).or_default() += 1;
+        }
+    }
+    held.abort_all();
+    counts
 }

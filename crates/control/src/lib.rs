@@ -46,10 +46,17 @@ pub use store::{AppRecord, ControlStore, StoreError, TokenRecord};
 /// (Python, JavaScript: 10–20 MB each), bounded for hostile ones.
 pub const DEFAULT_MAX_UPLOAD: u64 = 128 * 1024 * 1024;
 
+/// Deploys that read, unpack, stage and compile at once. A deploy holds its upload in memory
+/// and compiles on the blocking pool; more at once would only compete for the same cores, so
+/// the rest wait before their upload is read (their bytes wait in the kernel's buffers).
+pub const MAX_CONCURRENT_DEPLOYS: usize = 2;
+
 /// The control plane: registry, persistent store, authentication.
 pub struct ControlPlane {
     registry: Arc<Registry>,
-    store: ControlStore,
+    store: Arc<ControlStore>,
+    /// Deploys in progress at once; more wait before their upload is read.
+    deploys: Arc<tokio::sync::Semaphore>,
     operator_token_hash: [u8; 32],
     metrics_token_hash: Option<[u8; 32]>,
     max_upload: u64,
@@ -78,7 +85,8 @@ impl ControlPlane {
         let digest = |token: &str| -> [u8; 32] { sha2::Sha256::digest(token.as_bytes()).into() };
         Ok(ControlPlane {
             registry,
-            store: ControlStore::open(data_dir)?,
+            store: Arc::new(ControlStore::open(data_dir)?),
+            deploys: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DEPLOYS)),
             operator_token_hash: digest(&settings.operator_token),
             metrics_token_hash: settings.metrics_token.as_deref().map(digest),
             max_upload: settings.max_upload,

@@ -296,8 +296,20 @@ impl ControlStore {
         };
         let dir = self.apps_dir.join(format!(".staging-{version}"));
         let staged = Staged { dir, version };
+        // A stage that fails half-way leaves nothing behind.
+        match Self::write_staged(&staged.dir, files) {
+            Ok(()) => Ok(staged),
+            Err(error) => {
+                staged.discard();
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes and fsyncs `files` under `root`, and the directories that hold them.
+    fn write_staged(root: &Path, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         for (name, bytes) in files {
-            let path = staged.dir.join(name);
+            let path = root.join(name);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(io_error(parent))?;
             }
@@ -306,14 +318,14 @@ impl ControlStore {
         // The directories' entries must be on disk too before the rename makes them current.
         let mut dirs: Vec<PathBuf> = files
             .iter()
-            .filter_map(|(name, _)| staged.dir.join(name).parent().map(Path::to_path_buf))
+            .filter_map(|(name, _)| root.join(name).parent().map(Path::to_path_buf))
             .collect();
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
             sync_dir(&dir)?;
         }
-        Ok(staged)
+        Ok(())
     }
 
     /// Moves a staged deployment into place and records it as `tenant/app`'s current version.

@@ -730,6 +730,20 @@ fn half_written_deployments_are_never_loaded() {
         !apps.join("acme/shop/v3").exists(),
         "an unrecorded version is removed"
     );
+
+    // A stage that fails half-way (here: a file where a directory must go) leaves nothing
+    // on disk, without waiting for a restart (issue 16, item 7).
+    let files = [
+        ("meshwa.toml".to_owned(), b"x".to_vec()),
+        ("meshwa.toml/inside.wasm".to_owned(), b"y".to_vec()),
+    ];
+    assert!(store.stage(&files).is_err());
+    let left: Vec<_> = std::fs::read_dir(&apps)
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".staging"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Whose fault a failed deploy is reaches the status: the host failing to open the key-value

@@ -17,9 +17,12 @@
 //!   instantiation, and released when an instance is dropped; a growth beyond it is refused,
 //!   which ends that request with 429 `tenant_memory` and leaves the tenant's other instances
 //!   and every other tenant untouched.
-//! - In-process calls (a function calling another) take a pool slot but not a tenant slot: the
-//!   request that started the chain was admitted already, and a chain's depth is bounded. Taking
-//!   tenant slots per hop would let a deep chain deadlock on its own tenant's quota.
+//! - In-process calls (a function calling another) take a slot of the tenant's quota too, since
+//!   every live instance is charged to its tenant, but never wait for one: a call finding the
+//!   tenant at its quota fails at once with `tenant_quota` (an error value for the caller).
+//!   Waiting would let a chain deadlock on its own tenant's quota (every request holding one slot
+//!   and waiting for the next hop's); failing fast keeps one tenant's fan-out inside its own
+//!   share, never in another tenant's. Then a pool slot, waited for like any request.
 //! - Once admitted, a tenant's guest code shares the CPU as `cpu_share` says.
 
 use std::collections::HashMap;
@@ -90,7 +93,7 @@ impl TenantMemory {
 /// The slots an admitted request holds until its instance is gone.
 pub(crate) struct Admitted {
     _pool: OwnedSemaphorePermit,
-    _tenant: Option<OwnedSemaphorePermit>,
+    _tenant: OwnedSemaphorePermit,
 }
 
 impl Admission {
@@ -185,15 +188,28 @@ impl Admission {
         let pool = self.pool_slot(deadline).await?;
         Ok(Admitted {
             _pool: pool,
-            _tenant: Some(tenant),
+            _tenant: tenant,
         })
     }
 
-    /// Admits an in-process call: a pool slot only (see the module docs).
-    pub(crate) async fn admit_call(&self, deadline: Instant) -> Result<Admitted, InvokeError> {
+    /// Admits an in-process call: a tenant slot if one is free now, then a pool slot (see the
+    /// module docs).
+    pub(crate) async fn admit_call(
+        &self,
+        gate: &TenantGate,
+        deadline: Instant,
+    ) -> Result<Admitted, InvokeError> {
+        let tenant =
+            gate.slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| InvokeError::TenantQuota {
+                    tenant: gate.tenant.to_string(),
+                    limit: gate.limit.load(Ordering::Relaxed),
+                })?;
         Ok(Admitted {
             _pool: self.pool_slot(deadline).await?,
-            _tenant: None,
+            _tenant: tenant,
         })
     }
 

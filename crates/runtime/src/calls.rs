@@ -17,8 +17,15 @@
 //! A call chain shares the deadline of the request that started it (a callee gets the earlier of
 //! that and its own timeout) and counts its depth; a chain deeper than [`MAX_CALL_DEPTH`], such as
 //! a cycle, ends with `loop-detected` instead of a hang.
+//!
+//! What a call costs its tenant: the callee's instance takes a slot of the tenant's quota (never
+//! waiting for one: a tenant at its quota gets an error value, `tenant_quota`, and no other
+//! tenant's capacity) and a pool slot, and one instance may have at most
+//! [`MAX_CONCURRENT_CALLS`] calls in flight (more: `connection-limit-reached` over wasi:http,
+//! `limit-exceeded` over invoke).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use meshwa_manifest::{FunctionId, Name};
@@ -32,6 +39,11 @@ pub const INTERNAL_DOMAIN: &str = "internal";
 
 /// Longest call chain: the request's own function is depth 0.
 pub const MAX_CALL_DEPTH: u32 = 8;
+
+/// Most in-process calls one instance may have in flight at once (wasi:http to `*.internal`,
+/// `invoke.call` and `invoke.call-all` together): a fan-out beyond it is refused with an error
+/// value, so one instance cannot take its whole tenant's quota of instances in one go.
+pub const MAX_CONCURRENT_CALLS: u32 = 16;
 
 /// Every loaded function, by identity: what in-process calls resolve against.
 #[derive(Default)]
@@ -83,6 +95,51 @@ pub(crate) struct CallContext {
     pub(crate) depth: u32,
     pub(crate) deadline: Instant,
     pub(crate) invocation: Arc<str>,
+    /// Calls this instance has in flight.
+    pub(crate) outgoing: Arc<AtomicU32>,
+    /// For a callee: its place in its caller's `outgoing`, given back when the callee's
+    /// instance (which holds this context) is gone.
+    pub(crate) _counted: Option<Arc<CallSlot>>,
+}
+
+impl CallContext {
+    /// The context of work that arrives from outside (a request, an event).
+    pub(crate) fn outside(
+        directory: Weak<Directory>,
+        caller: FunctionId,
+        deadline: Instant,
+        invocation: Arc<str>,
+    ) -> CallContext {
+        CallContext {
+            directory,
+            caller,
+            depth: 0,
+            deadline,
+            invocation,
+            outgoing: Arc::default(),
+            _counted: None,
+        }
+    }
+}
+
+/// One call in flight of an instance.
+pub(crate) struct CallSlot(Arc<AtomicU32>);
+
+impl CallSlot {
+    fn take(outgoing: &Arc<AtomicU32>) -> Option<CallSlot> {
+        outgoing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_CALLS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| CallSlot(outgoing.clone()))
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `<function>.<app>.internal` → `(function, app)`.
@@ -100,6 +157,8 @@ pub(crate) enum Refusal {
     NotFound,
     NotAllowed,
     DepthExceeded,
+    /// The caller has [`MAX_CONCURRENT_CALLS`] calls in flight already.
+    TooManyCalls,
 }
 
 impl Refusal {
@@ -109,6 +168,7 @@ impl Refusal {
             Refusal::NotFound => Error::DestinationNotFound,
             Refusal::NotAllowed => Error::HttpRequestDenied,
             Refusal::DepthExceeded => Error::LoopDetected,
+            Refusal::TooManyCalls => Error::ConnectionLimitReached,
         }
     }
 }
@@ -141,12 +201,15 @@ impl CallContext {
         if self.depth + 1 > MAX_CALL_DEPTH {
             return Err(Refusal::DepthExceeded);
         }
+        let counted = CallSlot::take(&self.outgoing).ok_or(Refusal::TooManyCalls)?;
         let callee = CallContext {
             directory: self.directory.clone(),
             caller: target_id,
             depth: self.depth + 1,
             deadline: self.deadline,
             invocation: self.invocation.clone(),
+            outgoing: Arc::default(),
+            _counted: Some(Arc::new(counted)),
         };
         Ok((target, callee))
     }

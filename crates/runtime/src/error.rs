@@ -143,9 +143,8 @@ pub enum InvokeError {
     GuestError(String),
     #[error("no instance slot became free before the deadline")]
     Overloaded,
-    #[error(
-        "tenant {tenant} is at its quota of {limit} concurrent instances and its queue is full"
-    )]
+    /// From outside: the tenant's quota and its queue are full; in-process: its quota is.
+    #[error("tenant {tenant} is at its quota of {limit} live instances")]
     TenantQuota { tenant: String, limit: u32 },
     #[error(
         "tenant {tenant}'s live instances would hold more than its memory quota of {limit} bytes"

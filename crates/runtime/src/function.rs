@@ -180,13 +180,12 @@ impl Function {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let call = CallContext {
-            directory: self.directory.clone(),
-            caller: self.id.clone(),
-            depth: 0,
-            deadline: Instant::now() + self.limits.timeout,
-            invocation: invocation.into(),
-        };
+        let call = CallContext::outside(
+            self.directory.clone(),
+            self.id.clone(),
+            Instant::now() + self.limits.timeout,
+            invocation.into(),
+        );
         self.run(request, call, Entry::Outside).await
     }
 

@@ -67,12 +67,12 @@ impl Instance {
         let deadline = call.deadline;
         // Only read with `--explain`: otherwise an invocation reads no clock for accounting.
         let arrived = function.phase_meter().map(|_| std::time::Instant::now());
-        // Admission (policy in `admission`): work from outside takes a slot of its tenant's
-        // quota and of the pool; an in-process call only a pool slot.
+        // Admission (policy in `admission`): a slot of the tenant's quota (waited for from
+        // outside, taken at once or refused for an in-process call) and of the pool.
         let gate = function.tenant_gate();
         let permit = match entry {
             Entry::Outside => function.admission().admit_request(gate, deadline).await?,
-            Entry::Call => function.admission().admit_call(deadline).await?,
+            Entry::Call => function.admission().admit_call(gate, deadline).await?,
         };
 
         let live = LiveInstance::new(function.live_counter());

@@ -45,7 +45,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::function::Handler;
 
 pub use cache::{CacheOutcome, CompiledComponent};
-pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH};
+pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH, MAX_CONCURRENT_CALLS};
 pub use engine::{
     AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, build_engine,
     default_tenant_cpu_lanes, mpk_available,

@@ -6,7 +6,14 @@
 //! buffer passed to `invoke.call` leaves the caller's table (the component model moves an owned
 //! handle) and becomes the callee's request body without another copy; the callee's response
 //! body comes back as a new buffer.
+//!
+//! What the host holds for an instance is charged: every buffer's bytes count against the
+//! instance's `max-memory` (a budget for host-held bytes, next to its linear memory) and the
+//! tenant's memory quota until the buffer and its slices are gone. A buffer over budget ends the
+//! instance as an out-of-memory growth would (503 `out_of_memory`, or 429 `tenant_memory`); an
+//! invoke answer over it is a `limit-exceeded` error value.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -16,7 +23,7 @@ use wasmtime::component::Resource;
 use crate::InvokeError;
 use crate::calls::Refusal;
 use crate::explain::Waiting;
-use crate::state::InstanceState;
+use crate::state::{HostCharge, HostDenied, InstanceState};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -42,9 +49,11 @@ pub const MAX_CALLS_AT_ONCE: usize = 16;
 /// Largest callee response `invoke.call` collects into a buffer.
 pub const MAX_INVOKE_RESPONSE: usize = 64 * 1024 * 1024;
 
-/// The bytes behind a `buffer` handle.
+/// The bytes behind a `buffer` handle, and their charge to the instance and its tenant (shared
+/// by its slices: the bytes live while any of them does).
 pub struct HostBuffer {
     bytes: Bytes,
+    _charge: Arc<HostCharge>,
 }
 
 /// One function's buffer accounting: how many bytes crossed between its instances and the host.
@@ -85,12 +94,25 @@ impl buffers::Host for InstanceState {}
 
 impl buffers::HostBuffer for InstanceState {
     fn new(&mut self, bytes: Vec<u8>) -> wasmtime::Result<Resource<HostBuffer>> {
+        let charge = match self.limiter.charge_host(bytes.len() as u64) {
+            Ok(charge) => charge,
+            // The constructor has no error to return: over its budget, the instance ends, as
+            // when its linear memory cannot grow.
+            Err(denied) => {
+                self.limiter.record(denied);
+                return Err(wasmtime::Error::msg(format!(
+                    "a buffer of {} bytes is over the memory the host may hold for this instance",
+                    bytes.len()
+                )));
+            }
+        };
         self.services()
             .buffers
             .copied_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(self.table().push(HostBuffer {
             bytes: Bytes::from(bytes),
+            _charge: Arc::new(charge),
         })?)
     }
 
@@ -119,9 +141,12 @@ impl buffers::HostBuffer for InstanceState {
         offset: u64,
         len: u64,
     ) -> wasmtime::Result<Resource<HostBuffer>> {
-        let bytes = &self.table().get(&buffer)?.bytes;
-        let shared = bytes.slice(clamp(bytes.len(), offset, len));
-        Ok(self.table().push(HostBuffer { bytes: shared })?)
+        let whole = self.table().get(&buffer)?;
+        let shared = HostBuffer {
+            bytes: whole.bytes.slice(clamp(whole.bytes.len(), offset, len)),
+            _charge: whole._charge.clone(),
+        };
+        Ok(self.table().push(shared)?)
     }
 
     fn drop(&mut self, buffer: Resource<HostBuffer>) -> wasmtime::Result<()> {
@@ -142,7 +167,7 @@ impl invoke::Host for InstanceState {
         let payload = self.table().delete(payload)?.bytes;
         let waiting = Waiting::start(self.calls_meter());
         let outcome = match self.prepare_call(function, &path, payload, &headers) {
-            Ok(call) => call.run(false).await,
+            Ok(call) => call.run().await,
             Err(error) => Err(error),
         };
         waiting.end();
@@ -166,17 +191,15 @@ impl invoke::Host for InstanceState {
         }
         let waiting = Waiting::start(self.calls_meter());
         // Driven together in this task (no thread hop per callee): their waits overlap, and a
-        // CPU-bound callee yields at every epoch tick like any guest. The caller's slot covers
-        // the first callee, as for `call`; every other one takes a slot of the tenant's quota,
-        // so fanning out never holds more instances than the tenant may.
-        let outcomes = futures::future::join_all(prepared.into_iter().enumerate().map(
-            |(i, call)| async move {
-                match call {
-                    Ok(call) => call.run(i > 0).await,
-                    Err(error) => Err(error),
-                }
-            },
-        ))
+        // CPU-bound callee yields at every epoch tick like any guest. Each callee takes a slot
+        // of the tenant's quota (`calls`), so fanning out never holds more instances than the
+        // tenant may.
+        let outcomes = futures::future::join_all(prepared.into_iter().map(|call| async move {
+            match call {
+                Ok(call) => call.run().await,
+                Err(error) => Err(error),
+            }
+        }))
         .await;
         waiting.end();
         outcomes
@@ -192,6 +215,9 @@ struct PreparedCall {
     target: std::sync::Arc<crate::Function>,
     callee: crate::calls::CallContext,
     request: http::Request<BufferBody>,
+    /// Largest answer collected: [`MAX_INVOKE_RESPONSE`], or less if the caller's budget for
+    /// host-held bytes is smaller (the answer becomes a buffer charged to it).
+    collect_limit: usize,
 }
 
 type BufferBody = http_body_util::combinators::MapErr<
@@ -200,22 +226,18 @@ type BufferBody = http_body_util::combinators::MapErr<
 >;
 
 impl PreparedCall {
-    /// Runs the callee and collects its answer; `alongside`: one of several calls made at once,
-    /// charged to the tenant's quota.
-    async fn run(self, alongside: bool) -> Result<(u16, Bytes), invoke::InvokeError> {
+    /// Runs the callee and collects its answer.
+    async fn run(self) -> Result<(u16, Bytes), invoke::InvokeError> {
         let PreparedCall {
             context,
             target,
             callee,
             request,
+            collect_limit,
         } = self;
-        // The caller's slot covers one callee; the others of a `call-all` take tenant slots.
-        let entry = if alongside {
-            crate::function::Entry::Outside
-        } else {
-            crate::function::Entry::Call
-        };
-        let response = target.invoke(request, callee, entry).await;
+        let response = target
+            .invoke(request, callee, crate::function::Entry::Call)
+            .await;
         let response = match response {
             Ok(response) => response,
             Err(error) => {
@@ -224,12 +246,12 @@ impl PreparedCall {
             }
         };
         let status = response.status().as_u16();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_INVOKE_RESPONSE);
+        let body = http_body_util::Limited::new(response.into_body(), collect_limit);
         match body.collect().await {
             Ok(collected) => Ok((status, collected.to_bytes())),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 Err(invoke::InvokeError::LimitExceeded(format!(
-                    "response larger than {MAX_INVOKE_RESPONSE} bytes"
+                    "response larger than {collect_limit} bytes"
                 )))
             }
             Err(_) => Err(invoke::InvokeError::Trapped(
@@ -271,26 +293,44 @@ impl InstanceState {
         let request = request
             .body(body)
             .map_err(|_| invoke::InvokeError::Failed("invalid header".into()))?;
+        let budget = usize::try_from(self.limiter.host_budget_left()).unwrap_or(usize::MAX);
         Ok(PreparedCall {
             context,
             target,
             callee,
             request,
+            collect_limit: budget.min(MAX_INVOKE_RESPONSE),
         })
     }
 
-    /// A call's outcome as the guest sees it: the answer's bytes become a new buffer.
+    /// A call's outcome as the guest sees it: the answer's bytes become a new buffer, charged
+    /// to this instance and its tenant (over budget: `limit-exceeded`, and the bytes are gone).
     fn answer(
         &mut self,
         outcome: Result<(u16, Bytes), invoke::InvokeError>,
     ) -> wasmtime::Result<Result<invoke::Response, invoke::InvokeError>> {
-        Ok(match outcome {
-            Ok((status, bytes)) => {
-                let body = self.table().push(HostBuffer { bytes })?;
-                Ok(invoke::Response { status, body })
+        let (status, bytes) = match outcome {
+            Ok(answer) => answer,
+            Err(error) => return Ok(Err(error)),
+        };
+        let charge = match self.limiter.charge_host(bytes.len() as u64) {
+            Ok(charge) => charge,
+            Err(denied) => {
+                let whose = match denied {
+                    HostDenied::Instance => "the caller's max-memory for buffers",
+                    HostDenied::Tenant => "the tenant's memory quota",
+                };
+                return Ok(Err(invoke::InvokeError::LimitExceeded(format!(
+                    "a response of {} bytes is over {whose}",
+                    bytes.len()
+                ))));
             }
-            Err(error) => Err(error),
-        })
+        };
+        let body = self.table().push(HostBuffer {
+            bytes,
+            _charge: Arc::new(charge),
+        })?;
+        Ok(Ok(invoke::Response { status, body }))
     }
 }
 
@@ -299,6 +339,10 @@ fn refused(refusal: Refusal) -> invoke::InvokeError {
         Refusal::NotFound => invoke::InvokeError::NotFound,
         Refusal::NotAllowed => invoke::InvokeError::NotAllowed,
         Refusal::DepthExceeded => invoke::InvokeError::DepthExceeded,
+        Refusal::TooManyCalls => invoke::InvokeError::LimitExceeded(format!(
+            "more than {} calls in flight from one instance",
+            crate::calls::MAX_CONCURRENT_CALLS
+        )),
     }
 }
 

@@ -8,7 +8,7 @@
 //! its request and response instead: see `cgi`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
@@ -175,6 +175,8 @@ pub(crate) struct InstanceLimiter {
     tenant: Arc<TenantMemory>,
     charged: u64,
     denial: MemoryDenial,
+    /// Bytes the host holds for this instance (`meshwa:platform` buffers).
+    host_held: Arc<AtomicU64>,
 }
 
 impl InstanceLimiter {
@@ -184,11 +186,74 @@ impl InstanceLimiter {
             tenant,
             charged: 0,
             denial: MemoryDenial::default(),
+            host_held: Arc::default(),
         }
     }
 
     pub(crate) fn denial(&self) -> MemoryDenial {
         self.denial.clone()
+    }
+
+    /// Charges `bytes` the host holds for this instance: at most `max-memory` of them at once
+    /// (a budget of their own, next to the linear memory's), and all against the tenant's
+    /// memory quota.
+    pub(crate) fn charge_host(&self, bytes: u64) -> Result<HostCharge, HostDenied> {
+        let budget = self.max_memory as u64;
+        let held = self
+            .host_held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|total| *total <= budget)
+            });
+        if held.is_err() {
+            return Err(HostDenied::Instance);
+        }
+        if !self.tenant.try_charge(bytes) {
+            self.host_held.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(HostDenied::Tenant);
+        }
+        Ok(HostCharge {
+            held: self.host_held.clone(),
+            tenant: self.tenant.clone(),
+            bytes,
+        })
+    }
+
+    /// Records a refused host charge that ends the instance (a trap), so that it is reported as
+    /// the memory limit it is.
+    pub(crate) fn record(&self, denied: HostDenied) {
+        let code = match denied {
+            HostDenied::Instance => MemoryDenial::INSTANCE,
+            HostDenied::Tenant => MemoryDenial::TENANT,
+        };
+        self.denial.0.store(code, Ordering::Relaxed);
+    }
+
+    /// What this instance may still have the host hold for it.
+    pub(crate) fn host_budget_left(&self) -> u64 {
+        (self.max_memory as u64).saturating_sub(self.host_held.load(Ordering::Acquire))
+    }
+}
+
+/// Which budget refused a host charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostDenied {
+    /// The instance's own `max-memory` (for what the host holds for it).
+    Instance,
+    /// The tenant's memory quota.
+    Tenant,
+}
+
+/// Host memory charged to an instance and its tenant, given back when dropped.
+pub(crate) struct HostCharge {
+    held: Arc<AtomicU64>,
+    tenant: Arc<TenantMemory>,
+    bytes: u64,
+}
+
+impl Drop for HostCharge {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.tenant.release(self.bytes);
     }
 }
 

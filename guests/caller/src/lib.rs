@@ -4,7 +4,8 @@
 //! `…/call/<host>/<path>` sends the request body to `http://<host>/<path>` (POST) and answers with
 //! the upstream's status and body; a request that fails answers 502 with `error: <code>`.
 //! `…/cycle/<host>` calls `http://<host>/cycle/<host>`, i.e. itself, forever: the host must end
-//! the chain.
+//! the chain. `…/burst/<n>/<host>/<path>` starts `n` such requests (empty bodies) before waiting
+//! for any, and answers one line per request: its status or `error: <code>` (fan-out limits).
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::outgoing_handler;
@@ -19,6 +20,11 @@ impl Guest for Caller {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
         let body = support::read_body(&request).unwrap_or_default();
+        if let Some((_, rest)) = path.split_once("/burst/") {
+            let answer = burst(rest);
+            support::respond(out, 200, "text/plain", answer.as_bytes());
+            return;
+        }
         let target = if let Some((_, rest)) = path.split_once("/call/") {
             let (host, upstream_path) = rest.split_once('/').unwrap_or((rest, ""));
             Some((host.to_string(), format!("/{upstream_path}")))
@@ -32,7 +38,7 @@ impl Guest for Caller {
                 out,
                 400,
                 "text/plain",
-                b"use /call/<host>/<path> or /cycle/<host>",
+                b"use /call/<host>/<path>, /cycle/<host> or /burst/<n>/<host>/<path>",
             );
             return;
         };
@@ -48,7 +54,35 @@ impl Guest for Caller {
     }
 }
 
+/// `<n>/<host>/<path>`: starts `n` requests to `http://<host>/<path>` before waiting for any,
+/// then answers one line per request, in order: its status, or `error: <code>`.
+fn burst(rest: &str) -> String {
+    let mut parts = rest.splitn(3, '/');
+    let n: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let host = parts.next().unwrap_or_default();
+    let path = format!("/{}", parts.next().unwrap_or_default());
+    let started: Vec<_> = (0..n).map(|_| start(host, &path, b"")).collect();
+    let mut lines = String::new();
+    for pending in started {
+        let outcome = pending.and_then(finish);
+        match outcome {
+            Ok((status, _)) => lines += &format!("{status}\n"),
+            Err(code) => lines += &format!("error: {code:?}\n"),
+        }
+    }
+    lines
+}
+
 fn forward(host: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), ErrorCode> {
+    finish(start(host, path, body)?)
+}
+
+/// Sends a request and its body; the answer comes later.
+fn start(
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<outgoing_handler::FutureIncomingResponse, ErrorCode> {
     let request = OutgoingRequest::new(Fields::new());
     let internal = |_| ErrorCode::InternalError(Some("building the request".into()));
     request.set_method(&Method::Post).map_err(internal)?;
@@ -59,6 +93,11 @@ fn forward(host: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), ErrorC
     let pending = outgoing_handler::handle(request, None)?;
     support::write_all(&outgoing, body);
     OutgoingBody::finish(outgoing, None)?;
+    Ok(pending)
+}
+
+/// Waits for a request's answer and reads it whole.
+fn finish(pending: outgoing_handler::FutureIncomingResponse) -> Result<(u16, Vec<u8>), ErrorCode> {
     let response = loop {
         match pending.get() {
             Some(result) => break result.map_err(|()| ErrorCode::InternalError(None))??,

@@ -9,6 +9,7 @@
 //! | `/moved`                              | uses a buffer after handing it to a call (must trap)     |
 //! | `/slices?size=N`                      | makes one N-byte buffer and 1000 slices of it, reads 16 bytes |
 //! | `/recurse`                            | invokes itself at `/recurse`, forever                    |
+//! | `/hoard?size=N&count=M`               | makes M buffers of N bytes and keeps them all: `held M`   |
 //! | `/fanout/<function>/<path>`           | invokes `<function>` at `/<path>` twice at once (`invoke_all`); answers both outcomes, one per line |
 
 use meshwa_sdk::{Buffer, Call, Request, Response, invoke, invoke_all};
@@ -87,6 +88,15 @@ fn handle(request: Request) -> Response {
             }
             let sample = slices[999].read(0, 16);
             Response::new(200, String::from_utf8_lossy(&sample).into_owned())
+        }
+        "hoard" => {
+            let count: usize = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("count="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let held: Vec<Buffer> = (0..count).map(|_| payload()).collect();
+            Response::new(200, format!("held {}", held.len()))
         }
         "recurse" => match invoke("invoker", "/recurse", payload(), &[]) {
             Ok(answer) => Response::new(answer.status, answer.body.read_all()),

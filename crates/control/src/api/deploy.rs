@@ -2,10 +2,10 @@
 //! archive, all or nothing. The steps, each its own function:
 //!
 //! 1. [`read_upload`]: at most `--max-upload` bytes (a larger declared length is refused before
-//!    the body is read);
+//!    the body is read), once one of [`crate::MAX_CONCURRENT_DEPLOYS`] deploy slots is free;
 //! 2. [`check_upload`]: the manifest against the URL, the upload and the operator's policy,
 //!    every problem at once;
-//! 3. stage the files on disk (not yet referred to by anything);
+//! 3. stage the files on disk (not yet referred to by anything); 2 and 3 on the blocking pool;
 //! 4. [`prepare`]: compile, check and link every function, off the async threads;
 //! 5. [`activate`]: check routes, record the deployment on disk, swap it in.
 //!
@@ -34,11 +34,25 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
     let app = call.param("app").to_owned();
     let control = call.control;
 
+    // One of the few deploys at once; a waiting deploy holds no memory yet.
+    let _deploying = control
+        .deploys
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Host("the control plane is shutting down".to_owned()))?;
     let upload = read_upload(control.max_upload, call.request).await?;
-    let bundle = archive::unpack(&upload).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    check_upload(&bundle, &tenant, &app, control.registry.policy())?;
-    let files: Vec<(String, Vec<u8>)> = bundle.files.into_iter().collect();
-    let staged = control.store.stage(&files)?;
+    // Unpacking and the fsyncs of staging block: not on the request workers.
+    let (store, registry) = (control.store.clone(), control.registry.clone());
+    let (for_tenant, for_app) = (tenant.clone(), app.clone());
+    let staged = tokio::task::spawn_blocking(move || {
+        let bundle = archive::unpack(&upload).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        drop(upload);
+        check_upload(&bundle, &for_tenant, &for_app, registry.policy())?;
+        let files: Vec<(String, Vec<u8>)> = bundle.files.into_iter().collect();
+        Ok::<_, ApiError>(store.stage(&files)?)
+    })
+    .await
+    .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??;
     let version = staged.version;
     let (manifest, prepared) = match prepare(control, &staged.dir).await {
         Ok(ready) => ready,

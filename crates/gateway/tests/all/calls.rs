@@ -266,3 +266,48 @@ async fn internal_names_never_open_a_socket_and_other_hosts_are_denied() {
         "no connection may reach the network on a function's behalf"
     );
 }
+
+/// One instance may have at most `MAX_CONCURRENT_CALLS` in-process calls in flight; the rest
+/// fail at once with `connection-limit-reached`, and the ones in flight are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_has_a_bounded_number_of_calls_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write(
+        dir.path(),
+        "fan.toml",
+        r#"
+tenant = "t"
+app = "a"
+
+[[functions]]
+name = "fan"
+component = "CALLER"
+route = "/fan"
+limits = { timeout = "3s" }
+
+[[functions]]
+name = "slow"
+component = "FAULTS"
+limits = { timeout = "500ms" }
+"#,
+    );
+    let server = crate::common::start_with(&[manifest], 64).await;
+    let max = meshwa_runtime::MAX_CONCURRENT_CALLS as usize;
+    let answer = get(
+        server.addr,
+        &format!("/fan/burst/{}/slow.a.internal/sleep", max + 4),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let lines: Vec<&str> = answer.body.lines().collect();
+    assert_eq!(lines.len(), max + 4, "{}", answer.body);
+    let limited = lines
+        .iter()
+        .filter(|l| **l == "error: ErrorCode::ConnectionLimitReached")
+        .count();
+    let timed_out = lines.iter().filter(|l| **l == "504").count();
+    assert_eq!((timed_out, limited), (max, 4), "{}", answer.body);
+    // Their slots came back: the next burst gets as far.
+    let again = get(server.addr, "/fan/burst/2/slow.a.internal/sleep").await;
+    assert_eq!(again.body, "504\n504\n", "{}", again.body);
+}

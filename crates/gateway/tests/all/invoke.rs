@@ -145,14 +145,14 @@ async fn calls_made_together_overlap_and_keep_their_own_outcomes() {
     );
 }
 
-/// Calls made at once cannot hold more instances than the tenant may: the caller's slot covers
-/// one callee, every other one takes a slot of the tenant's quota. With a quota of one instance
-/// (the caller's) the second call waits for a slot that never frees, and the request ends at its
-/// deadline; with a quota of two both calls run.
+/// Calls made at once cannot hold more instances than the tenant may: every callee takes a slot
+/// of the tenant's quota, at once or not at all. With a quota of two instances (the caller's and
+/// one more) one call runs and the other is refused at once with `limit-exceeded`; with a quota
+/// of three both run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_together_stay_within_the_tenants_quota() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests: Vec<_> = [("one", 1), ("two", 2)]
+    let manifests: Vec<_> = [("two", 2), ("three", 3)]
         .into_iter()
         .map(|(tenant, quota)| {
             let path = dir.path().join(format!("{tenant}.toml"));
@@ -172,9 +172,20 @@ async fn calls_made_together_stay_within_the_tenants_quota() {
         })
         .collect();
     let server = start(&manifests).await;
-    let starved = get(server.addr, "/one/fanout/napper/nap").await;
-    assert_eq!(starved.status, 504, "{}", starved.body);
-    let enough = get(server.addr, "/two/fanout/napper/nap").await;
+    let short = get(server.addr, "/two/fanout/napper/nap").await;
+    assert_eq!(short.status, 200, "{}", short.body);
+    let mut outcomes: Vec<&str> = short.body.lines().collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "200 rested",
+            "error: InvokeError::LimitExceeded(\"tenant two is at its quota of 2 live instances\")"
+        ],
+        "{}",
+        short.body
+    );
+    let enough = get(server.addr, "/three/fanout/napper/nap").await;
     assert_eq!(enough.body, "200 rested\n200 rested");
 }
 
@@ -242,4 +253,23 @@ async fn without_explain_nothing_is_accounted() {
     let server = start(&apps(dir.path())).await;
     assert_eq!(get(server.addr, "/inv/call/echo/x").await.status, 200);
     assert!(server.runtime.phases().is_empty());
+}
+
+/// The bytes the host holds in buffers count against the instance's `max-memory` (and its
+/// tenant's quota): a loop of buffer constructors ends its own request as out of memory, and
+/// nothing stays charged after it (issue 16, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_buffers_count_against_the_instances_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&apps(dir.path())).await;
+    // 32 MiB of buffers fit the default 64 MiB; 100 MiB do not.
+    let held = get(server.addr, "/inv/hoard?size=1048576&count=32").await;
+    assert_eq!((held.status, held.body.as_str()), (200, "held 32"));
+    let hoard = get(server.addr, "/inv/hoard?size=1048576&count=100").await;
+    assert_eq!(hoard.status, 503, "{}", hoard.body);
+    assert!(hoard.body.contains("out_of_memory"), "{}", hoard.body);
+    for _ in 0..3 {
+        let again = get(server.addr, "/inv/hoard?size=1048576&count=32").await;
+        assert_eq!((again.status, again.body.as_str()), (200, "held 32"));
+    }
 }

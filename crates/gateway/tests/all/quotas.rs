@@ -226,3 +226,73 @@ async fn a_table_growth_bomb_is_refused_and_harms_no_one() {
     }
     good_traffic.await.expect("every good request succeeded");
 }
+
+/// A tenant's in-process fan-out takes slots of its own quota, never waiting for one: beyond
+/// its quota the calls fail at once (429 `tenant_quota` for the caller), the pool keeps room,
+/// and another tenant is served as if alone (issue 16, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_fan_out_stays_within_the_callers_tenant_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let flood = dir.path().join("flood.toml");
+    std::fs::write(
+        &flood,
+        format!(
+            "tenant = \"flood\"\napp = \"a\"\n\
+             [[functions]]\nname = \"fan\"\ncomponent = \"{}\"\nroute = \"/flood\"\nlimits = {{ timeout = \"3s\" }}\n\
+             [[functions]]\nname = \"slow\"\ncomponent = \"{}\"\nlimits = {{ timeout = \"1500ms\" }}\n",
+            programs::CALLER,
+            programs::FAULTS
+        ),
+    )
+    .unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/good\"\n",
+            programs::HELLO
+        ),
+    )
+    .unwrap();
+    // A pool of 8; each tenant may hold 4 instances.
+    let settings = EngineSettings {
+        max_instances: 8,
+        ..EngineSettings::default()
+    };
+    let server = start_with_settings(&[flood, good], settings).await;
+
+    // Two requests each start 12 calls to a callee that holds its instance until the deadline.
+    let mut fans = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let addr = server.addr;
+        fans.spawn(async move { get(addr, "/flood/burst/12/slow.a.internal/sleep").await });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..20 {
+        let started = Instant::now();
+        let answer = get(server.addr, &format!("/good/{i}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "good request {i} waited {:?}",
+            started.elapsed()
+        );
+    }
+    // 4 slots for the tenant: a fan request holds one, so at most 3 of its callees run at once
+    // (when the other fan request waits for a slot, it may get all 3 later); the rest are
+    // refused at once.
+    while let Some(answer) = fans.join_next().await {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let (mut admitted, mut refused) = (0, 0);
+        for line in answer.body.lines() {
+            match line {
+                "429" => refused += 1,
+                "504" => admitted += 1,
+                other => panic!("unexpected outcome {other:?}: {}", answer.body),
+            }
+        }
+        assert!(admitted <= 3, "{admitted} callees ran, {refused} refused");
+        assert_eq!(admitted + refused, 12);
+    }
+}
