@@ -145,6 +145,15 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
 
+    /// Most connections open at once on each listener; more are closed as soon as accepted.
+    /// Keep it under the process's file-descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// Most connections open at once from one client address, on each listener.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_client: u32,
+
     /// How long a client may take to send a request's head before it is disconnected, on both
     /// listeners.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -323,6 +332,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = GatewayConfig {
         shutdown_grace: args.shutdown_grace,
         header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections as usize,
+        max_connections_per_client: args.max_connections_per_client as usize,
     };
     // The admin listener serves until the gateway has drained, then it is aborted.
     let admin = tokio::spawn(meshwa_control::serve_admin(

@@ -10,9 +10,11 @@
 //! [`meshwa_runtime::run_triggers`]). It knows nothing of flags, signals or deployments: it takes
 //! a listener, the [`Routes`], the [`Metrics`], a [`GatewayConfig`] and a shutdown future.
 //!
-//! - **Accept:** `TCP_NODELAY`, then hyper-util's `auto` builder (HTTP/1.1, or HTTP/2 with prior
-//!   knowledge), with `header_read_timeout` against slow clients. An accept error (out of file
-//!   descriptors, say) is logged and followed by a 10 ms back-off; the listener keeps going.
+//! - **Accept:** a connection beyond `max_connections`, or beyond `max_connections_per_client`
+//!   from its address, is closed at once; then `TCP_NODELAY` and hyper-util's `auto` builder
+//!   (HTTP/1.1, or HTTP/2 with prior knowledge, pinged when idle), with `header_read_timeout`
+//!   against slow clients. An accept error (out of file descriptors, say) is logged and
+//!   followed by a 10 ms back-off; the listener keeps going.
 //! - **Invocation id:** 13 hex digits of the process start time in microseconds, a dash, a hex
 //!   counter ([`next_invocation_id`]): unique within the process and across restarts. A failed
 //!   request reports it as its error id.
@@ -31,10 +33,11 @@
 mod metrics;
 mod router;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response, StatusCode};
@@ -76,8 +79,14 @@ pub struct GatewayConfig {
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
     /// How long a client may take to send a request's head; a slow (slowloris) client is
-    /// disconnected after it, instead of holding its connection open forever.
+    /// disconnected after it, instead of holding its connection open forever. Also the
+    /// interval and timeout of HTTP/2 keep-alive pings, which end connections to dead peers.
     pub header_read_timeout: Duration,
+    /// Most connections open at once on the listener; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address, so that one client cannot take
+    /// every connection (and file descriptor) by itself.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for GatewayConfig {
@@ -85,6 +94,55 @@ impl Default for GatewayConfig {
         GatewayConfig {
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_connections_per_client: 256,
+        }
+    }
+}
+
+/// The connections open on one listener, in total and per client address.
+struct Connections {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// One open connection, counted until it is dropped.
+struct Counted {
+    connections: Arc<Mutex<Connections>>,
+    client: IpAddr,
+}
+
+impl Connections {
+    /// Counts a connection from `client` if both caps allow it.
+    fn admit(
+        connections: &Arc<Mutex<Connections>>,
+        client: IpAddr,
+        config: &GatewayConfig,
+    ) -> Option<Counted> {
+        let mut open = connections.lock().unwrap_or_else(|e| e.into_inner());
+        let from_client = open.per_client.get(&client).copied().unwrap_or(0);
+        if open.total >= config.max_connections || from_client >= config.max_connections_per_client
+        {
+            return None;
+        }
+        open.total += 1;
+        open.per_client.insert(client, from_client + 1);
+        Some(Counted {
+            connections: connections.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        open.total = open.total.saturating_sub(1);
+        if let Some(count) = open.per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.per_client.remove(&self.client);
+            }
         }
     }
 }
@@ -115,7 +173,8 @@ pub async fn serve(
 }
 
 /// The HTTP serving loop every listener of meshwa shares (the gateway's, the admin API's): HTTP/1.1
-/// and HTTP/2, a client that does not send its first byte or finish its request head within
+/// and HTTP/2, connections capped in total and per client address, a client that does not send
+/// its first byte or finish its request head within
 /// `config.header_read_timeout` is disconnected (slowloris), a failed accept (out of file
 /// descriptors) backs off instead of ending the loop, and when `shutdown` resolves the listener
 /// closes and in-flight requests get `config.shutdown_grace` to finish. `name` names the listener
@@ -139,8 +198,16 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(config.header_read_timeout))
+        .keep_alive_timeout(config.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Mutex::new(Connections {
+        total: 0,
+        per_client: HashMap::new(),
+    }));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -156,11 +223,16 @@ where
             },
             () = &mut shutdown => break,
         };
+        let Some(counted) = Connections::admit(&connections, peer.ip(), &config) else {
+            tracing::debug!(listener = name, %peer, "connection refused: too many open connections");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let first_byte_timeout = config.header_read_timeout;
         tokio::spawn(async move {
+            let _counted = counted;
             // hyper's header timeout starts at a request's first byte: a client that connects
             // and sends nothing would hold its socket (and a task) for as long as it likes.
             let mut first = [0u8; 1];

@@ -47,6 +47,20 @@ pub async fn start_full(
     settings: EngineSettings,
     secrets: &Secrets,
 ) -> Server {
+    let config = GatewayConfig {
+        header_read_timeout: std::time::Duration::from_millis(500),
+        ..GatewayConfig::default()
+    };
+    start_configured(manifests, settings, secrets, config).await
+}
+
+/// [`start_full`] with the gateway's own settings.
+pub async fn start_configured(
+    manifests: &[PathBuf],
+    settings: EngineSettings,
+    secrets: &Secrets,
+    config: GatewayConfig,
+) -> Server {
     let data = tempfile::tempdir().unwrap();
     let manifests: Vec<Manifest> = manifests
         .iter()
@@ -81,10 +95,7 @@ pub async fn start_full(
         listener,
         Arc::new(meshwa_gateway::Routes::from_pointee(Router::new(routes))),
         metrics,
-        GatewayConfig {
-            header_read_timeout: std::time::Duration::from_millis(500),
-            ..GatewayConfig::default()
-        },
+        config,
         async move {
             let _ = stopped.await;
         },

@@ -445,6 +445,59 @@ async fn slow_clients_are_cut_off_and_do_not_block_others() {
     }
 }
 
+/// One client cannot hold every connection: beyond its cap (and the listener's) a connection is
+/// closed at once, and its place is free again when one of its connections closes (issue 16,
+/// item 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_per_client_and_in_total() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "t", &[("hello", programs::HELLO, "/hello", "")]);
+    let config = meshwa_gateway::GatewayConfig {
+        max_connections_per_client: 4,
+        max_connections: 6,
+        ..meshwa_gateway::GatewayConfig::default()
+    };
+    let server = crate::common::start_configured(
+        &[m],
+        meshwa_runtime::EngineSettings::default(),
+        &meshwa_runtime::Secrets::default(),
+        config,
+    )
+    .await;
+    // Is this connection closed by the server at once?
+    let closed_at_once = |mut stream: tokio::net::TcpStream| async move {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    let connect = |from: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind((std::net::Ipv4Addr::from(from), 0).into())
+            .unwrap();
+        socket.connect(server.addr).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect([127, 0, 0, 1]).await);
+    }
+    // A fifth from the same address is closed; the client's requests wait for its own sockets.
+    assert!(closed_at_once(connect([127, 0, 0, 1]).await).await);
+    // Another address still gets in, up to the listener's total of 6.
+    let other = connect([127, 0, 0, 2]).await;
+    let last = connect([127, 0, 0, 3]).await;
+    assert!(closed_at_once(connect([127, 0, 0, 4]).await).await);
+    drop((other, last));
+    // Closing its sockets gives a client its places back.
+    held.truncate(2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(server.addr, "/hello/x").await.status, 200);
+}
+
 /// Unbounded recursion overflows the guest's stack: a trap for that request only.
 #[tokio::test]
 async fn a_stack_overflow_is_a_trap_of_that_request_only() {
