@@ -37,7 +37,8 @@ pub struct ServeArgs {
     data_dir: PathBuf,
 
     /// Where compiled machine code is cached [default: DATA_DIR/cache]. Servers (and test runs)
-    /// may share one: entries are keyed by the component's bytes and the engine's settings.
+    /// may share one: entries are keyed by tenant, the component's bytes and the engine's
+    /// settings.
     #[arg(long, env = "MESHWA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
 

@@ -10,9 +10,12 @@
 //! A core module is wrapped into a component (`adapt`) before it is compiled; the key then also
 //! names the wrapping, and a hit skips both steps.
 //!
-//! - **Entry:** `<cache dir>/<sha256(format tag, bytes)>-<engine key>.cwasm`, where the engine
-//!   key is the first 16 bytes (hex) of a SHA-256 over wasmtime's
-//!   `precompile_compatibility_hash()`. Functions that share a component share an entry.
+//! - **Entry:** `<cache dir>/<sha256(format tag, tenant, bytes)>-<engine key>.cwasm`, where the
+//!   engine key is the first 16 bytes (hex) of a SHA-256 over wasmtime's
+//!   `precompile_compatibility_hash()`. Functions of one tenant that share a component share an
+//!   entry; tenants never do: a cache hit (a fast deploy, the `compiled` flag) must not tell a
+//!   tenant that another one deployed the same bytes, and no tenant's code is ever loaded from
+//!   an entry another tenant's deploy wrote.
 //! - **Hit:** the entry is mapped with `Component::deserialize_file`, the host's one `unsafe`
 //!   block (its justification is beside it). An entry that fails to load is logged, deleted and
 //!   recompiled.
@@ -85,9 +88,11 @@ impl CompileCache {
         Ok(CompileCache { dir, engine_key })
     }
 
-    fn entry_path(&self, bytes: &[u8], format: SourceFormat) -> PathBuf {
+    fn entry_path(&self, tenant: &str, bytes: &[u8], format: SourceFormat) -> PathBuf {
         let mut digest = Sha256::new();
         digest.update(format.cache_tag());
+        digest.update([0]);
+        digest.update(tenant.as_bytes());
         digest.update([0]);
         digest.update(bytes);
         self.dir.join(format!(
@@ -102,11 +107,12 @@ impl CompileCache {
     pub(crate) fn load(
         &self,
         engine: &Engine,
+        tenant: &str,
         bytes: &[u8],
         format: SourceFormat,
     ) -> wasmtime::Result<CompiledComponent> {
         let started = Instant::now();
-        let entry = self.entry_path(bytes, format);
+        let entry = self.entry_path(tenant, bytes, format);
         if entry.is_file() {
             #[allow(unsafe_code)]
             // SAFETY: `deserialize_file` trusts the file to be machine code that wasmtime wrote.

@@ -347,7 +347,7 @@ impl Runtime {
         };
         let compiled = self
             .cache
-            .load(&self.engine, &bytes, format)
+            .load(&self.engine, manifest.tenant.as_str(), &bytes, format)
             .map_err(|e| invalid(format!("{e:#}")))?;
         services::check_imports(&self.engine, &compiled.component, spec, &id)?;
         let instance_pre = self

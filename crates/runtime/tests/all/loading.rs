@@ -47,6 +47,26 @@ fn second_load_hits_and_a_changed_component_compiles() {
     assert_eq!(other.cache_outcome(), CacheOutcome::Compiled);
 }
 
+/// Compiled code is shared within a tenant, never across tenants: a cache hit (a fast deploy, a
+/// `compiled: false` answer) must not tell a tenant that another one deployed the same bytes
+/// (issue 16, item 9).
+#[test]
+fn tenants_never_share_compiled_code() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(settings(), data.path()).unwrap();
+    let of = |tenant: &str, app: &str| {
+        let text = format!(
+            "tenant = \"{tenant}\"\napp = \"{app}\"\n[[functions]]\nname = \"f\"\ncomponent = \"{}\"\n",
+            programs::HELLO
+        );
+        Manifest::parse(&text, Path::new("m.toml"), Path::new("/")).unwrap()
+    };
+    let outcome = |manifest: &Manifest| load(&runtime, manifest).unwrap().cache_outcome();
+    assert_eq!(outcome(&of("acme", "one")), CacheOutcome::Compiled);
+    assert_eq!(outcome(&of("acme", "two")), CacheOutcome::Hit);
+    assert_eq!(outcome(&of("globex", "one")), CacheOutcome::Compiled);
+}
+
 #[test]
 fn a_damaged_entry_is_discarded_and_recompiled() {
     let data = tempfile::tempdir().unwrap();
