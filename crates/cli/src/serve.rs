@@ -42,6 +42,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// Largest size of the compile cache; the least recently used entries are deleted first.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    compile_cache_max_size: u64,
+
     /// File holding the operator's token for the control plane. Without it (and without
     /// MESHWA_OPERATOR_TOKEN), the token is DATA_DIR/operator.token, generated on first start.
     #[arg(
@@ -238,6 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_instance_memory: args.max_instance_memory,
         key_value_cache: args.kv_cache,
         explain: args.explain,
+        compile_cache_max_size: args.compile_cache_max_size,
         memory_reservation: args.memory_reservation,
         tenant_cpu_lanes: args
             .tenant_cpu_lanes

@@ -24,7 +24,12 @@
 //!   time on the next start.
 //! - **Sharing:** several runtimes and processes may use one directory (`--cache-dir`; the tests
 //!   share `target/test-cache`).
-//! - **No eviction yet:** entries of old components or engines stay until someone deletes them.
+//! - **Eviction by size:** the directory is kept under `compile_cache_max_size` (checked at start
+//!   and after every write): the least recently used entries go first. A hit marks its entry
+//!   used (its modification time), so entries of old components, old engines and removed
+//!   tenants age out. An entry deleted while a function is loaded from it costs nothing: the
+//!   mapping keeps the file alive. Several processes sharing the directory may evict each
+//!   other's entries; that costs a recompile, never a wrong load.
 //!
 //! We keep our own cache instead of wasmtime's `cache` feature so that hits and misses are
 //! observable per component (the `function loaded` log line, the startup counts and the
@@ -59,6 +64,7 @@ pub struct CompiledComponent {
 pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_key: String,
+    max_size: u64,
 }
 
 /// Feeds `Hash` output into SHA-256, so the engine's compatibility hash becomes a stable digest
@@ -80,12 +86,59 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl CompileCache {
-    pub(crate) fn new(dir: PathBuf, engine: &Engine) -> std::io::Result<CompileCache> {
+    pub(crate) fn new(
+        dir: PathBuf,
+        engine: &Engine,
+        max_size: u64,
+    ) -> std::io::Result<CompileCache> {
         std::fs::create_dir_all(&dir)?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex(&hasher.0.finalize()[..16]);
-        Ok(CompileCache { dir, engine_key })
+        let cache = CompileCache {
+            dir,
+            engine_key,
+            max_size,
+        };
+        cache.evict();
+        Ok(cache)
+    }
+
+    /// Deletes the least recently used entries until the directory is under its size.
+    fn evict(&self) {
+        let Ok(listing) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = listing
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+        if total <= self.max_size {
+            return;
+        }
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.max_size {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    total = total.saturating_sub(len);
+                    tracing::info!(entry = %path.display(), bytes = len, "compile cache: evicted the least recently used entry");
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    total = total.saturating_sub(len);
+                }
+                Err(error) => {
+                    tracing::warn!(entry = %path.display(), %error, "compile cache: cannot evict");
+                }
+            }
+        }
     }
 
     fn entry_path(&self, tenant: &str, bytes: &[u8], format: SourceFormat) -> PathBuf {
@@ -123,6 +176,11 @@ impl CompileCache {
             let loaded = unsafe { Component::deserialize_file(engine, &entry) };
             match loaded {
                 Ok(component) => {
+                    // Used now: the last to be evicted.
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(&entry)
+                        .and_then(|file| file.set_modified(std::time::SystemTime::now()));
                     return Ok(CompiledComponent {
                         component,
                         outcome: CacheOutcome::Hit,
@@ -146,6 +204,7 @@ impl CompileCache {
             // A cache that cannot be written costs time on the next start, nothing else.
             tracing::warn!(entry = %entry.display(), %error, "cannot write compile-cache entry");
         }
+        self.evict();
         Ok(CompiledComponent {
             component,
             outcome: CacheOutcome::Compiled,

@@ -93,6 +93,9 @@ pub struct EngineSettings {
     pub pagemap_scan: bool,
     /// Account for where each invocation's time goes (see `explain`); off by default.
     pub explain: bool,
+    /// Largest size of the compile cache's directory; the least recently used entries go first
+    /// (see `cache`).
+    pub compile_cache_max_size: u64,
 }
 
 impl Default for EngineSettings {
@@ -111,6 +114,7 @@ impl Default for EngineSettings {
             key_value_cache: 64 * 1024 * 1024,
             pagemap_scan: true,
             explain: false,
+            compile_cache_max_size: 4 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -127,13 +127,15 @@ impl Runtime {
         cache_dir: &Path,
     ) -> Result<Runtime, EngineError> {
         let (engine, facts) = engine::build_engine(&settings)?;
-        let cache =
-            cache::CompileCache::new(cache_dir.to_path_buf(), &engine).map_err(|source| {
-                EngineError::DataDir {
-                    path: cache_dir.to_path_buf(),
-                    source,
-                }
-            })?;
+        let cache = cache::CompileCache::new(
+            cache_dir.to_path_buf(),
+            &engine,
+            settings.compile_cache_max_size,
+        )
+        .map_err(|source| EngineError::DataDir {
+            path: cache_dir.to_path_buf(),
+            source,
+        })?;
         let mut linker = Linker::new(&engine);
         // Every function gets WASI (closed by default: see `state`), wasi:http and
         // meshwa:platform; the services are linked too, and `services::check_imports` refuses a

@@ -8,6 +8,34 @@ use crate::common::{client, get, manifest, send, start, start_with_settings};
 use meshwa_runtime::EngineSettings;
 use meshwa_test_programs as programs;
 
+/// Tenant `good`'s app in `dir`: `hello` at `/good`.
+fn good_tenant(dir: &std::path::Path) -> std::path::PathBuf {
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/good\"\n",
+            programs::HELLO
+        ),
+    )
+    .unwrap();
+    good
+}
+
+/// 20 requests of tenant `good`, each answered correctly within 500 ms.
+async fn good_tenant_is_served_at_once(addr: std::net::SocketAddr) {
+    for i in 0..20 {
+        let started = Instant::now();
+        let answer = get(addr, &format!("/good/{i}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "good request {i} waited {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_tenant_cannot_starve_another() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,15 +49,7 @@ async fn a_flooding_tenant_cannot_starve_another() {
         ),
     )
     .unwrap();
-    let good = dir.path().join("good.toml");
-    std::fs::write(
-        &good,
-        format!(
-            "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/good\"\n",
-            programs::HELLO
-        ),
-    )
-    .unwrap();
+    let good = good_tenant(dir.path());
     let settings = EngineSettings {
         max_instances: 8,
         tenant_max_queue: 3,
@@ -50,15 +70,7 @@ async fn a_flooding_tenant_cannot_starve_another() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Meanwhile the other tenant is served at once, every time.
-    for i in 0..20 {
-        let started = Instant::now();
-        let answer = get(server.addr, &format!("/good/{i}")).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "good request {i} waited"
-        );
-    }
+    good_tenant_is_served_at_once(server.addr).await;
 
     let mut statuses = Vec::new();
     while let Some(result) = flood_tasks.join_next().await {
@@ -245,15 +257,7 @@ async fn in_process_fan_out_stays_within_the_callers_tenant_quota() {
         ),
     )
     .unwrap();
-    let good = dir.path().join("good.toml");
-    std::fs::write(
-        &good,
-        format!(
-            "tenant = \"good\"\napp = \"a\"\n[[functions]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/good\"\n",
-            programs::HELLO
-        ),
-    )
-    .unwrap();
+    let good = good_tenant(dir.path());
     // A pool of 8; each tenant may hold 4 instances.
     let settings = EngineSettings {
         max_instances: 8,
@@ -268,16 +272,7 @@ async fn in_process_fan_out_stays_within_the_callers_tenant_quota() {
         fans.spawn(async move { get(addr, "/flood/burst/12/slow.a.internal/sleep").await });
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    for i in 0..20 {
-        let started = Instant::now();
-        let answer = get(server.addr, &format!("/good/{i}")).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "good request {i} waited {:?}",
-            started.elapsed()
-        );
-    }
+    good_tenant_is_served_at_once(server.addr).await;
     // 4 slots for the tenant: a fan request holds one, so at most 3 of its callees run at once
     // (when the other fan request waits for a slot, it may get all 3 later); the rest are
     // refused at once.

@@ -67,6 +67,53 @@ fn tenants_never_share_compiled_code() {
     assert_eq!(outcome(&of("globex", "one")), CacheOutcome::Compiled);
 }
 
+/// The compile cache stays under its size: the least recently used entries go first, at start
+/// and after each write (issue 16, item 7).
+#[test]
+fn the_compile_cache_evicts_the_least_recently_used_entries() {
+    let data = tempfile::tempdir().unwrap();
+    let cache = data.path().join("cache");
+    let entries = || -> Vec<(String, u64)> {
+        let mut found: Vec<(String, u64)> = std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let runtime = Runtime::new(settings(), data.path()).unwrap();
+    load(&runtime, &app(programs::HELLO, "")).unwrap();
+    let hello = entries();
+    load(&runtime, &app(programs::ECHO, "")).unwrap();
+    let both = entries();
+    assert_eq!(both.len(), 2, "{both:?}");
+    drop(runtime);
+
+    // Room for the larger entry, not both: at start, the older one (hello's) goes.
+    let max = both.iter().map(|(_, len)| *len).max().unwrap();
+    let small = EngineSettings {
+        compile_cache_max_size: max,
+        ..settings()
+    };
+    let runtime = Runtime::new(small, data.path()).unwrap();
+    let left = entries();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(
+        left[0].0, hello[0].0,
+        "the least recently used entry stayed"
+    );
+    // Loading hello again compiles it and evicts echo's, now the older.
+    let again = load(&runtime, &app(programs::HELLO, "")).unwrap();
+    assert_eq!(again.cache_outcome(), CacheOutcome::Compiled);
+    assert_eq!(entries(), hello);
+}
+
 #[test]
 fn a_damaged_entry_is_discarded_and_recompiled() {
     let data = tempfile::tempdir().unwrap();
