@@ -29,7 +29,9 @@
 //! outbound = ["https://api.example.com", "http://127.0.0.1:*"]  # origins for wasi:http
 //!
 //! [functions.imports]              # typed calls: WIT interfaces other functions of this app export
-//! "acme:greeting/words" = "hello"  # interface = the function exporting it (linked at load)
+//! "acme:greeting/words" = "hello"  # interface = the function exporting it (composed at load)
+//! "acme:greeting/names" = { function = "hello", link = "host" }  # or host-linked: a fresh
+//!                                  # instance of the exporter per call, with its own grants
 //!
 //! [tenant-limits]
 //! max-instances = 20               # optional: most live instances of this tenant at once
@@ -55,7 +57,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use interfaces::{Interface, RESERVED_NAMESPACES, TypedImport};
+pub use interfaces::{Interface, Linking, RESERVED_NAMESPACES, TypedImport};
 pub use names::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use routes::{Route, RouteError, check_route_collisions};
