@@ -241,11 +241,10 @@ impl HostLink {
         params: &[Val],
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
-        let function = self.functions.get(index).cloned().unwrap_or_default();
         let failed = |callee: FunctionId, error: InvokeError| TypedCallFailed {
             callee,
             interface: self.interface.to_string(),
-            function: function.clone(),
+            function: self.functions.get(index).cloned().unwrap_or_default(),
             error,
         };
         let (Some(linked), Some(&export)) = (
@@ -288,5 +287,85 @@ impl HostLink {
                 Err(wasmtime::Error::new(failed(target.id().clone(), error)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meshwa_manifest::{FunctionId, Interface, Linking, Name, TypedImport};
+    use wasmtime::component::{Component, Linker};
+
+    use crate::error::LoadError;
+
+    /// Defines the host-linked import `test:res/api` of a component that imports it as `wat`
+    /// describes; answers why it was refused, if it was.
+    fn define(imported: &str) -> Result<(), String> {
+        define_in("", imported)
+    }
+
+    /// [`define`], with `before` in the component before the import.
+    fn define_in(before: &str, imported: &str) -> Result<(), String> {
+        let engine = wasmtime::Engine::default();
+        let text = format!("(component {before} (import \"test:res/api\" (instance {imported})))");
+        let bytes = wat::parse_str(&text).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let mut linker = Linker::new(&engine);
+        let import = TypedImport {
+            interface: Interface::new("test:res/api").unwrap(),
+            exporter: Name::new("lib").unwrap(),
+            link: Linking::Host,
+        };
+        let id = FunctionId {
+            tenant: Name::new("t").unwrap(),
+            app: Name::new("a").unwrap(),
+            function: Name::new("f").unwrap(),
+        };
+        match super::define(&mut linker, &component, &import, &id) {
+            Ok(_) => Ok(()),
+            Err(LoadError::TypedImport(refused)) => Err(refused.to_string()),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn interfaces_with_resources_are_refused() {
+        let plain = r#"(type $r (record (field "n" u32) (field "s" string)))
+            (export "r" (type $r' (eq $r)))
+            (export "f" (func (param "x" (list $r')) (result (option string))))"#;
+        assert_eq!(define(plain), Ok(()));
+
+        let resource = r#"(export "thing" (type (sub resource)))"#;
+        let refused = define(resource).unwrap_err();
+        assert!(
+            refused.contains("t/a/f")
+                && refused.contains("`test:res/api`")
+                && refused.contains("the resource type `thing`"),
+            "{refused}"
+        );
+
+        let handle = r#"(export "thing" (type $t (sub resource)))
+            (type $own (own $t))
+            (type $l (list $own))
+            (export "make" (func (result $l)))"#;
+        let refused = define(handle).unwrap_err();
+        assert!(refused.contains("the resource type `thing`"), "{refused}");
+    }
+
+    #[test]
+    fn handles_of_other_interfaces_are_found_inside_values() {
+        // The resource comes from another interface; a function passes a borrow of it inside a
+        // record inside a list inside an option.
+        let types = r#"(import "test:res/types" (instance $types
+                (export "thing" (type (sub resource)))))
+            (alias export $types "thing" (type $thing))"#;
+        let api = r#"(alias outer 1 $thing (type $t))
+            (type $b (borrow $t))
+            (type $r (record (field "h" $b)))
+            (export "r" (type $r' (eq $r)))
+            (type $l (list $r'))
+            (type $o (option $l))
+            (export "use" (func (param "o" $o)))"#;
+        let refused = define_in(types, api).unwrap_err();
+        assert!(refused.contains("`use` passes a resource"), "{refused}");
     }
 }
