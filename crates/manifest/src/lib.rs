@@ -169,8 +169,8 @@ pub enum FunctionKind {
     /// or a WASI preview1 command module with `_start`).
     Cgi,
     /// A component that only exports WIT interfaces for the typed imports of other functions
-    /// of its app (`[functions.imports]`): composed into them, never invoked on its own, so it
-    /// has no route and cannot be called in-process.
+    /// of its app (`[functions.imports]`): composed into them or run for each host-linked call,
+    /// never invoked on its own, so it has no route and cannot be called in-process.
     Exports,
 }
 
