@@ -380,7 +380,8 @@ impl Runtime {
                     reason: format!("{e:#}"),
                 })?,
             // Checked and linked on its own, so that its faults are named here; it runs only
-            // inside the functions that import from it.
+            // for the functions that import from it: inside them (composed), or from this
+            // pre-instantiation, an instance per host-linked call.
             FunctionKind::Exports => Handler::Exports(instance_pre),
         };
         tracing::info!(

@@ -26,13 +26,18 @@ enum Link {
     Composed,
     /// `"iface" = { function = "exporter", link = "host" }`.
     Host,
+    /// `test:typed/sink` host-linked, `test:typed/tally` composed: one function, both ways.
+    Mixed,
 }
 
 /// [`app`], with hopper's imports linked as `link` says.
 fn app_linked(dir: &Path, exporter: &str, extra: &str, link: Link) -> PathBuf {
-    let entry = |function: &str| match link {
-        Link::Composed => format!("\"{function}\""),
-        Link::Host => format!("{{ function = \"{function}\", link = \"host\" }}"),
+    let short = |function: &str| format!("\"{function}\"");
+    let host = |function: &str| format!("{{ function = \"{function}\", link = \"host\" }}");
+    let (sink_entry, tally_entry) = match link {
+        Link::Composed => (short(exporter), short("counter")),
+        Link::Host => (host(exporter), host("counter")),
+        Link::Mixed => (host(exporter), short("counter")),
     };
     let text = format!(
         r#"
@@ -79,8 +84,6 @@ route = "/typed"
 "test:typed/sink" = {sink_entry}
 "test:typed/tally" = {tally_entry}
 "#,
-        sink_entry = entry(exporter),
-        tally_entry = entry("counter"),
         sink = programs::TYPED_SINK,
         impostor = programs::TYPED_IMPOSTOR,
         hello = programs::HELLO,
@@ -100,6 +103,7 @@ pub(crate) async fn typed_calls_carry_every_kind_of_value_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_linked_typed_calls_carry_every_kind_of_value_intact() {
     values_arrive_intact(Link::Host).await;
+    values_arrive_intact(Link::Mixed).await;
 }
 
 /// The same guest code, the same answers, whichever way the import is linked.
