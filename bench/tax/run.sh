@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The infrastructure tax, measured: one checkout application (bench/tax/logic, written once),
-# five deployments, one table.
+# its deployments, one table.
 #   (a) monolith: one native process, the services as function calls;
 #   (b) 6 native services (gateway, auth, cart, pricing, inventory, render: one process each,
 #       HTTP/1.1 keep-alive and JSON between them, pricing and inventory called concurrently);
@@ -10,6 +10,8 @@
 #   (d) meshwa, the same functions chaining with in-process wasi:http requests;
 #   (f) meshwa, the services as WIT interfaces the gateway imports, composed into one component
 #       at load (typed calls: guests/tax-shop-typed, tax-shop-services, bench/tax/meshwa-typed.toml);
+#   (f') meshwa, the same typed calls host-linked: each call runs the service in a fresh instance
+#       of its own (bench/tax/meshwa-typed-host.toml);
 #   (e) one `wasmtime serve` per service (the same component), chained over loopback HTTP.
 # The store: every deployment reads the same dataset from an in-process store (a map natively,
 # meshwa's embedded store, wasmtime's in-memory wasi:keyvalue), so that the table shows the cost
@@ -80,7 +82,7 @@ LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 WORK=$(mktemp -d)
 PIDS=()
-for manifest in meshwa.toml meshwa-typed.toml; do
+for manifest in meshwa.toml meshwa-typed.toml meshwa-typed-host.toml; do
     sed "s|\"../../target/guests/wasm32-wasip2/release/|\"$BUILT/|" "$HERE/$manifest" >"$WORK/$manifest"
     grep -q "$BUILT" "$WORK/$manifest" || { echo "bench/tax/$manifest: component paths not found" >&2; exit 1; }
 done
@@ -179,7 +181,7 @@ done
 next_port
 MESHWA_PORT=$PORT
 next_port
-timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" "$WORK/meshwa-typed.toml" --listen "127.0.0.1:$MESHWA_PORT" \
+timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" "$WORK/meshwa-typed.toml" "$WORK/meshwa-typed-host.toml" --listen "127.0.0.1:$MESHWA_PORT" \
     --admin-listen "127.0.0.1:$PORT" --data-dir "$WORK/meshwa" 2>"$WORK/meshwa.log" >&2 &
 MESHWA_PID=$!
 PIDS+=("$MESHWA_PID")
@@ -189,8 +191,10 @@ for _ in $(seq 1 300); do
 done
 curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop/load" || fail "meshwa did not start"
 curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop-typed/load" || fail "meshwa: /shop-typed/load"
-DEPLOYMENTS+=(meshwa-local meshwa-invoke meshwa-http meshwa-typed)
+curl -fs -o /dev/null -X POST "http://127.0.0.1:$MESHWA_PORT/shop-host/load" || fail "meshwa: /shop-host/load"
+DEPLOYMENTS+=(meshwa-local meshwa-invoke meshwa-http meshwa-typed meshwa-typed-host)
 URL[meshwa-typed]=http://127.0.0.1:$MESHWA_PORT/shop-typed/checkout/typed
+URL[meshwa-typed-host]=http://127.0.0.1:$MESHWA_PORT/shop-host/checkout/typed
 URL[meshwa-local]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/local
 URL[meshwa-invoke]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/invoke
 URL[meshwa-http]=http://127.0.0.1:$MESHWA_PORT/shop/checkout/http
@@ -198,6 +202,7 @@ DEPLOYMENT_PIDS[meshwa-invoke]=" $(pgrep -P "$MESHWA_PID" || echo "$MESHWA_PID")
 DEPLOYMENT_PIDS[meshwa-http]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 DEPLOYMENT_PIDS[meshwa-local]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 DEPLOYMENT_PIDS[meshwa-typed]=${DEPLOYMENT_PIDS[meshwa-invoke]}
+DEPLOYMENT_PIDS[meshwa-typed-host]=${DEPLOYMENT_PIDS[meshwa-invoke]}
 
 # (e): one `wasmtime serve` per service, the same component, its in-memory store preset with
 # the dataset; the gateway finds the others through TAX_<SERVICE>_URL.
@@ -296,6 +301,7 @@ label() {
         meshwa-invoke) echo "(c) meshwa, invoke + buffers" ;;
         meshwa-http) echo "(d) meshwa, in-process wasi:http" ;;
         meshwa-typed) echo "(f) meshwa, typed calls (composed)" ;;
+        meshwa-typed-host) echo "(f') meshwa, typed calls (host-linked)" ;;
         wasmtime) echo "(e) 6 × wasmtime serve, loopback HTTP" ;;
     esac
 }
@@ -337,7 +343,7 @@ if [ "$EXPLAIN" = 1 ]; then
     next_port
     EXPLAIN_ADMIN=http://127.0.0.1:$PORT
     EXPLAIN_TOKEN=explain-$$-$RANDOM
-    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" "$WORK/meshwa-typed.toml" \
+    MESHWA_OPERATOR_TOKEN=$EXPLAIN_TOKEN timeout "$LIFETIME" "$MESHWA_BIN" serve "$WORK/meshwa.toml" "$WORK/meshwa-typed.toml" "$WORK/meshwa-typed-host.toml" \
         --listen "127.0.0.1:$EXPLAIN_PORT" --admin-listen "127.0.0.1:$PORT" \
         --data-dir "$WORK/meshwa-explain" --explain 2>"$WORK/meshwa-explain.log" >&2 &
     PIDS+=($!)
@@ -347,9 +353,10 @@ if [ "$EXPLAIN" = 1 ]; then
         sleep 0.1
     done
     curl -fs -o /dev/null -X POST "http://127.0.0.1:$EXPLAIN_PORT/shop-typed/load" || fail "explain: /shop-typed/load"
+    curl -fs -o /dev/null -X POST "http://127.0.0.1:$EXPLAIN_PORT/shop-host/load" || fail "explain: /shop-host/load"
     scrape() { curl -fs -H "authorization: Bearer $EXPLAIN_TOKEN" "$EXPLAIN_ADMIN/metrics" >"$1" || fail "scrape"; }
     minor_faults() { read -r -a fields <"/proc/$EXPLAIN_PID/stat"; echo "${fields[9]}"; }
-    for deployment in meshwa-local meshwa-invoke meshwa-http meshwa-typed; do
+    for deployment in meshwa-local meshwa-invoke meshwa-http meshwa-typed meshwa-typed-host; do
         url=http://127.0.0.1:$EXPLAIN_PORT${URL[$deployment]#http://127.0.0.1:$MESHWA_PORT}
         "$BIN" load --url "$url" --rate "$RATE" --duration 1 >/dev/null || true
         scrape "$WORK/before.prom"

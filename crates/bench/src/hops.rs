@@ -1,6 +1,7 @@
 //! `meshwa-bench hops`: per-hop cost of function-to-function calls (invoke, wasi:http, typed
-//! calls through a composed WIT interface) against two native processes talking HTTP/1.1 + JSON
-//! over loopback (`meshwa-bench json-echo` as the callee), for several payload sizes.
+//! calls through a WIT interface, composed and host-linked) against two native processes talking
+//! HTTP/1.1 + JSON over loopback (`meshwa-bench json-echo` as the callee), for several payload
+//! sizes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,8 @@ pub struct HopsArgs {
     /// The callee component (`guests/sink`).
     #[arg(long)]
     sink: PathBuf,
-    /// The typed caller component (`guests/typed-hopper`), composed with `--typed-sink`.
+    /// The typed caller component (`guests/typed-hopper`), linked to `--typed-sink` twice:
+    /// composed, and host-linked (the same component).
     #[arg(long)]
     typed_hopper: PathBuf,
     /// The typed callee component (`guests/typed-sink`), exporting `test:typed/sink`.
@@ -58,10 +60,15 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
          [[functions]]\nname = \"typed-sink\"\ncomponent = {:?}\nkind = \"exports\"\n\
          [[functions]]\nname = \"typed-hopper\"\ncomponent = {:?}\nroute = \"/typed\"\n\
          limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
-         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n\"test:typed/tally\" = \"typed-sink\"\n",
+         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n\"test:typed/tally\" = \"typed-sink\"\n\
+         [[functions]]\nname = \"typed-hopper-host\"\ncomponent = {:?}\nroute = \"/typed-host\"\n\
+         limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
+         [functions.imports]\n\"test:typed/sink\" = {{ function = \"typed-sink\", link = \"host\" }}\n\
+         \"test:typed/tally\" = {{ function = \"typed-sink\", link = \"host\" }}\n",
         args.hopper.display().to_string(),
         args.sink.display().to_string(),
         args.typed_sink.display().to_string(),
+        args.typed_hopper.display().to_string(),
         args.typed_hopper.display().to_string(),
     );
     let manifest = Manifest::parse(&manifest, Path::new("hops"), Path::new("."))?;
@@ -73,7 +80,11 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
             .cloned()
             .with_context(|| format!("the {name} function"))
     };
-    let (hopper, typed_hopper) = (named("hopper")?, named("typed-hopper")?);
+    let (hopper, typed_hopper, typed_hopper_host) = (
+        named("hopper")?,
+        named("typed-hopper")?,
+        named("typed-hopper-host")?,
+    );
 
     // The baseline's server: another native process, as microservices are deployed.
     let mut server = std::process::Command::new(std::env::current_exe()?)
@@ -102,25 +113,25 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
             args.iterations
         );
         println!(
-            "| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (e) typed, list<u8> | (f) typed, record | (d) native HTTP/1.1 + JSON | d/a | d/c | d/e | d/f |"
+            "| payload | (a) invoke, callee reads all | (b) invoke, callee reads 64 B | (c) wasi:http in-process | (e) typed composed, list<u8> | (f) typed composed, record | (e') typed host-linked, list<u8> | (f') typed host-linked, record | (d) native HTTP/1.1 + JSON | d/a | d/c | d/e | d/f | d/e' | d/f' |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!(
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
         for (size, label) in HOP_SIZES {
             let mut cells = Vec::new();
-            for style in [
-                "invoke-full",
-                "invoke-head",
-                "http",
-                "typed-bytes",
-                "typed-record",
+            for (style, linked) in [
+                ("invoke-full", &hopper),
+                ("invoke-head", &hopper),
+                ("http", &hopper),
+                ("typed-bytes", &typed_hopper),
+                ("typed-record", &typed_hopper),
+                ("typed-bytes", &typed_hopper_host),
+                ("typed-record", &typed_hopper_host),
             ] {
                 let path = format!("/hop/{style}/{size}/{}", args.iterations);
                 // On the runtime's worker, as the gateway runs a request (not on this thread).
-                let hopper = if style.starts_with("typed") {
-                    typed_hopper.clone()
-                } else {
-                    hopper.clone()
-                };
+                let hopper = linked.clone();
                 let (p50, p99) = tokio.block_on(async move {
                     tokio::spawn(async move { hop_in_guest(&hopper, &path).await }).await?
                 })?;
@@ -128,21 +139,25 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
             }
             let baseline = tokio.block_on(hop_native(addr, size, args.iterations))?;
             let fmt = |(p50, p99): (f64, f64)| format!("{p50:.1} / {p99:.1}");
-            let [a, b, c, e, f] = cells[..] else {
-                anyhow::bail!("five styles measured, {} cells", cells.len());
+            let [a, b, c, e, f, e_host, f_host] = cells[..] else {
+                anyhow::bail!("seven styles measured, {} cells", cells.len());
             };
             println!(
-                "| {label} | {} | {} | {} | {} | {} | {} | {:.0}× | {:.0}× | {:.0}× | {:.0}× |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}× | {:.0}× | {:.0}× | {:.0}× | {:.0}× | {:.0}× |",
                 fmt(a),
                 fmt(b),
                 fmt(c),
                 fmt(e),
                 fmt(f),
+                fmt(e_host),
+                fmt(f_host),
                 fmt(baseline),
                 baseline.0 / a.0,
                 baseline.0 / c.0,
                 baseline.0 / e.0,
                 baseline.0 / f.0,
+                baseline.0 / e_host.0,
+                baseline.0 / f_host.0,
             );
         }
         anyhow::Ok(())

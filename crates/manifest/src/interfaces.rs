@@ -68,11 +68,35 @@ impl fmt::Display for Interface {
     }
 }
 
-/// One typed import of a function: `interface` comes from the function `exporter` of the same app.
+/// One typed import of a function: `interface` comes from the function `exporter` of the same app,
+/// linked as `link` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypedImport {
     pub interface: Interface,
     pub exporter: crate::Name,
+    pub link: Linking,
+}
+
+/// How a typed import is linked to its exporter (`link = "..."` in `[functions.imports]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Linking {
+    /// The exporter's component is plugged into the importer's at load: one component, one
+    /// store; a call is an adapter call with no host code on the path. The default.
+    #[default]
+    Composed,
+    /// The import is a host function that runs the exporter in a fresh instance of its own (its
+    /// own store, limits and grants) for every call.
+    Host,
+}
+
+impl fmt::Display for Linking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Linking::Composed => "composed",
+            Linking::Host => "host",
+        })
+    }
 }
 
 #[cfg(test)]

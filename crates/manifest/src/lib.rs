@@ -29,7 +29,9 @@
 //! outbound = ["https://api.example.com", "http://127.0.0.1:*"]  # origins for wasi:http
 //!
 //! [functions.imports]              # typed calls: WIT interfaces other functions of this app export
-//! "acme:greeting/words" = "hello"  # interface = the function exporting it (linked at load)
+//! "acme:greeting/words" = "hello"  # interface = the function exporting it (composed at load)
+//! "acme:greeting/names" = { function = "hello", link = "host" }  # or host-linked: a fresh
+//!                                  # instance of the exporter per call, with its own grants
 //!
 //! [tenant-limits]
 //! max-instances = 20               # optional: most live instances of this tenant at once
@@ -56,7 +58,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use interfaces::{Interface, RESERVED_NAMESPACES, TypedImport};
+pub use interfaces::{Interface, Linking, RESERVED_NAMESPACES, TypedImport};
 pub use names::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use policy::{MAX_TIMEOUT, Policy, PolicyError, TenantPolicy};
@@ -169,8 +171,8 @@ pub enum FunctionKind {
     /// or a WASI preview1 command module with `_start`).
     Cgi,
     /// A component that only exports WIT interfaces for the typed imports of other functions
-    /// of its app (`[functions.imports]`): composed into them, never invoked on its own, so it
-    /// has no route and cannot be called in-process.
+    /// of its app (`[functions.imports]`): composed into them or run for each host-linked call,
+    /// never invoked on its own, so it has no route and cannot be called in-process.
     Exports,
 }
 

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Interface, Limits, Manifest,
+    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Interface, Limits, Linking, Manifest,
     ManifestError, Name, OutboundRule, Route, StoreQuota, StoreSpec, TypedImport,
 };
 
@@ -70,7 +70,59 @@ struct RawFunction {
     kind: FunctionKind,
     /// WIT interface → the function of this app that exports it.
     #[serde(default)]
-    imports: Option<Spanned<BTreeMap<String, String>>>,
+    imports: Option<Spanned<BTreeMap<String, RawImport>>>,
+}
+
+/// One entry of `[functions.imports]`: the exporter's name (composed), or a table
+/// `{ function = "...", link = "composed" | "host" }`.
+struct RawImport {
+    function: String,
+    link: Linking,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImportTable {
+    function: String,
+    #[serde(default)]
+    link: Linking,
+}
+
+impl<'de> Deserialize<'de> for RawImport {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawImport;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "the exporting function's name, or { function = \"...\", link = \"composed\" \
+                     or \"host\" }",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<RawImport, E> {
+                Ok(RawImport {
+                    function: name.to_owned(),
+                    link: Linking::default(),
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawImport, A::Error> {
+                // Through the derived table, so unknown keys and bad values keep serde's words.
+                let table =
+                    RawImportTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawImport {
+                    function: table.function,
+                    link: table.link,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -295,7 +347,14 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
                     format!("more than {MAX_ENTRIES} imports"),
                 ));
             }
-            for (interface, exporter) in table.get_ref() {
+            for (
+                interface,
+                RawImport {
+                    function: exporter,
+                    link,
+                },
+            ) in table.get_ref()
+            {
                 let interface =
                     Interface::new(interface).map_err(|m| invalid("imports", table.span(), m))?;
                 let exporter = Name::new(exporter).map_err(|e| {
@@ -319,6 +378,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
                 imports.push(TypedImport {
                     interface,
                     exporter,
+                    link: *link,
                 });
             }
         }

@@ -373,9 +373,55 @@ fn typed_imports_name_an_interface_and_a_function_of_the_app() {
         vec![TypedImport {
             interface: Interface::new("shop:pricing/quote@0.1.0").unwrap(),
             exporter: Name::new("pricing").unwrap(),
+            link: Linking::Composed,
         }]
     );
     assert!(m.functions[0].imports.is_empty());
+    let m = parse(&format!(
+        "{base}\"shop:pricing/quote\" = {{ function = \"pricing\", link = \"host\" }}\n\
+         \"shop:pricing/tax\" = {{ function = \"pricing\" }}\n"
+    ))
+    .unwrap();
+    let links: Vec<_> = m.functions[1]
+        .imports
+        .iter()
+        .map(|i| (i.interface.as_str(), i.exporter.as_str(), i.link))
+        .collect();
+    assert_eq!(
+        links,
+        vec![
+            ("shop:pricing/quote", "pricing", Linking::Host),
+            ("shop:pricing/tax", "pricing", Linking::Composed),
+        ]
+    );
+    for (line, expected) in [
+        (
+            "\"shop:pricing/quote\" = { function = \"pricing\", link = \"hots\" }",
+            "unknown variant `hots`, expected `composed` or `host`",
+        ),
+        (
+            "\"shop:pricing/quote\" = { function = \"pricing\", linking = \"host\" }",
+            "unknown field `linking`",
+        ),
+        (
+            "\"shop:pricing/quote\" = { link = \"host\" }",
+            "missing field `function`",
+        ),
+        (
+            "\"shop:pricing/quote\" = 3",
+            "the exporting function's name, or",
+        ),
+    ] {
+        let e = error(&format!("{base}{line}\n"));
+        assert!(e.contains(expected), "{line}: {e}");
+    }
+    let e = error(&format!(
+        "{base}\"shop:pricing/quote\" = {{ function = \"ghost\", link = \"host\" }}\n"
+    ));
+    assert!(
+        e.contains("`imports`") && e.contains("`ghost` is not a function of this app"),
+        "{e}"
+    );
     for (line, expected) in [
         (
             "\"shop:pricing/quote\" = \"ghost\"",

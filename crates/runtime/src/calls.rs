@@ -198,20 +198,28 @@ impl CallContext {
             tracing::debug!(caller = %self.caller, callee = %target_id, "in-process call refused");
             return Err(Refusal::NotAllowed);
         }
+        let callee = self.typed_callee(&target_id)?;
+        Ok((target, callee))
+    }
+
+    /// The context `callee`'s instance runs in when this instance calls it: one level deeper in
+    /// the chain, with the chain's deadline, and one of this instance's calls in flight until
+    /// the callee's instance is gone. Refused past [`MAX_CALL_DEPTH`] and
+    /// [`MAX_CONCURRENT_CALLS`].
+    pub(crate) fn typed_callee(&self, callee: &FunctionId) -> Result<CallContext, Refusal> {
         if self.depth + 1 > MAX_CALL_DEPTH {
             return Err(Refusal::DepthExceeded);
         }
         let counted = CallSlot::take(&self.outgoing).ok_or(Refusal::TooManyCalls)?;
-        let callee = CallContext {
+        Ok(CallContext {
             directory: self.directory.clone(),
-            caller: target_id,
+            caller: callee.clone(),
             depth: self.depth + 1,
             deadline: self.deadline,
             invocation: self.invocation.clone(),
             outgoing: Arc::default(),
             _counted: Some(Arc::new(counted)),
-        };
-        Ok((target, callee))
+        })
     }
 
     /// Logs a callee's failure under the chain's invocation id.

@@ -1,14 +1,20 @@
-//! Typed calls between functions by composition.
+//! Typed calls between functions: the load-time checks both linkings share, and composition.
 //!
 //! A function that imports a WIT interface from another function of its app
-//! (`[functions.imports]` in the manifest) is composed with that function when the app loads:
-//! `wac-graph` (the Bytecode Alliance's composition library) instantiates the exporter's
-//! component inside the importer's and plugs the exporter's export into the importer's import,
-//! giving one component. Each part keeps its own linear memory; a call crosses between them
-//! through a fused adapter that wasmtime compiles, which copies the arguments and results as
-//! component-model values: no host code, no HTTP request, no encoding on the path.
+//! (`[functions.imports]` in the manifest) is linked to it when the app loads, in one of two ways
+//! (`link` in the manifest): **composed** (the default, here) or **host-linked** (`host_link`).
+//! Both are checked here the same way: the exporter is a function of the app, the importer may
+//! call it (`callable-by`), the importer imports the interface, and the exporter exports it with
+//! the same types (`wac-graph`'s type check, the one composition itself relies on).
 //!
-//! What that decides, and why:
+//! Composed: `wac-graph` (the Bytecode Alliance's composition library) instantiates the
+//! exporter's component inside the importer's and plugs the exporter's export into the
+//! importer's import, giving one component. Each part keeps its own linear memory; a call
+//! crosses between them through a fused adapter that wasmtime compiles, which copies the
+//! arguments and results as component-model values: no host code, no HTTP request, no encoding
+//! on the path.
+//!
+//! What composition decides, and why:
 //! - **Instance lifetime.** The exporter is instantiated with the importer, for every invocation
 //!   of the importer, and torn down with it: a fresh instance per request, as everywhere in
 //!   meshwa, and nothing a callee keeps survives to the next request.
@@ -19,19 +25,21 @@
 //!   its memory limit (for each part's memory; the tenant's memory quota counts them all), and
 //!   its grants, since every part's service imports are served from the importer's store. So
 //!   that nothing gains a capability, an importer's grants must be a subset of each of its
-//!   exporters' ([`link_typed_imports`]).
+//!   composed exporters' ([`link_typed_imports`]).
 //!   In-process calls a composed exporter makes (`invoke`, `*.internal`) are made as the
 //!   importer, so `callable-by` lists naming the importer let them through.
-//! - **One level.** An exporter may not itself have typed imports (no nested compositions yet).
+//! - **One level.** An exporter may not itself have typed imports (no nested compositions yet);
+//!   the rule holds for host-linked exporters too, so that links never form a cycle.
 
-use meshwa_manifest::{FunctionId, FunctionSpec, Grants, Manifest, Name, TypedImport};
+use meshwa_manifest::{FunctionId, FunctionSpec, Grants, Linking, Manifest, Name, TypedImport};
 use wac_graph::types::Package;
-use wac_graph::{CompositionGraph, EncodeOptions, InstantiationArgumentError};
+use wac_graph::{CompositionGraph, EncodeOptions, InstantiationArgumentError, NodeId, PackageId};
 
 use crate::error::{LoadError, TypedImportRefused};
 
 /// Checks the rules for `spec`'s typed imports (see the module docs) and returns its component
-/// (`bytes`) composed with its exporters.
+/// (`bytes`) composed with its composed exporters; host-linked imports stay imports of it, and
+/// `host_link` satisfies them.
 pub(crate) fn link_typed_imports(
     manifest: &Manifest,
     spec: &FunctionSpec,
@@ -77,7 +85,9 @@ pub(crate) fn link_typed_imports(
                 ),
             ));
         }
-        if let Some(grant) = grant_beyond(&spec.grants, &exporter.grants) {
+        if import.link == Linking::Composed
+            && let Some(grant) = grant_beyond(&spec.grants, &exporter.grants)
+        {
             return Err(refused(
                 import,
                 format!(
@@ -107,14 +117,37 @@ pub(crate) fn link_typed_imports(
             bytes,
         });
     }
-    compose(&bytes, &spec.imports, exporters).map_err(|e| {
+    let refused_by = |e: ComposeError| {
         LoadError::TypedImport(Box::new(TypedImportRefused {
             function: id.clone(),
             interface: e.interface,
             exporter: e.exporter,
             reason: e.reason,
         }))
-    })
+    };
+    let (host, composed): (Vec<TypedImport>, Vec<TypedImport>) = spec
+        .imports
+        .iter()
+        .cloned()
+        .partition(|import| import.link == Linking::Host);
+    let exporters_of = |imports: &[TypedImport]| -> Vec<Exporter<'_>> {
+        exporters
+            .iter()
+            .filter(|e| imports.iter().any(|i| i.exporter == *e.name))
+            .map(|e| Exporter {
+                name: e.name,
+                bytes: e.bytes.clone(),
+            })
+            .collect()
+    };
+    if !host.is_empty() {
+        // The same type check as composition's; the graph is then dropped.
+        plug(&bytes, &host, exporters_of(&host)).map_err(refused_by)?;
+    }
+    if composed.is_empty() {
+        return Ok(bytes);
+    }
+    compose(&bytes, &composed, exporters_of(&composed)).map_err(refused_by)
 }
 
 /// Something `importer` is granted that `exporter` is not, if any, in the manifest's words.
@@ -163,13 +196,40 @@ pub(crate) struct Exporter<'a> {
 
 /// Composes `importer` (a component's bytes) with its `exporters` so that each of `imports`
 /// is satisfied by the named exporter's export of the same interface. Returns the composed
-/// component, which exports what the importer exports.
+/// component, which exports what the importer exports and imports what it imports besides
+/// `imports`.
 pub(crate) fn compose(
     importer: &[u8],
     imports: &[TypedImport],
     exporters: Vec<Exporter<'_>>,
 ) -> Result<Vec<u8>, ComposeError> {
-    let whole = |reason: String| ComposeError {
+    let (mut graph, socket, socket_instance) = plug(importer, imports, exporters)?;
+    let whole = |reason: String| whole_error(imports, reason);
+    let exports: Vec<String> = graph.types()[graph[socket].ty()]
+        .exports
+        .keys()
+        .cloned()
+        .collect();
+    for name in exports {
+        let export = graph
+            .alias_instance_export(socket_instance, &name)
+            .map_err(|e| whole(format!("{e:#}")))?;
+        graph
+            .export(export, &name)
+            .map_err(|e| whole(format!("{e:#}")))?;
+    }
+    graph
+        .encode(EncodeOptions {
+            define_components: true,
+            validate: true,
+            processor: None,
+        })
+        .map_err(|e| whole(format!("composing the components failed: {e:#}")))
+}
+
+/// A failure of the whole composition, reported against its first import.
+fn whole_error(imports: &[TypedImport], reason: String) -> ComposeError {
+    ComposeError {
         interface: imports
             .first()
             .map(|i| i.interface.to_string())
@@ -179,7 +239,18 @@ pub(crate) fn compose(
             .map(|i| i.exporter.to_string())
             .unwrap_or_default(),
         reason,
-    };
+    }
+}
+
+/// Builds the graph that plugs each exporter's export into `importer`'s import of each of
+/// `imports`: checks that the importer imports the interface and that the exporter exports it
+/// with the same types. Returns the graph, the importer's package and its instance.
+fn plug(
+    importer: &[u8],
+    imports: &[TypedImport],
+    exporters: Vec<Exporter<'_>>,
+) -> Result<(CompositionGraph, PackageId, NodeId), ComposeError> {
+    let whole = |reason: String| whole_error(imports, reason);
     let mut graph = CompositionGraph::new();
     let package = Package::from_bytes("meshwa:importer", None, importer, graph.types_mut())
         .map_err(|e| whole(format!("cannot read the importing component: {e:#}")))?;
@@ -258,24 +329,5 @@ pub(crate) fn compose(
             })?;
     }
 
-    let exports: Vec<String> = graph.types()[graph[socket].ty()]
-        .exports
-        .keys()
-        .cloned()
-        .collect();
-    for name in exports {
-        let export = graph
-            .alias_instance_export(socket_instance, &name)
-            .map_err(|e| whole(format!("{e:#}")))?;
-        graph
-            .export(export, &name)
-            .map_err(|e| whole(format!("{e:#}")))?;
-    }
-    graph
-        .encode(EncodeOptions {
-            define_components: true,
-            validate: true,
-            processor: None,
-        })
-        .map_err(|e| whole(format!("composing the components failed: {e:#}")))
+    Ok((graph, socket, socket_instance))
 }

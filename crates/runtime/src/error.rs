@@ -121,7 +121,7 @@ impl LoadError {
 }
 
 /// How one invocation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InvokeError {
     #[error("request body exceeds the function's limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },

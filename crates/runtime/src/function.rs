@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::Body;
 use meshwa_manifest::{FunctionId, FunctionSpec, Limits, Name, Route};
 use tokio::time::Instant;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Val};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -19,6 +19,8 @@ use crate::admission::{Admission, TenantGate};
 use crate::body::LimitedBody;
 use crate::calls::{CallContext, Directory};
 use crate::explain::{PhaseMeter, PhaseTotals};
+use crate::host_link::HostLink;
+use crate::instance::Instance;
 use crate::response::ResponseBody;
 use crate::services::FunctionServices;
 use crate::state::InstanceState;
@@ -44,6 +46,8 @@ pub struct Function {
     live: Arc<AtomicU64>,
     /// Where its invocations' time went, with `--explain`.
     phases: Option<Arc<PhaseMeter>>,
+    /// Its host-linked typed imports (`host_link`).
+    host_links: Vec<Arc<HostLink>>,
 }
 
 impl Function {
@@ -73,7 +77,13 @@ impl Function {
             services,
             live: Arc::new(AtomicU64::new(0)),
             phases: explain.then(Arc::default),
+            host_links: Vec::new(),
         }
+    }
+
+    /// With host-linked typed imports (`host_link`), connected once its app is prepared.
+    pub(crate) fn with_host_links(self, host_links: Vec<Arc<HostLink>>) -> Function {
+        Function { host_links, ..self }
     }
 
     /// Where this function's invocations spent their time so far, if the runtime accounts for
@@ -135,11 +145,20 @@ impl Function {
     }
 
     pub fn component(&self) -> &Component {
+        self.instance_pre().component()
+    }
+
+    fn instance_pre(&self) -> &InstancePre<InstanceState> {
         match &self.handler {
-            Handler::Http(pre) => pre.instance_pre().component(),
-            Handler::Cgi(pre) => pre.instance_pre().component(),
-            Handler::Exports(component) => component,
+            Handler::Http(pre) => pre.instance_pre(),
+            Handler::Cgi(pre) => pre.instance_pre(),
+            Handler::Exports(pre) => pre,
         }
+    }
+
+    /// Its host-linked typed imports, to connect once its app is prepared.
+    pub(crate) fn host_links(&self) -> &[Arc<HostLink>] {
+        &self.host_links
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {
@@ -217,12 +236,7 @@ impl Function {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let deadline = call.deadline.min(Instant::now() + self.limits.timeout);
-        let call = CallContext {
-            caller: self.id.clone(),
-            deadline,
-            ..call
-        };
+        let call = self.in_chain(call);
         let limit = self.limits.max_request_body;
         if declared_length(&request).is_some_and(|len| len > limit) {
             return Err(InvokeError::PayloadTooLarge { limit });
@@ -244,6 +258,53 @@ impl Function {
     }
 }
 
+impl Function {
+    /// `call` as this function's own: named after it, with the earlier of the chain's deadline
+    /// and its own timeout.
+    fn in_chain(&self, call: CallContext) -> CallContext {
+        let deadline = call.deadline.min(Instant::now() + self.limits.timeout);
+        CallContext {
+            caller: self.id.clone(),
+            deadline,
+            ..call
+        }
+    }
+
+    /// A host-linked typed call (`host_link`): runs the export `export` of a fresh instance of
+    /// this function with `params`, in the chain described by `call`, and returns its `results`
+    /// values. Admitted as an in-process call: a pool slot, the caller's tenant quota.
+    pub(crate) async fn call_export(
+        &self,
+        call: CallContext,
+        export: ComponentExportIndex,
+        params: Vec<Val>,
+        results: usize,
+    ) -> Result<Vec<Val>, InvokeError> {
+        let call = self.in_chain(call);
+        let pre = self.instance_pre().clone();
+        let instance = Instance::start(self, call, Entry::Call, None).await?;
+        instance
+            .run(
+                move |store| {
+                    Box::pin(async move {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        store.data_mut().instantiated();
+                        let func = instance.get_func(&mut *store, export).ok_or_else(|| {
+                            wasmtime::format_err!(
+                                "the exporter lacks the function it was linked to"
+                            )
+                        })?;
+                        let mut values = vec![Val::Bool(false); results];
+                        func.call_async(&mut *store, &params, &mut values).await?;
+                        Ok(values)
+                    })
+                },
+                || false,
+            )
+            .await
+    }
+}
+
 /// The entry point of a function's code, pre-instantiated.
 pub(crate) enum Handler {
     /// Exports `wasi:http/incoming-handler`.
@@ -251,8 +312,9 @@ pub(crate) enum Handler {
     /// Exports `wasi:cli/run`, served CGI-style.
     Cgi(CommandPre<InstanceState>),
     /// Only exports interfaces for typed imports (`kind = "exports"`): runs inside its
-    /// importers, never on its own.
-    Exports(Component),
+    /// importers (composed), or in an instance of its own for each host-linked call, never on
+    /// its own.
+    Exports(InstancePre<InstanceState>),
 }
 
 /// Where an invocation comes from, which decides how it is admitted.

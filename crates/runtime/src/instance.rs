@@ -211,6 +211,13 @@ fn classify_failure(
     tenant_memory: &TenantMemory,
     body_exceeded: bool,
 ) -> InvokeError {
+    // A host-linked callee failed, and with it this invocation: its error is the caller's.
+    if let Some(failed) = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::host_link::TypedCallFailed>())
+    {
+        return failed.caller_error();
+    }
     let has = |pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool| error.chain().any(pred);
     if has(&|e| e.is::<DeadlineExceeded>()) {
         return InvokeError::Timeout(limits.timeout);

@@ -23,6 +23,7 @@ mod engine;
 mod error;
 mod explain;
 mod function;
+mod host_link;
 mod http;
 mod http_errors;
 mod instance;
@@ -36,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use meshwa_kv::KeyValueBackend;
-use meshwa_manifest::{FunctionId, FunctionKind, FunctionSpec, Manifest};
+use meshwa_manifest::{FunctionId, FunctionKind, FunctionSpec, Linking, Manifest};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -246,6 +247,22 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Host-linked imports call their exporters of this very version of the app.
+        for function in &functions {
+            for link in function.host_links() {
+                if let Err(reason) = link.connect(&functions) {
+                    errors.push(LoadError::TypedImport(Box::new(TypedImportRefused {
+                        function: function.id().clone(),
+                        interface: link.interface().to_string(),
+                        exporter: link.exporter().to_string(),
+                        reason,
+                    })));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(PreparedApp {
             tenant: manifest.tenant.clone(),
             app: manifest.app.clone(),
@@ -352,14 +369,32 @@ impl Runtime {
             .load(&self.engine, manifest.tenant.as_str(), &bytes, format)
             .map_err(|e| invalid(format!("{e:#}")))?;
         services::check_imports(&self.engine, &compiled.component, spec, &id)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&compiled.component)
-            .map_err(|e| LoadError::Link {
-                function: id.clone(),
-                path: path.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        // Host-linked imports are host functions of this function's own copy of the linker.
+        let mut host_links = Vec::new();
+        let own_linker;
+        let linker = if spec.imports.iter().any(|i| i.link == Linking::Host) {
+            let mut linker = self.linker.clone();
+            for import in spec.imports.iter().filter(|i| i.link == Linking::Host) {
+                host_links.push(host_link::define(
+                    &mut linker,
+                    &compiled.component,
+                    import,
+                    &id,
+                )?);
+            }
+            own_linker = linker;
+            &own_linker
+        } else {
+            &self.linker
+        };
+        let instance_pre =
+            linker
+                .instantiate_pre(&compiled.component)
+                .map_err(|e| LoadError::Link {
+                    function: id.clone(),
+                    path: path.clone(),
+                    reason: format!("{e:#}"),
+                })?;
         let handler = match spec.kind {
             FunctionKind::Http => ProxyPre::new(instance_pre)
                 .map(Handler::Http)
@@ -376,8 +411,9 @@ impl Runtime {
                     reason: format!("{e:#}"),
                 })?,
             // Checked and linked on its own, so that its faults are named here; it runs only
-            // inside the functions that import from it.
-            FunctionKind::Exports => Handler::Exports(compiled.component.clone()),
+            // for the functions that import from it: inside them (composed), or from this
+            // pre-instantiation, an instance per host-linked call.
+            FunctionKind::Exports => Handler::Exports(instance_pre),
         };
         tracing::info!(
             function = %id,
@@ -388,15 +424,18 @@ impl Runtime {
             elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
             "function loaded"
         );
-        Ok(Arc::new(Function::new(
-            spec,
-            Arc::downgrade(&self.directory),
-            handler,
-            self.admission.clone(),
-            &compiled,
-            services,
-            self.settings.explain,
-        )))
+        Ok(Arc::new(
+            Function::new(
+                spec,
+                Arc::downgrade(&self.directory),
+                handler,
+                self.admission.clone(),
+                &compiled,
+                services,
+                self.settings.explain,
+            )
+            .with_host_links(host_links),
+        ))
     }
 
     /// Caps how many instances `tenant` may hold at once (a manifest's `tenant-limits`). The

@@ -1,6 +1,7 @@
 //! Imports `test:typed/sink` and `test:typed/tally` (guests/typed-sink/wit) and calls them: the caller side of typed calls
 //! between functions. Its manifest entry links the import to a function exporting the interface
-//! (`[functions.imports]`); meshwa composes the two at load.
+//! (`[functions.imports]`); meshwa composes the two at load, or host-links them
+//! (`link = "host"`). This code is the same either way.
 //!
 //! Paths below are what follows the function's route.
 //!
@@ -11,6 +12,7 @@
 //! | `/check/empty`, `/check/full` | a `result` both ways: answers `ok <n>` or `err <message>`     |
 //! | `/crash`                    | calls a function of the sink that traps                         |
 //! | `/tally`                    | adds 1, 2 and 3 with `test:typed/tally`; answers the sum        |
+//! | `/call-out/<function>`      | asks the sink to invoke `<function>`; answers `ok <status>` or `err <refusal>` |
 //! | `/hop/<style>/<size>/<n>`   | `n` calls, timed, as `meshwa-bench hops` does: `typed-bytes` (a `list<u8>` of `size` bytes there and back) or `typed-record` (a record of about `size` bytes); answers `<p50 ns> <p99 ns>` |
 
 wit_bindgen::generate!({
@@ -94,6 +96,12 @@ fn handle(request: Request) -> Response {
     }
     if path.ends_with("/tally") {
         return Response::new(200, test::typed::tally::add(&[1, 2, 3]).to_string());
+    }
+    if let Some((_, function)) = path.split_once("/call-out/") {
+        return match sink::call_out(function) {
+            Ok(status) => Response::new(200, format!("ok {status}")),
+            Err(refusal) => Response::new(200, format!("err {refusal}")),
+        };
     }
     if path.ends_with("/crash") {
         sink::crash();

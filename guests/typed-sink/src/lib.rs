@@ -1,5 +1,6 @@
 //! Exports `test:typed/sink` and `test:typed/tally` (wit/typed.wit) for typed calls: functions of
-//! its app that import them are composed with it at load.
+//! its app that import them are linked to it at load (composed, or host-linked: the code is the
+//! same for both).
 //!
 //! `take-record` answers its argument with every field changed in a way the caller can check:
 //! numbers plus one (ratio doubled), flag negated, letter the next one, strings upper-cased,
@@ -52,6 +53,17 @@ impl Guest for Sink {
 
     fn crash() {
         panic!("typed-sink crashed on purpose");
+    }
+
+    fn call_out(function: String) -> Result<u16, String> {
+        meshwa_sdk::invoke(
+            &function,
+            "/",
+            meshwa_sdk::Buffer::new(b"from the sink"),
+            &[],
+        )
+        .map(|answer| answer.status)
+        .map_err(|error| format!("{error:?}"))
     }
 }
 

@@ -27,7 +27,8 @@
 //! - Typed calls need nothing from this crate: generate bindings for the other function's WIT
 //!   interface with `wit_bindgen::generate!` (a world that imports it) and call its functions
 //!   like any Rust function; the manifest's `[functions.imports]` says which function of the app
-//!   exports it, and meshwa composes the two at load (meshwa's README, "Typed calls";
+//!   exports it, and meshwa links the two at load, composed or host-linked (`link = "host"`), with
+//!   the same code on both sides either way (meshwa's README, "Typed calls";
 //!   `guests/typed-hopper` and `guests/typed-sink` in meshwa's repository).
 //! - [`kv`] is durable key-value state (`wasi:keyvalue`), [`config`] the app's config and
 //!   secrets (`wasi:config`), [`log`] structured logging (`wasi:logging`). Each needs a grant in

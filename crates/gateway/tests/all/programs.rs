@@ -10,7 +10,8 @@ use crate::common::{client, get, send, start};
 use meshwa_test_programs as programs;
 
 /// Every way the checkout runs on meshwa (one instance, invoke with buffers in MessagePack or
-/// JSON, in-process wasi:http, typed calls between composed functions) answers the receipt the
+/// JSON, in-process wasi:http, typed calls between composed or host-linked functions, the same
+/// components linked both ways) answers the receipt the
 /// native monolith computes from the same dataset, byte for byte, and refuses what it refuses
 /// alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,9 +20,14 @@ pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() 
         .parent()
         .unwrap()
         .join("bench/tax");
-    let server = start(&[tax.join("meshwa.toml"), tax.join("meshwa-typed.toml")]).await;
+    let server = start(&[
+        tax.join("meshwa.toml"),
+        tax.join("meshwa-typed.toml"),
+        tax.join("meshwa-typed-host.toml"),
+    ])
+    .await;
     let c = client();
-    for load in ["/shop/load", "/shop-typed/load"] {
+    for load in ["/shop/load", "/shop-typed/load", "/shop-host/load"] {
         let loaded = send(&c, server.addr, "POST", load, b"").await;
         assert_eq!(loaded.status, 200, "{load}: {}", loaded.body);
     }
@@ -37,6 +43,7 @@ pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() 
             "/shop/checkout/invoke?codec=json",
             "/shop/checkout/http",
             "/shop-typed/checkout/typed",
+            "/shop-host/checkout/typed",
         ] {
             let answer = send(&c, server.addr, "POST", path, &body).await;
             assert_eq!(answer.status, 200, "{path}: {}", answer.body);
@@ -53,7 +60,11 @@ pub(crate) async fn the_checkout_app_answers_what_the_native_monolith_answers() 
     let body = serde_json::to_vec(&forged).unwrap();
     let expected = send(&c, server.addr, "POST", "/shop/checkout/local", &body).await;
     assert_eq!(expected.status, 401, "{}", expected.body);
-    for path in ["/shop/checkout/invoke", "/shop-typed/checkout/typed"] {
+    for path in [
+        "/shop/checkout/invoke",
+        "/shop-typed/checkout/typed",
+        "/shop-host/checkout/typed",
+    ] {
         let answer = send(&c, server.addr, "POST", path, &body).await;
         assert_eq!(
             (answer.status, answer.body.as_str()),
