@@ -64,10 +64,15 @@ const ATTACKS: &[(&str, &str)] = &[
         "/evil/hoard/hoard?size=1048576&count=64",
     ),
     (IDLE_SOCKETS, ""),
+    (SOCKET_FLOOD, ""),
 ];
 
-/// The attack that sends no request: each attacker opens sockets and sends nothing.
-const IDLE_SOCKETS: &str = "idle sockets: 100 per attacker, sending nothing";
+/// Attacks that send no request: each attacker holds sockets open and sends nothing, 60 each
+/// (all 4 attackers: within the default cap of 256 per client address) or 100 each (beyond it:
+/// the server closes the excess at once and the attackers keep reconnecting).
+const IDLE_SOCKETS: &str = "idle sockets: 60 per attacker, sending nothing";
+const SOCKET_FLOOD: &str =
+    "socket flood: 100 per attacker, past the cap of 256 per client, reconnecting";
 
 pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("meshwa-attacks-{}", std::process::id()));
@@ -163,9 +168,14 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
         for (name, path) in std::iter::once(&("none (alone)", "")).chain(ATTACKS) {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let mut attackers = Vec::new();
-            if *name == IDLE_SOCKETS {
+            let held = match *name {
+                IDLE_SOCKETS => 60,
+                SOCKET_FLOOD => 100,
+                _ => 0,
+            };
+            if held > 0 {
                 for _ in 0..args.attackers {
-                    attackers.push(attack_clients.spawn(idle_sockets(addr, stop.clone())));
+                    attackers.push(attack_clients.spawn(idle_sockets(addr, held, stop.clone())));
                 }
             }
             for _ in 0..(if path.is_empty() { 0 } else { args.attackers }) {
@@ -222,7 +232,7 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
             }
             samples.sort_unstable();
             let (p50, p99) = (percentile_us(&samples, 0.5), percentile_us(&samples, 0.99));
-            if path.is_empty() {
+            if attackers_were_none(name) {
                 alone_p99 = p99;
             }
             let answers: Vec<String> = answers.iter().map(|(s, n)| format!("{n}×{s}")).collect();
@@ -240,37 +250,43 @@ pub fn run(args: AttacksArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Holds 100 connections to `addr` that send nothing, opening a new one whenever the server
+/// The first row: the good tenant alone.
+fn attackers_were_none(name: &str) -> bool {
+    name == "none (alone)"
+}
+
+/// Holds `held` connections to `addr` that send nothing, opening a new one whenever the server
 /// closes one, until `stop`. Answers how many it opened (as "status 0") and how many the server
 /// closed ("status 1").
 async fn idle_sockets(
     addr: std::net::SocketAddr,
+    held: usize,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::collections::BTreeMap<u16, u32> {
     use tokio::io::AsyncReadExt;
     let mut counts = std::collections::BTreeMap::<u16, u32>::new();
-    let mut held = tokio::task::JoinSet::new();
+    let mut open = tokio::task::JoinSet::new();
     // Bounded: stops when the row ends, or after ten minutes.
     let deadline = Instant::now() + Duration::from_secs(600);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-        while held.len() < 100 {
+        while open.len() < held {
             let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
                 break;
             };
             *counts.entry(0).or_default() += 1;
-            held.spawn(async move {
+            open.spawn(async move {
                 let mut byte = [0u8; 1];
                 // Ends when the server closes the connection (or the row ends: aborted).
                 let _ = socket.read(&mut byte).await;
             });
         }
-        if tokio::time::timeout(Duration::from_millis(50), held.join_next())
+        if tokio::time::timeout(Duration::from_millis(50), open.join_next())
             .await
             .is_ok_and(|joined| joined.is_some())
         {
             *counts.entry(1).or_default() += 1;
         }
     }
-    held.abort_all();
+    open.abort_all();
     counts
 }
