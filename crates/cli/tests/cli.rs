@@ -710,7 +710,8 @@ fn client(admin: SocketAddr, token: &str, args: &[&str]) -> (i32, String, String
 }
 
 /// The operator creates a tenant, the tenant deploys, lists, invokes and removes an app with the
-/// CLI; a restart restores the deployed app from the data directory without compiling.
+/// CLI; a restart restores the deployed app from the data directory without compiling, and one
+/// under a stricter operator policy does not.
 #[test]
 fn deploy_list_remove_through_the_cli_and_restart_restores_without_compiling() {
     let dir = tempfile::tempdir().unwrap();
@@ -791,6 +792,23 @@ fn deploy_list_remove_through_the_cli_and_restart_restores_without_compiling() {
         log.contains("restored=1") && log.contains("compiled=0 from_cache=1"),
         "{log}"
     );
+    assert_eq!(http(restarted.addr, "GET", "/acme/hello", b"").0, 200);
+
+    // A stricter operator policy at the next start: the stored app (timeout 2s) is over it, so
+    // it is not served, and stays recorded for when the policy allows it again.
+    drop(restarted);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[defaults]\nmax-timeout = \"1s\"\n").unwrap();
+    let strict_flags = [flags[0], flags[1], "--policy", policy.to_str().unwrap()];
+    let strict = serve_with(&data, &[], &strict_flags);
+    let log = strict.log_with("startup complete");
+    assert!(
+        log.contains("not_restored=1") && log.contains("(policy max-timeout)"),
+        "{log}"
+    );
+    assert_eq!(http(strict.addr, "GET", "/acme/hello", b"").0, 404);
+    drop(strict);
+    let restarted = serve_with(&data, &[], &flags);
     assert_eq!(http(restarted.addr, "GET", "/acme/hello", b"").0, 200);
     let (code, _, err) = client(restarted.admin, &token, &["rm", "greeter"]);
     assert_eq!(code, 0, "{err}");
