@@ -42,6 +42,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHWA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// Bytes of request bodies the server holds together before their requests are admitted
+    /// (CGI functions read their body whole first); beyond it, 503 `overloaded`.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    max_buffered_bodies: u64,
+
     /// Largest size of the compile cache; the least recently used entries are deleted first.
     #[arg(long, default_value = "4GiB", value_parser = parse_size)]
     compile_cache_max_size: u64,
@@ -243,6 +248,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key_value_cache: args.kv_cache,
         explain: args.explain,
         compile_cache_max_size: args.compile_cache_max_size,
+        max_buffered_bodies: args.max_buffered_bodies,
         memory_reservation: args.memory_reservation,
         tenant_cpu_lanes: args
             .tenant_cpu_lanes

@@ -23,6 +23,10 @@
 //!   Waiting would let a chain deadlock on its own tenant's quota (every request holding one slot
 //!   and waiting for the next hop's); failing fast keeps one tenant's fan-out inside its own
 //!   share, never in another tenant's. Then a pool slot, waited for like any request.
+//! - A CGI request's body is read whole before admission (a slow client then holds no slot). Its
+//!   bytes are charged as they arrive to a server-wide budget of bytes held for requests not
+//!   admitted yet (`max_buffered_bodies`: past it, 503 `overloaded`) and to the tenant's memory
+//!   quota (past it, 429 `tenant_memory`), until the program that reads them is gone.
 //! - Once admitted, a tenant's guest code shares the CPU as `cpu_share` says.
 
 use std::collections::HashMap;
@@ -38,6 +42,8 @@ use crate::cpu_share::{CpuShare, TenantCpu};
 
 pub(crate) struct Admission {
     pool: Arc<Semaphore>,
+    /// What bodies read before admission may hold together.
+    buffered_bodies: Arc<ByteBudget>,
     tenant_ceiling: u32,
     tenant_memory_ceiling: Option<u64>,
     tenant_max_queue: u32,
@@ -90,6 +96,56 @@ impl TenantMemory {
     }
 }
 
+/// Bytes the host holds for requests not admitted yet (CGI bodies, read whole before their
+/// program starts, so that a slow client holds no instance), against a server-wide budget.
+pub(crate) struct ByteBudget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl ByteBudget {
+    fn try_charge(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+/// A request body's bytes held before admission, charged to the server-wide budget and to the
+/// tenant's memory quota until dropped (when the program that reads them is gone).
+pub(crate) struct BodyCharge {
+    server: Arc<ByteBudget>,
+    tenant: Arc<TenantMemory>,
+    bytes: u64,
+}
+
+impl BodyCharge {
+    /// Charges `bytes` more, or says which budget refused them.
+    pub(crate) fn add(&mut self, bytes: u64) -> Result<(), InvokeError> {
+        if !self.server.try_charge(bytes) {
+            return Err(InvokeError::Overloaded);
+        }
+        if !self.tenant.try_charge(bytes) {
+            self.server.used.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(InvokeError::TenantMemory {
+                tenant: self.tenant.tenant.to_string(),
+                limit: self.tenant.limit(),
+            });
+        }
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for BodyCharge {
+    fn drop(&mut self) {
+        self.server.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.tenant.release(self.bytes);
+    }
+}
+
 /// The slots an admitted request holds until its instance is gone.
 pub(crate) struct Admitted {
     _pool: OwnedSemaphorePermit,
@@ -103,9 +159,14 @@ impl Admission {
         tenant_max_queue: u32,
         tenant_memory_ceiling: Option<u64>,
         tenant_cpu_lanes: u32,
+        max_buffered_bodies: u64,
     ) -> Self {
         Admission {
             pool: Arc::new(Semaphore::new(max_instances as usize)),
+            buffered_bodies: Arc::new(ByteBudget {
+                used: AtomicU64::new(0),
+                limit: max_buffered_bodies,
+            }),
             tenant_ceiling: tenant_ceiling.clamp(1, max_instances.max(1)),
             tenant_memory_ceiling,
             tenant_max_queue,
@@ -152,6 +213,15 @@ impl Admission {
     /// operator's ceiling still applies and the smallest wins.
     pub(crate) fn limit_memory(&self, tenant: &Name, bytes: u64) {
         self.gate(tenant, None).memory.lower(bytes);
+    }
+
+    /// An empty charge for a body read before admission, for `gate`'s tenant.
+    pub(crate) fn body_charge(&self, gate: &TenantGate) -> BodyCharge {
+        BodyCharge {
+            server: self.buffered_bodies.clone(),
+            tenant: gate.memory.clone(),
+            bytes: 0,
+        }
     }
 
     /// Pool slots not held by any instance now.

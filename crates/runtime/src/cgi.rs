@@ -347,14 +347,17 @@ where
     let invocation = call.invocation.clone();
     let limits = function.limits();
     let (parts, body) = request.into_parts();
-    let stdin = match tokio::time::timeout_at(deadline, body.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) if body_exceeded.load(Ordering::Relaxed) => {
+    // Charged as it arrives, and until the program that reads it is gone (see `admission`).
+    let mut charge = function.admission().body_charge(function.tenant_gate());
+    let stdin = match tokio::time::timeout_at(deadline, read_charged(body, &mut charge)).await {
+        Ok(Ok(stdin)) => stdin,
+        Ok(Err(BodyRead::Over(error))) => return Err(error),
+        Ok(Err(BodyRead::Failed)) if body_exceeded.load(Ordering::Relaxed) => {
             return Err(InvokeError::PayloadTooLarge {
                 limit: limits.max_request_body,
             });
         }
-        Ok(Err(_)) => {
+        Ok(Err(BodyRead::Failed)) => {
             return Err(InvokeError::BadRequest(
                 "cannot read the request body".to_owned(),
             ));
@@ -392,6 +395,8 @@ where
         || false,
     );
     let mut guest: GuestRun = Box::pin(async move {
+        // The body's bytes stay charged while the program's store holds them.
+        let _charge = charge;
         match status.await? {
             0 => Ok(()),
             code => {
@@ -444,6 +449,33 @@ where
         ((Err(_), _), Err(error)) => Err(error),
         ((Err(error), _), Ok(())) => Err(InvokeError::BadCgiOutput(error.to_string())),
     }
+}
+
+/// Why a body could not be read whole before admission.
+enum BodyRead {
+    /// The client's stream failed or was cut at the size limit.
+    Failed,
+    /// A budget refused its bytes.
+    Over(InvokeError),
+}
+
+/// Reads `body` whole, charging its bytes to `charge` as they arrive.
+async fn read_charged<B>(
+    mut body: B,
+    charge: &mut crate::admission::BodyCharge,
+) -> Result<Bytes, BodyRead>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut whole = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyRead::Failed)?;
+        if let Some(data) = frame.data_ref() {
+            charge.add(data.len() as u64).map_err(BodyRead::Over)?;
+            whole.extend_from_slice(data);
+        }
+    }
+    Ok(whole.freeze())
 }
 
 /// The response a CGI program's head describes, its body the rest of the program's stdout.

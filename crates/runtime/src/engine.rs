@@ -96,6 +96,8 @@ pub struct EngineSettings {
     /// Largest size of the compile cache's directory; the least recently used entries go first
     /// (see `cache`).
     pub compile_cache_max_size: u64,
+    /// Bytes of request bodies held together before admission (CGI bodies, see `admission`).
+    pub max_buffered_bodies: u64,
 }
 
 impl Default for EngineSettings {
@@ -115,6 +117,7 @@ impl Default for EngineSettings {
             pagemap_scan: true,
             explain: false,
             compile_cache_max_size: 4 * 1024 * 1024 * 1024,
+            max_buffered_bodies: 1024 * 1024 * 1024,
         }
     }
 }

@@ -158,6 +158,7 @@ impl Runtime {
             settings.tenant_max_queue,
             settings.tenant_max_memory,
             settings.tenant_cpu_lanes,
+            settings.max_buffered_bodies,
         ));
         Ok(Runtime {
             engine,

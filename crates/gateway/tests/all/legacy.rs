@@ -401,3 +401,60 @@ component = "{}"
         (502, "error: not-found\n")
     );
 }
+
+/// A CGI body is read whole before admission, so its bytes are charged while held: to the
+/// server's budget for bodies not yet admitted (past it, 503) and to the tenant's memory quota
+/// (past it, 429); they are given back when the program is gone (issue 16, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgi_bodies_held_before_admission_are_charged() {
+    let dir = tempfile::tempdir().unwrap();
+    // acme's memory quota is 3 MiB; globex has none.
+    let manifest = dir.path().join("acme.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "tenant = \"acme\"\napp = \"legacy\"\n[tenant-limits]\nmax-memory = \"3MiB\"\n\
+             [[functions]]\nname = \"prog\"\nkind = \"cgi\"\ncomponent = \"{}\"\nroute = \"/tools/wc\"\n",
+            programs::C_CGI
+        ),
+    )
+    .unwrap();
+    let unbounded = single(dir.path(), "globex", programs::C_CGI, "/globex/wc", "cgi")
+        .to_string_lossy()
+        .into_owned();
+    let text = std::fs::read_to_string(&unbounded).unwrap().replace(
+        "max-request-body = \"64KiB\"",
+        "max-request-body = \"16MiB\"",
+    );
+    std::fs::write(&unbounded, text).unwrap();
+    let settings = EngineSettings {
+        max_buffered_bodies: 8 * 1024 * 1024,
+        ..EngineSettings::default()
+    };
+    let server = start_full(&[manifest, unbounded.into()], settings, &Secrets::default()).await;
+    let c = client();
+    let (big, bigger, small) = (vec![b'x'; 4 << 20], vec![b'x'; 10 << 20], vec![b'x'; 1000]);
+    let post = |body: &'static [u8]| send(&c, server.addr, "POST", "/tools/wc", body);
+
+    let over_server = send(&c, server.addr, "POST", "/globex/wc", bigger.leak()).await;
+    assert_eq!(over_server.status, 503, "{}", over_server.body);
+    assert!(
+        over_server.body.contains("overloaded"),
+        "{}",
+        over_server.body
+    );
+    let over_tenant = post(big.leak()).await;
+    assert_eq!(over_tenant.status, 429, "{}", over_tenant.body);
+    assert!(
+        over_tenant.body.contains("tenant_memory"),
+        "{}",
+        over_tenant.body
+    );
+    // Nothing stays charged: small bodies pass, again and again.
+    let small: &'static [u8] = small.leak();
+    for _ in 0..3 {
+        let ok = post(small).await;
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert!(ok.body.starts_with("0 1 1000\n"), "{}", ok.body);
+    }
+}
