@@ -43,7 +43,7 @@ use crate::cpu_share::{CpuShare, TenantCpu};
 pub(crate) struct Admission {
     pool: Arc<Semaphore>,
     /// What bodies read before admission may hold together.
-    buffered_bodies: Arc<ByteBudget>,
+    buffered_bodies: Arc<ByteAccount>,
     tenant_ceiling: u32,
     tenant_memory_ceiling: Option<u64>,
     tenant_max_queue: u32,
@@ -63,16 +63,23 @@ pub(crate) struct TenantGate {
     pub(crate) cpu: Arc<TenantCpu>,
 }
 
-/// A tenant's linear-memory account: what all its live instances hold, against its quota.
-pub(crate) struct TenantMemory {
-    pub(crate) tenant: Name,
-    /// `u64::MAX` when the tenant has no memory quota.
+/// Bytes held against a limit, charged and released atomically: a tenant's memory, the server's
+/// budget for bodies not admitted yet, the bytes the host holds for one instance.
+pub(crate) struct ByteAccount {
+    /// `u64::MAX`: no limit.
     limit: AtomicU64,
     used: AtomicU64,
 }
 
-impl TenantMemory {
-    /// Charges `bytes` if the account stays within the quota.
+impl ByteAccount {
+    pub(crate) fn new(limit: u64) -> ByteAccount {
+        ByteAccount {
+            limit: AtomicU64::new(limit),
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Charges `bytes` if the account stays within its limit.
     pub(crate) fn try_charge(&self, bytes: u64) -> bool {
         let limit = self.limit.load(Ordering::Relaxed);
         self.used
@@ -90,59 +97,70 @@ impl TenantMemory {
         self.limit.load(Ordering::Relaxed)
     }
 
-    /// Lowers the quota to `bytes` (it never rises).
+    /// What may still be charged.
+    pub(crate) fn left(&self) -> u64 {
+        self.limit()
+            .saturating_sub(self.used.load(Ordering::Acquire))
+    }
+
+    /// Lowers the limit to `bytes` (it never rises).
     fn lower(&self, bytes: u64) {
         self.limit.fetch_min(bytes, Ordering::Relaxed);
     }
 }
 
-/// Bytes the host holds for requests not admitted yet (CGI bodies, read whole before their
-/// program starts, so that a slow client holds no instance), against a server-wide budget.
-pub(crate) struct ByteBudget {
-    used: AtomicU64,
-    limit: u64,
+/// A tenant's memory account: what all its live instances hold (linear memory, host buffers,
+/// bodies read before admission), against its quota.
+pub(crate) struct TenantMemory {
+    pub(crate) tenant: Name,
+    pub(crate) account: ByteAccount,
 }
 
-impl ByteBudget {
-    fn try_charge(&self, bytes: u64) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.limit)
-            })
-            .is_ok()
-    }
+/// Which account refused a [`Charge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The narrower budget: the server's for bodies, the instance's for host-held bytes.
+    Budget,
+    /// The tenant's memory quota.
+    Tenant,
 }
 
-/// A request body's bytes held before admission, charged to the server-wide budget and to the
-/// tenant's memory quota until dropped (when the program that reads them is gone).
-pub(crate) struct BodyCharge {
-    server: Arc<ByteBudget>,
+/// Bytes the host holds, charged to a budget and to the tenant's memory quota at once, and given
+/// back to both when dropped.
+pub(crate) struct Charge {
+    budget: Arc<ByteAccount>,
     tenant: Arc<TenantMemory>,
     bytes: u64,
 }
 
-impl BodyCharge {
-    /// Charges `bytes` more, or says which budget refused them.
-    pub(crate) fn add(&mut self, bytes: u64) -> Result<(), InvokeError> {
-        if !self.server.try_charge(bytes) {
-            return Err(InvokeError::Overloaded);
+impl Charge {
+    /// Nothing charged yet.
+    pub(crate) fn empty(budget: Arc<ByteAccount>, tenant: Arc<TenantMemory>) -> Charge {
+        Charge {
+            budget,
+            tenant,
+            bytes: 0,
         }
-        if !self.tenant.try_charge(bytes) {
-            self.server.used.fetch_sub(bytes, Ordering::AcqRel);
-            return Err(InvokeError::TenantMemory {
-                tenant: self.tenant.tenant.to_string(),
-                limit: self.tenant.limit(),
-            });
+    }
+
+    /// Charges `bytes` more to both accounts, or to neither.
+    pub(crate) fn add(&mut self, bytes: u64) -> Result<(), Refused> {
+        if !self.budget.try_charge(bytes) {
+            return Err(Refused::Budget);
+        }
+        if !self.tenant.account.try_charge(bytes) {
+            self.budget.release(bytes);
+            return Err(Refused::Tenant);
         }
         self.bytes += bytes;
         Ok(())
     }
 }
 
-impl Drop for BodyCharge {
+impl Drop for Charge {
     fn drop(&mut self) {
-        self.server.used.fetch_sub(self.bytes, Ordering::AcqRel);
-        self.tenant.release(self.bytes);
+        self.budget.release(self.bytes);
+        self.tenant.account.release(self.bytes);
     }
 }
 
@@ -163,10 +181,7 @@ impl Admission {
     ) -> Self {
         Admission {
             pool: Arc::new(Semaphore::new(max_instances as usize)),
-            buffered_bodies: Arc::new(ByteBudget {
-                used: AtomicU64::new(0),
-                limit: max_buffered_bodies,
-            }),
+            buffered_bodies: Arc::new(ByteAccount::new(max_buffered_bodies)),
             tenant_ceiling: tenant_ceiling.clamp(1, max_instances.max(1)),
             tenant_memory_ceiling,
             tenant_max_queue,
@@ -194,8 +209,7 @@ impl Admission {
                 max_queue: self.tenant_max_queue,
                 memory: Arc::new(TenantMemory {
                     tenant: tenant.clone(),
-                    limit: AtomicU64::new(self.tenant_memory_ceiling.unwrap_or(u64::MAX)),
-                    used: AtomicU64::new(0),
+                    account: ByteAccount::new(self.tenant_memory_ceiling.unwrap_or(u64::MAX)),
                 }),
                 cpu: self.cpu.tenant(),
             })
@@ -212,16 +226,12 @@ impl Admission {
     /// Lowers `tenant`'s memory quota to `bytes` (a manifest's `tenant-limits.max-memory`); the
     /// operator's ceiling still applies and the smallest wins.
     pub(crate) fn limit_memory(&self, tenant: &Name, bytes: u64) {
-        self.gate(tenant, None).memory.lower(bytes);
+        self.gate(tenant, None).memory.account.lower(bytes);
     }
 
     /// An empty charge for a body read before admission, for `gate`'s tenant.
-    pub(crate) fn body_charge(&self, gate: &TenantGate) -> BodyCharge {
-        BodyCharge {
-            server: self.buffered_bodies.clone(),
-            tenant: gate.memory.clone(),
-            bytes: 0,
-        }
+    pub(crate) fn body_charge(&self, gate: &TenantGate) -> Charge {
+        Charge::empty(self.buffered_bodies.clone(), gate.memory.clone())
     }
 
     /// Pool slots not held by any instance now.

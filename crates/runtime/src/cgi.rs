@@ -28,6 +28,7 @@ use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::InvokeError;
+use crate::admission::{Charge, Refused, TenantMemory};
 use crate::body::LimitedBody;
 use crate::calls::CallContext;
 use crate::function::{Entry, Function};
@@ -348,8 +349,10 @@ where
     let limits = function.limits();
     let (parts, body) = request.into_parts();
     // Charged as it arrives, and until the program that reads it is gone (see `admission`).
-    let mut charge = function.admission().body_charge(function.tenant_gate());
-    let stdin = match tokio::time::timeout_at(deadline, read_charged(body, &mut charge)).await {
+    let gate = function.tenant_gate();
+    let mut charge = function.admission().body_charge(gate);
+    let read = read_charged(body, &mut charge, &gate.memory);
+    let stdin = match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(stdin)) => stdin,
         Ok(Err(BodyRead::Over(error))) => return Err(error),
         Ok(Err(BodyRead::Failed)) if body_exceeded.load(Ordering::Relaxed) => {
@@ -459,10 +462,12 @@ enum BodyRead {
     Over(InvokeError),
 }
 
-/// Reads `body` whole, charging its bytes to `charge` as they arrive.
+/// Reads `body` whole, charging its bytes to `charge` (the server's budget for bodies not
+/// admitted yet, and `tenant`'s quota) as they arrive.
 async fn read_charged<B>(
     mut body: B,
-    charge: &mut crate::admission::BodyCharge,
+    charge: &mut Charge,
+    tenant: &TenantMemory,
 ) -> Result<Bytes, BodyRead>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -471,7 +476,15 @@ where
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BodyRead::Failed)?;
         if let Some(data) = frame.data_ref() {
-            charge.add(data.len() as u64).map_err(BodyRead::Over)?;
+            charge.add(data.len() as u64).map_err(|refused| {
+                BodyRead::Over(match refused {
+                    Refused::Budget => InvokeError::Overloaded,
+                    Refused::Tenant => InvokeError::TenantMemory {
+                        tenant: tenant.tenant.to_string(),
+                        limit: tenant.account.limit(),
+                    },
+                })
+            })?;
             whole.extend_from_slice(data);
         }
     }

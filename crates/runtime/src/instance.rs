@@ -237,7 +237,7 @@ fn classify_failure(
     if memory_denial.by_tenant_quota() {
         return InvokeError::TenantMemory {
             tenant: tenant_memory.tenant.to_string(),
-            limit: tenant_memory.limit(),
+            limit: tenant_memory.account.limit(),
         };
     }
     if memory_denial.by_instance_limit() {

@@ -21,9 +21,10 @@ use http_body_util::{BodyExt, Full};
 use wasmtime::component::Resource;
 
 use crate::InvokeError;
+use crate::admission::{Charge, Refused};
 use crate::calls::Refusal;
 use crate::explain::Waiting;
-use crate::state::{HostCharge, HostDenied, InstanceState};
+use crate::state::InstanceState;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -53,7 +54,7 @@ pub const MAX_INVOKE_RESPONSE: usize = 64 * 1024 * 1024;
 /// by its slices: the bytes live while any of them does).
 pub struct HostBuffer {
     bytes: Bytes,
-    _charge: Arc<HostCharge>,
+    _charge: Arc<Charge>,
 }
 
 /// One function's buffer accounting: how many bytes crossed between its instances and the host.
@@ -317,8 +318,8 @@ impl InstanceState {
             Ok(charge) => charge,
             Err(denied) => {
                 let whose = match denied {
-                    HostDenied::Instance => "the caller's max-memory for buffers",
-                    HostDenied::Tenant => "the tenant's memory quota",
+                    Refused::Budget => "the caller's max-memory for buffers",
+                    Refused::Tenant => "the tenant's memory quota",
                 };
                 return Ok(Err(invoke::InvokeError::LimitExceeded(format!(
                     "a response of {} bytes is over {whose}",

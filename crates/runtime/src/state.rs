@@ -8,12 +8,12 @@
 //! its request and response instead: see `cgi`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 
-use crate::admission::TenantMemory;
+use crate::admission::{ByteAccount, Charge, Refused, TenantMemory};
 use crate::calls::CallContext;
 use crate::cgi::CgiStdio;
 use crate::explain::HopClock;
@@ -176,7 +176,7 @@ pub(crate) struct InstanceLimiter {
     charged: u64,
     denial: MemoryDenial,
     /// Bytes the host holds for this instance (`meshwa:platform` buffers).
-    host_held: Arc<AtomicU64>,
+    host_held: Arc<ByteAccount>,
 }
 
 impl InstanceLimiter {
@@ -186,7 +186,7 @@ impl InstanceLimiter {
             tenant,
             charged: 0,
             denial: MemoryDenial::default(),
-            host_held: Arc::default(),
+            host_held: Arc::new(ByteAccount::new(max_memory)),
         }
     }
 
@@ -197,69 +197,31 @@ impl InstanceLimiter {
     /// Charges `bytes` the host holds for this instance: at most `max-memory` of them at once
     /// (a budget of their own, next to the linear memory's), and all against the tenant's
     /// memory quota.
-    pub(crate) fn charge_host(&self, bytes: u64) -> Result<HostCharge, HostDenied> {
-        let budget = self.max_memory as u64;
-        let held = self
-            .host_held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(bytes).filter(|total| *total <= budget)
-            });
-        if held.is_err() {
-            return Err(HostDenied::Instance);
-        }
-        if !self.tenant.try_charge(bytes) {
-            self.host_held.fetch_sub(bytes, Ordering::AcqRel);
-            return Err(HostDenied::Tenant);
-        }
-        Ok(HostCharge {
-            held: self.host_held.clone(),
-            tenant: self.tenant.clone(),
-            bytes,
-        })
+    pub(crate) fn charge_host(&self, bytes: u64) -> Result<Charge, Refused> {
+        let mut charge = Charge::empty(self.host_held.clone(), self.tenant.clone());
+        charge.add(bytes)?;
+        Ok(charge)
     }
 
     /// Records a refused host charge that ends the instance (a trap), so that it is reported as
     /// the memory limit it is.
-    pub(crate) fn record(&self, denied: HostDenied) {
-        let code = match denied {
-            HostDenied::Instance => MemoryDenial::INSTANCE,
-            HostDenied::Tenant => MemoryDenial::TENANT,
+    pub(crate) fn record(&self, refused: Refused) {
+        let code = match refused {
+            Refused::Budget => MemoryDenial::INSTANCE,
+            Refused::Tenant => MemoryDenial::TENANT,
         };
         self.denial.0.store(code, Ordering::Relaxed);
     }
 
     /// What this instance may still have the host hold for it.
     pub(crate) fn host_budget_left(&self) -> u64 {
-        (self.max_memory as u64).saturating_sub(self.host_held.load(Ordering::Acquire))
-    }
-}
-
-/// Which budget refused a host charge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HostDenied {
-    /// The instance's own `max-memory` (for what the host holds for it).
-    Instance,
-    /// The tenant's memory quota.
-    Tenant,
-}
-
-/// Host memory charged to an instance and its tenant, given back when dropped.
-pub(crate) struct HostCharge {
-    held: Arc<AtomicU64>,
-    tenant: Arc<TenantMemory>,
-    bytes: u64,
-}
-
-impl Drop for HostCharge {
-    fn drop(&mut self) {
-        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
-        self.tenant.release(self.bytes);
+        self.host_held.left()
     }
 }
 
 impl Drop for InstanceLimiter {
     fn drop(&mut self) {
-        self.tenant.release(self.charged);
+        self.tenant.account.release(self.charged);
     }
 }
 
@@ -277,7 +239,7 @@ impl ResourceLimiter for InstanceLimiter {
             return Ok(false);
         }
         let growth = desired.saturating_sub(current) as u64;
-        if !self.tenant.try_charge(growth) {
+        if !self.tenant.account.try_charge(growth) {
             self.denial.0.store(MemoryDenial::TENANT, Ordering::Relaxed);
             return Ok(false);
         }
