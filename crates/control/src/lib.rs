@@ -118,6 +118,7 @@ impl ControlPlane {
                         let origin = Origin::Deployed {
                             version: record.version,
                             deployed_at: record.deployed_at,
+                            upload_bytes: store::tree_bytes(&dir),
                         };
                         self.registry
                             .activate(manifest, prepared, origin)

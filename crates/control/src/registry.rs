@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshwa_gateway::{Router, Routes};
-use meshwa_manifest::{Manifest, Policy, check_route_collisions};
+use meshwa_manifest::{Manifest, Policy, TenantUsage, check_route_collisions};
 use meshwa_runtime::{Fault, Function, LoadError, PreparedApp, Runtime, Secrets};
 
 /// Where an app came from.
@@ -29,8 +29,22 @@ pub enum Origin {
     /// A manifest given to `meshwa serve` on the command line: the operator's, read-only for the
     /// API.
     Static,
-    /// Deployed through the control plane.
-    Deployed { version: u64, deployed_at: u64 },
+    /// Deployed through the control plane; `upload_bytes` is what its files take on disk.
+    Deployed {
+        version: u64,
+        deployed_at: u64,
+        upload_bytes: u64,
+    },
+}
+
+impl Origin {
+    /// What the app's files take on disk under the data directory (none for the operator's own).
+    pub fn upload_bytes(self) -> u64 {
+        match self {
+            Origin::Static => 0,
+            Origin::Deployed { upload_bytes, .. } => upload_bytes,
+        }
+    }
 }
 
 /// An app being served.
@@ -40,6 +54,18 @@ pub struct ActiveApp {
     /// In manifest order.
     pub functions: Vec<Arc<Function>>,
     pub origin: Origin,
+}
+
+impl ActiveApp {
+    /// What the app counts against its tenant's policy; the operator's own apps count nothing.
+    fn usage(&self) -> Option<TenantUsage> {
+        match self.origin {
+            Origin::Static => None,
+            Origin::Deployed { upload_bytes, .. } => {
+                Some(TenantUsage::of_app(&self.manifest, upload_bytes))
+            }
+        }
+    }
 }
 
 /// Why a change was refused. Nothing changed.
@@ -197,7 +223,7 @@ impl Registry {
             .collect();
         all.push(manifest.clone());
         if origin != Origin::Static {
-            let problems = self.policy_problems(&apps, &key, &manifest);
+            let problems = self.policy_problems(&apps, &key, &manifest, origin);
             if !problems.is_empty() {
                 return Err(ChangeError::Invalid(problems));
             }
@@ -220,25 +246,23 @@ impl Registry {
     }
 
     /// What the policy refuses in deploying `manifest` as `key` next to `apps`: its own limits,
-    /// grants and routes, and the tenant's counts of apps and stores with it.
+    /// grants and routes, and what its tenant would have over all its apps with it (apps,
+    /// stores, disk).
     fn policy_problems(
         &self,
         apps: &BTreeMap<AppKey, ActiveApp>,
         key: &AppKey,
         manifest: &Manifest,
+        origin: Origin,
     ) -> Vec<String> {
-        let others: Vec<&ActiveApp> = apps
+        let others: TenantUsage = apps
             .iter()
-            .filter(|(k, app)| k.0 == key.0 && *k != key && app.origin != Origin::Static)
-            .map(|(_, app)| app)
-            .collect();
-        let stores = others
-            .iter()
-            .map(|app| app.manifest.stores.len())
-            .sum::<usize>()
-            + manifest.stores.len();
+            .filter(|(k, _)| k.0 == key.0 && *k != key)
+            .filter_map(|(_, app)| app.usage())
+            .sum();
         let mut problems = self.policy.check_app(manifest);
-        problems.extend(self.policy.check_counts(&key.0, others.len() + 1, stores));
+        let this = TenantUsage::of_app(manifest, origin.upload_bytes());
+        problems.extend(self.policy.check_usage(&key.0, others + this));
         problems
     }
 

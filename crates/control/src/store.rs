@@ -128,6 +128,11 @@ impl ControlStore {
             .iter()
             .map(|r| self.app_dir(&r.tenant, &r.app, r.version))
             .collect();
+        for upload in read_files(&self.apps_dir) {
+            if is_staging(&upload) {
+                let _ = std::fs::remove_file(&upload);
+            }
+        }
         for tenant in read_dirs(&self.apps_dir) {
             if is_staging(&tenant) {
                 remove_dir(&tenant);
@@ -196,8 +201,14 @@ impl ControlStore {
         Ok(existed)
     }
 
-    /// Issues a token for `tenant`; returns its record and the token, which is never stored.
-    pub fn issue_token(&self, tenant: &str) -> Result<(TokenRecord, String), StoreError> {
+    /// Issues a token for `tenant`, unless it has `max` already (counted in the same write
+    /// transaction, so concurrent requests cannot pass the check together); returns its record
+    /// and the token, which is never stored, or `None` at the maximum.
+    pub fn issue_token(
+        &self,
+        tenant: &str,
+        max: usize,
+    ) -> Result<Option<(TokenRecord, String)>, StoreError> {
         let token = format!("mwt_{}", random_hex(32)?);
         let record = TokenRecord {
             tenant: tenant.to_owned(),
@@ -208,12 +219,23 @@ impl ControlStore {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(TOKENS).map_err(db_error)?;
+            let mut held = 0;
+            for entry in table.iter().map_err(db_error)? {
+                let (_, value) = entry.map_err(db_error)?;
+                held += usize::from(
+                    serde_json::from_str::<TokenRecord>(value.value())
+                        .is_ok_and(|r| r.tenant == tenant),
+                );
+            }
+            if held >= max {
+                return Ok(None);
+            }
             table
                 .insert(token_hash(&token).as_str(), json.as_str())
                 .map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        Ok((record, token))
+        Ok(Some((record, token)))
     }
 
     /// The tenant a token belongs to, if it is a live token.
@@ -277,9 +299,9 @@ impl ControlStore {
         Ok(records)
     }
 
-    /// Writes an upload to a fresh staging directory (fsynced) and returns it with the version
-    /// it will get. Nothing refers to it until [`ControlStore::commit`].
-    pub fn stage(&self, files: &[(String, Vec<u8>)]) -> Result<Staged, StoreError> {
+    /// A fresh, empty staging directory, with the version it will get. Nothing refers to it
+    /// until [`ControlStore::commit`]; dropped uncommitted, it is deleted.
+    pub fn begin_stage(&self) -> Result<Staged, StoreError> {
         let version = {
             let txn = self.db.begin_write().map_err(db_error)?;
             let version = {
@@ -294,38 +316,23 @@ impl ControlStore {
             txn.commit().map_err(db_error)?;
             version
         };
-        let dir = self.apps_dir.join(format!(".staging-{version}"));
-        let staged = Staged { dir, version };
-        // A stage that fails half-way leaves nothing behind.
-        match Self::write_staged(&staged.dir, files) {
-            Ok(()) => Ok(staged),
-            Err(error) => {
-                staged.discard();
-                Err(error)
-            }
-        }
+        let staged = Staged {
+            dir: self.apps_dir.join(format!(".staging-{version}")),
+            version,
+        };
+        std::fs::create_dir(&staged.dir).map_err(io_error(&staged.dir))?;
+        Ok(staged)
     }
 
-    /// Writes and fsyncs `files` under `root`, and the directories that hold them.
-    fn write_staged(root: &Path, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+    /// Writes `files` to a fresh staging directory (fsynced): [`ControlStore::begin_stage`] and
+    /// [`Staged::write`] in one.
+    pub fn stage(&self, files: &[(String, Vec<u8>)]) -> Result<Staged, StoreError> {
+        let staged = self.begin_stage()?;
         for (name, bytes) in files {
-            let path = root.join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-            }
-            write_synced(&path, bytes)?;
+            staged.write(name, &mut bytes.as_slice())?;
         }
-        // The directories' entries must be on disk too before the rename makes them current.
-        let mut dirs: Vec<PathBuf> = files
-            .iter()
-            .filter_map(|(name, _)| root.join(name).parent().map(Path::to_path_buf))
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        for dir in dirs {
-            sync_dir(&dir)?;
-        }
-        Ok(())
+        staged.sync()?;
+        Ok(staged)
     }
 
     /// Moves a staged deployment into place and records it as `tenant/app`'s current version.
@@ -342,13 +349,23 @@ impl ControlStore {
             std::fs::create_dir_all(parent).map_err(io_error(parent))?;
         }
         std::fs::rename(&staged.dir, &target).map_err(io_error(&target))?;
-        if let Some(parent) = target.parent() {
-            sync_dir(parent)?;
+        let recorded = target
+            .parent()
+            .map_or(Ok(()), sync_dir)
+            .and_then(|()| self.record(tenant, app, staged.version));
+        if recorded.is_err() {
+            // Unrecorded, it would only be removed at the next start.
+            remove_dir(&target);
         }
+        recorded
+    }
+
+    /// Records `version` as `tenant/app`'s current one; returns the one it replaced.
+    fn record(&self, tenant: &str, app: &str, version: u64) -> Result<Option<u64>, StoreError> {
         let record = AppRecord {
             tenant: tenant.to_owned(),
             app: app.to_owned(),
-            version: staged.version,
+            version,
             deployed_at: now(),
         };
         let json = serde_json::to_string(&record).map_err(|e| StoreError::Db(e.to_string()))?;
@@ -388,17 +405,78 @@ impl ControlStore {
     }
 }
 
-/// A deployment written to disk but not yet current.
+/// A deployment being written to disk, not yet current. Dropped before
+/// [`ControlStore::commit`] moved it into place, its files (and its upload) are deleted, so a
+/// failed deploy leaves nothing behind.
 pub struct Staged {
     pub dir: PathBuf,
     pub version: u64,
 }
 
 impl Staged {
-    /// Drops a staged deployment that will not be committed.
-    pub fn discard(self) {
-        remove_dir(&self.dir);
+    /// Where the upload is received before it is unpacked into [`Staged::dir`]: beside it, so
+    /// that no archive entry can be named like it.
+    pub fn upload_path(&self) -> PathBuf {
+        self.dir.with_extension("tar")
     }
+
+    /// Writes and fsyncs one file, `name` relative to the staging directory, from `contents`;
+    /// returns its size.
+    pub fn write(&self, name: &str, contents: &mut dyn std::io::Read) -> Result<u64, StoreError> {
+        let path = self.dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+        }
+        let mut file = std::fs::File::create(&path).map_err(io_error(&path))?;
+        let size = std::io::copy(contents, &mut file).map_err(io_error(&path))?;
+        file.sync_all().map_err(io_error(&path))?;
+        Ok(size)
+    }
+
+    /// Fsyncs every directory under the staging directory (and itself), so that the rename in
+    /// [`ControlStore::commit`] makes only complete entries current.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut pending = vec![self.dir.clone()];
+        while let Some(dir) = pending.pop() {
+            pending.extend(read_dirs(&dir));
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a commit the directory has moved and only the upload may be left.
+        remove_dir(&self.dir);
+        if let Err(error) = std::fs::remove_file(self.upload_path())
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %self.upload_path().display(), %error, "cannot remove an upload");
+        }
+    }
+}
+
+/// Bytes of the regular files under `dir` (what a deployed version takes on disk, give or take
+/// its blocks); 0 for what cannot be read.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => {
+                    total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+                }
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 fn is_staging(path: &Path) -> bool {
@@ -419,19 +497,24 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+fn read_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn remove_dir(dir: &Path) {
     if let Err(error) = std::fs::remove_dir_all(dir)
         && error.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(dir = %dir.display(), %error, "cannot remove a deployment directory");
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(io_error(path))?;
-    file.write_all(bytes).map_err(io_error(path))?;
-    file.sync_all().map_err(io_error(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

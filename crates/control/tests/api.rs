@@ -717,6 +717,7 @@ fn half_written_deployments_are_never_loaded() {
     let data = tempfile::tempdir().unwrap();
     let apps = data.path().join("apps");
     std::fs::create_dir_all(apps.join(".staging-7")).unwrap();
+    std::fs::write(apps.join(".staging-7.tar"), b"an upload cut off by a crash").unwrap();
     std::fs::create_dir_all(apps.join("acme/shop/v3")).unwrap();
     std::fs::write(
         apps.join("acme/shop/v3/meshwa.toml"),
@@ -726,6 +727,7 @@ fn half_written_deployments_are_never_loaded() {
     let store = meshwa_control::ControlStore::open(data.path()).unwrap();
     assert!(store.apps().unwrap().is_empty());
     assert!(!apps.join(".staging-7").exists());
+    assert!(!apps.join(".staging-7.tar").exists());
     assert!(
         !apps.join("acme/shop/v3").exists(),
         "an unrecorded version is removed"
@@ -1292,14 +1294,17 @@ outbound = ["https://*:*"]
     let (status, text) = get_text(server.gateway, "/acme/hi").await;
     assert_eq!(status, 200, "{text}");
 
-    // Tokens: `tenant` issued one; one more, then no more.
+    // Tokens: `tenant` issued one; of eight asked for at once, one more, and no more (the
+    // count is checked where the token is written, so concurrent requests cannot all pass).
     let path = "/v1/tenants/acme/tokens";
-    assert_eq!(
-        json_call(server.admin, "POST", path, Some(OPERATOR), None)
-            .await
-            .0,
-        201
-    );
+    let mut asked = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let admin = server.admin;
+        asked.spawn(async move { json_call(admin, "POST", path, Some(OPERATOR), None).await });
+    }
+    let answers = asked.join_all().await;
+    let issued = answers.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(issued, 1, "{answers:?}");
     let (status, body) = json_call(server.admin, "POST", path, Some(&acme), None).await;
     assert_eq!(status, 409, "{body}");
     assert!(
@@ -1308,6 +1313,12 @@ outbound = ["https://*:*"]
             .unwrap()
             .contains("policy max-tokens"),
         "{body}"
+    );
+    let (_, listed) = json_call(server.admin, "GET", path, Some(OPERATOR), None).await;
+    assert_eq!(
+        listed["tokens"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
     );
 
     // `/metrics` names every tenant's functions: the operator and the scraper only.
@@ -1324,6 +1335,67 @@ outbound = ["https://*:*"]
     // The scrape token opens nothing else.
     let (status, _) = json_call(server.admin, "GET", "/v1/tenants", Some(SCRAPER), None).await;
     assert_eq!(status, 401);
+}
+
+/// A tenant's disk is bounded over all its apps: their uploaded files plus what each of their
+/// stores may grow to (policy max-disk); a refused deploy leaves nothing on disk, and a redeploy
+/// replaces its app's share rather than adding to it (issue 16, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_disk_is_bounded_over_its_uploads_and_stores() {
+    let hello = std::fs::read(programs::HELLO).unwrap();
+    let max_disk = hello.len() + 1024 * 1024;
+    let policy =
+        meshwa_manifest::Policy::parse(&format!("[tenants.acme]\nmax-disk = \"{max_disk}\"\n"))
+            .unwrap();
+    let server = start_with(meshwa_control::DEFAULT_MAX_UPLOAD, policy).await;
+    let acme = tenant(&server, "acme").await;
+    let app = |name: &str, store: &str, padding: usize| {
+        let mut manifest = format!(
+            "tenant = \"acme\"\napp = \"{name}\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/acme/{name}\"\n"
+        );
+        if !store.is_empty() {
+            manifest += &format!("[key-value.data]\nmax-total-size = \"{store}\"\n");
+        }
+        let mut files = BTreeMap::from([
+            ("meshwa.toml".to_owned(), manifest.into_bytes()),
+            ("f.wasm".to_owned(), hello.clone()),
+        ]);
+        if padding > 0 {
+            files.insert("assets/padding.bin".to_owned(), vec![7; padding]);
+        }
+        archive::pack(&files).unwrap()
+    };
+
+    // Hello and a store of 512 KiB fit; another hello with 600 KiB of files does not.
+    let (status, body) = deploy(&server, &acme, "acme", "one", app("one", "512KiB", 0)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = deploy(&server, &acme, "acme", "two", app("two", "", 600 * 1024)).await;
+    assert_eq!(status, 422, "{body}");
+    let errors = body["errors"].to_string();
+    assert!(
+        errors.contains("tenant `acme` would take") && errors.contains("(policy max-disk)"),
+        "{body}"
+    );
+    let apps_dir = server._data.path().join("apps");
+    let staged: Vec<_> = std::fs::read_dir(&apps_dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name.to_string_lossy().starts_with(".staging"))
+        .collect();
+    assert!(staged.is_empty(), "left behind: {staged:?}");
+    assert!(!apps_dir.join("acme/two").exists());
+    assert_eq!(get_text(server.gateway, "/acme/two").await.0, 404);
+
+    // Without the padding it fits; redeploying the first app replaces its share.
+    let (status, body) = deploy(&server, &acme, "acme", "two", app("two", "", 0)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = deploy(&server, &acme, "acme", "one", app("one", "512KiB", 0)).await;
+    assert_eq!(status, 200, "{body}");
+    // Growing its store's quota past the ceiling does not.
+    let (status, body) = deploy(&server, &acme, "acme", "one", app("one", "1000KiB", 0)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(get_text(server.gateway, "/acme/one").await.0, 200);
 }
 
 /// A deleted tenant's key-value data goes with it: a tenant created later under the same name

@@ -61,7 +61,7 @@ use std::time::Duration;
 pub use interfaces::{Interface, Linking, RESERVED_NAMESPACES, TypedImport};
 pub use names::{Name, NameError};
 pub use outbound::OutboundRule;
-pub use policy::{MAX_TIMEOUT, Policy, PolicyError, TenantPolicy};
+pub use policy::{MAX_TIMEOUT, Policy, PolicyError, TenantPolicy, TenantUsage};
 pub use routes::{Route, RouteError, check_route_collisions};
 /// The conventions' human-readable sizes and durations, for flags as well as manifests.
 pub use units::{parse_duration, parse_size};

@@ -41,6 +41,14 @@ impl Name {
     }
 }
 
+/// A name orders and hashes as its string (the derives above are the `String`'s), so maps keyed
+/// by names can be searched with a `&str`.
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

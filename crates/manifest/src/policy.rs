@@ -4,7 +4,7 @@
 //! the policy (`meshwa serve --policy FILE`, TOML) sets, per tenant, the ceilings every
 //! manifest limit must stay under, how many apps, stores and tokens a tenant may have, which
 //! outbound origins it may grant at all, which private addresses its functions may reach, and
-//! the route prefixes it owns. Without a file, [`Policy::default`] applies: the ceilings below,
+//! the route prefixes it owns, and how much disk its apps may take. Without a file, [`Policy::default`] applies: the ceilings below,
 //! any public origin grantable, no private address reachable, and each tenant's routes under
 //! `/<tenant>`.
 //!
@@ -17,6 +17,7 @@
 //! max-apps = 32
 //! max-stores = 32                    # over all the tenant's apps
 //! max-tokens = 16
+//! max-disk = "8GiB"                  # its uploaded apps plus its stores' max-total-size
 //! outbound = ["https://*:*", "http://*:*"]   # what a tenant may put in grants.outbound
 //! private-outbound = []              # loopback/private/link-local destinations, by address
 //!
@@ -63,6 +64,9 @@ pub struct TenantPolicy {
     /// Stores over all the tenant's apps.
     pub max_stores: u32,
     pub max_tokens: u32,
+    /// Disk over all the tenant's apps: their uploaded files, and the `max-total-size` of each
+    /// of their stores (reserved whole, since a store may grow to it at any time).
+    pub max_disk: u64,
     /// What a tenant may grant in `grants.outbound`: each grant must be covered by one of these.
     pub outbound: Vec<OutboundRule>,
     /// Loopback, private and link-local destinations its functions may connect to, by address.
@@ -81,6 +85,7 @@ impl Default for TenantPolicy {
             max_apps: 32,
             max_stores: 32,
             max_tokens: 16,
+            max_disk: 8 * 1024 * 1024 * 1024,
             outbound: vec![OutboundRule::any(true), OutboundRule::any(false)],
             private_outbound: Vec::new(),
             routes: None,
@@ -130,6 +135,7 @@ struct RawTenantPolicy {
     max_apps: Option<u32>,
     max_stores: Option<u32>,
     max_tokens: Option<u32>,
+    max_disk: Option<String>,
     outbound: Option<Vec<String>>,
     private_outbound: Option<Vec<String>>,
     routes: Option<Vec<String>>,
@@ -188,6 +194,7 @@ impl RawTenantPolicy {
             max_apps: self.max_apps.unwrap_or(base.max_apps),
             max_stores: self.max_stores.unwrap_or(base.max_stores),
             max_tokens: self.max_tokens.unwrap_or(base.max_tokens),
+            max_disk: size("max-disk", self.max_disk, base.max_disk)?,
             outbound: rules("outbound", self.outbound, &base.outbound)?,
             private_outbound: rules(
                 "private-outbound",
@@ -228,10 +235,7 @@ impl Policy {
 
     /// What `tenant` may do.
     pub fn tenant(&self, tenant: &str) -> &TenantPolicy {
-        self.tenants
-            .iter()
-            .find(|(name, _)| name.as_str() == tenant)
-            .map_or(&self.defaults, |(_, policy)| policy)
+        self.tenants.get(tenant).unwrap_or(&self.defaults)
     }
 
     /// Everything in `manifest` that its tenant's policy does not allow, one message per
@@ -300,23 +304,68 @@ impl Policy {
         problems
     }
 
-    /// The problems of `tenant` having `apps` apps with `stores` stores in all, if any.
-    pub fn check_counts(&self, tenant: &str, apps: usize, stores: usize) -> Vec<String> {
+    /// What the policy refuses in `tenant` having `usage` over all its apps (empty if nothing).
+    pub fn check_usage(&self, tenant: &str, usage: TenantUsage) -> Vec<String> {
         let policy = self.tenant(tenant);
         let mut problems = Vec::new();
-        if apps > policy.max_apps as usize {
+        if usage.apps > policy.max_apps as usize {
             problems.push(format!(
-                "tenant `{tenant}` would have {apps} apps, more than the {} the operator allows (policy max-apps)",
-                policy.max_apps
+                "tenant `{tenant}` would have {} apps, more than the {} the operator allows (policy max-apps)",
+                usage.apps, policy.max_apps
             ));
         }
-        if stores > policy.max_stores as usize {
+        if usage.stores > policy.max_stores as usize {
             problems.push(format!(
-                "tenant `{tenant}` would have {stores} key-value stores over its apps, more than the {} the operator allows (policy max-stores)",
-                policy.max_stores
+                "tenant `{tenant}` would have {} key-value stores over its apps, more than the {} the operator allows (policy max-stores)",
+                usage.stores, policy.max_stores
+            ));
+        }
+        if usage.disk > policy.max_disk {
+            problems.push(format!(
+                "tenant `{tenant}` would take {} bytes of disk (uploaded files and stores' max-total-size over its apps), more than the {} the operator allows (policy max-disk)",
+                usage.disk, policy.max_disk
             ));
         }
         problems
+    }
+}
+
+/// What a tenant would have over all its deployed apps: what [`Policy::check_usage`] bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TenantUsage {
+    pub apps: usize,
+    pub stores: usize,
+    /// Bytes of uploaded files plus every store's `max-total-size`.
+    pub disk: u64,
+}
+
+impl TenantUsage {
+    /// One app's share: its stores, and its `upload_bytes` of files plus their quotas.
+    pub fn of_app(manifest: &Manifest, upload_bytes: u64) -> TenantUsage {
+        TenantUsage {
+            apps: 1,
+            stores: manifest.stores.len(),
+            disk: manifest.stores.iter().fold(upload_bytes, |sum, store| {
+                sum.saturating_add(store.quota.max_total_size)
+            }),
+        }
+    }
+}
+
+impl std::ops::Add for TenantUsage {
+    type Output = TenantUsage;
+    fn add(self, other: TenantUsage) -> TenantUsage {
+        TenantUsage {
+            apps: self.apps + other.apps,
+            stores: self.stores + other.stores,
+            disk: self.disk.saturating_add(other.disk),
+        }
+    }
+}
+
+impl std::iter::Sum for TenantUsage {
+    fn sum<I: Iterator<Item = TenantUsage>>(iter: I) -> TenantUsage {
+        iter.fold(TenantUsage::default(), |a, b| a + b)
     }
 }
 
@@ -396,11 +445,24 @@ outbound = ["https://*.internal.example"]
 
     #[test]
     fn counts_over_a_tenants_apps() {
-        let policy = Policy::parse("[defaults]\nmax-apps = 2\nmax-stores = 3\n").unwrap();
-        assert!(policy.check_counts("acme", 2, 3).is_empty());
-        let problems = policy.check_counts("acme", 3, 4).join("\n");
+        let policy =
+            Policy::parse("[defaults]\nmax-apps = 2\nmax-stores = 3\nmax-disk = \"1MiB\"\n")
+                .unwrap();
+        let usage = |apps, stores, disk| TenantUsage { apps, stores, disk };
+        assert!(policy.check_usage("acme", usage(2, 3, 1 << 20)).is_empty());
+        let problems = policy
+            .check_usage("acme", usage(3, 4, (1 << 20) + 1))
+            .join("\n");
         assert!(problems.contains("3 apps, more than the 2"), "{problems}");
         assert!(problems.contains("4 key-value stores"), "{problems}");
+        assert!(
+            problems.contains("1048577 bytes of disk") && problems.contains("policy max-disk"),
+            "{problems}"
+        );
+        // An app's share: its files plus what each of its stores may grow to.
+        let app = TenantUsage::of_app(&manifest(APP), 1000);
+        assert_eq!(app, usage(1, 1, 1000 + 100 * 1024 * 1024));
+        assert_eq!([app, app].into_iter().sum::<TenantUsage>(), app + app);
     }
 
     #[test]

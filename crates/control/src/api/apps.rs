@@ -120,6 +120,7 @@ fn source(origin: Origin) -> Source {
         Origin::Deployed {
             version,
             deployed_at,
+            ..
         } => Source::Deployed {
             version,
             deployed_at,

@@ -1,32 +1,37 @@
 //! `PUT /v1/tenants/{tenant}/apps/{app}`: deploys (or redeploys) an app from an uploaded tar
 //! archive, all or nothing. The steps, each its own function:
 //!
-//! 1. [`read_upload`]: at most `--max-upload` bytes (a larger declared length is refused before
-//!    the body is read), once one of [`crate::MAX_CONCURRENT_DEPLOYS`] deploy slots is free;
-//! 2. [`check_upload`]: the manifest against the URL, the upload and the operator's policy,
-//!    every problem at once;
-//! 3. stage the files on disk (not yet referred to by anything); 2 and 3 on the blocking pool;
-//! 4. [`prepare`]: compile, check and link every function, off the async threads;
-//! 5. [`activate`]: check routes, record the deployment on disk, swap it in.
+//! 1. [`receive_upload`]: once one of [`crate::MAX_CONCURRENT_DEPLOYS`] deploy slots is free,
+//!    the body streams to a file beside a fresh staging directory, at most `--max-upload`
+//!    bytes (a larger declared length is refused before the body is read);
+//! 2. [`unpack_and_check`], on the blocking pool: the archive is unpacked as a stream into the
+//!    staging directory (not yet referred to by anything), then its manifest is checked against
+//!    the URL, the upload and the operator's policy, every problem at once;
+//! 3. [`prepare`]: compile, check and link every function, off the async threads;
+//! 4. [`activate`]: check routes and the tenant's counts and disk, record the deployment on
+//!    disk, swap it in.
 //!
-//! A failure before the swap discards the staged copy, so nothing changed; its status says
-//! whose fault it was (422 for the app, 5xx for the host: see [`ApiError`]).
+//! Memory stays bounded by a body frame and a copy buffer per deploy, whatever the upload's
+//! size. A failure before the swap drops the [`Staged`] copy, which deletes it, so nothing
+//! changed; its status says whose fault it was (422 for the app, 5xx for the host: see
+//! [`ApiError`]).
 
 use std::path::Path;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{Request, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshwa_api::{DeployResult, DeployedFunction};
 use meshwa_manifest::{Manifest, ManifestError, Policy};
 use meshwa_runtime::{CacheOutcome, Fault, PreparedApp};
+use tokio::io::AsyncWriteExt;
 
 use super::{ApiError, Call, Reply, ok};
+use crate::ControlPlane;
+use crate::archive::{self, UnpackError, Unpacked};
 use crate::registry::Origin;
 use crate::store::Staged;
-use crate::{ControlPlane, archive};
 
 pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
     let started = Instant::now();
@@ -40,27 +45,23 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
         .acquire()
         .await
         .map_err(|_| ApiError::Host("the control plane is shutting down".to_owned()))?;
-    let upload = read_upload(control.max_upload, call.request).await?;
-    // Unpacking and the fsyncs of staging block: not on the request workers.
-    let (store, registry) = (control.store.clone(), control.registry.clone());
+    let staged = {
+        let store = control.store.clone();
+        tokio::task::spawn_blocking(move || store.begin_stage())
+            .await
+            .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??
+    };
+    receive_upload(control.max_upload, call.request, &staged.upload_path()).await?;
+    let registry = control.registry.clone();
     let (for_tenant, for_app) = (tenant.clone(), app.clone());
-    let staged = tokio::task::spawn_blocking(move || {
-        let bundle = archive::unpack(&upload).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        drop(upload);
-        check_upload(&bundle, &for_tenant, &for_app, registry.policy())?;
-        let files: Vec<(String, Vec<u8>)> = bundle.files.into_iter().collect();
-        Ok::<_, ApiError>(store.stage(&files)?)
+    let (staged, upload_bytes) = tokio::task::spawn_blocking(move || {
+        let bytes = unpack_and_check(&staged, &for_tenant, &for_app, registry.policy())?;
+        Ok::<_, ApiError>((staged, bytes))
     })
     .await
     .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??;
     let version = staged.version;
-    let (manifest, prepared) = match prepare(control, &staged.dir).await {
-        Ok(ready) => ready,
-        Err(error) => {
-            staged.discard();
-            return Err(error);
-        }
-    };
+    let (manifest, prepared) = prepare(control, &staged.dir).await?;
     let functions: Vec<DeployedFunction> = manifest
         .functions
         .iter()
@@ -71,7 +72,7 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
             compiled: f.cache_outcome() == CacheOutcome::Compiled,
         })
         .collect();
-    let replaced = activate(control, &tenant, &app, staged, manifest, prepared).await?;
+    let replaced = activate(control, staged, upload_bytes, manifest, prepared).await?;
     if let Some(old) = replaced {
         control.store.remove_version(&tenant, &app, old);
     }
@@ -95,8 +96,12 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
     })
 }
 
-/// The upload's bytes, at most `limit`.
-async fn read_upload(limit: u64, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+/// Writes the request's body to `path`, at most `limit` bytes.
+async fn receive_upload(
+    limit: u64,
+    request: Request<Incoming>,
+    path: &Path,
+) -> Result<(), ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -105,27 +110,54 @@ async fn read_upload(limit: u64, request: Request<Incoming>) -> Result<Bytes, Ap
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    Ok(Limited::new(
-        request.into_body(),
-        usize::try_from(limit).unwrap_or(usize::MAX),
-    )
-    .collect()
-    .await
-    .map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("reading the upload failed: {e}"))
+    let disk = |e: std::io::Error| ApiError::Host(format!("cannot write the upload: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(disk)?;
+    let mut body = request.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the upload failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            received += data.len() as u64;
+            if received > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            file.write_all(&data).await.map_err(disk)?;
         }
-    })?
-    .to_bytes())
+    }
+    file.flush().await.map_err(disk)
+}
+
+/// Unpacks the received upload into `staged`'s directory and checks it ([`check_upload`]);
+/// returns the bytes its files take. Blocking.
+fn unpack_and_check(
+    staged: &Staged,
+    tenant: &str,
+    app: &str,
+    policy: &Policy,
+) -> Result<u64, ApiError> {
+    let upload = staged.upload_path();
+    let file = std::fs::File::open(&upload)
+        .map_err(|e| ApiError::Host(format!("cannot read the upload back: {e}")))?;
+    let unpacked = archive::unpack(std::io::BufReader::new(file), |name, contents| {
+        staged.write(name, contents)
+    })
+    .map_err(|error| match error {
+        UnpackError::Archive(error) => ApiError::BadRequest(error.to_string()),
+        UnpackError::Write(error) => ApiError::from(error),
+    })?;
+    // Unpacked, the upload is not needed any more.
+    let _ = std::fs::remove_file(&upload);
+    check_upload(&unpacked, tenant, app, policy)?;
+    staged.sync()?;
+    Ok(unpacked.bytes())
 }
 
 /// Checks the upload's manifest against the URL, the upload's files and the operator's policy
 /// before anything is written or compiled: every problem at once. (The registry checks the
 /// policy again when it swaps the app in, with the tenant's other apps counted.)
 fn check_upload(
-    bundle: &archive::Bundle,
+    bundle: &Unpacked,
     tenant: &str,
     app: &str,
     policy: &Policy,
@@ -183,13 +215,12 @@ async fn prepare(control: &ControlPlane, dir: &Path) -> Result<(Manifest, Prepar
 }
 
 /// Makes the prepared app current, recording it on disk first (the staged directory becomes
-/// its version directory); on failure, removes the staged copy and changes nothing. Returns the
-/// version it replaced.
+/// its version directory); on failure, changes nothing (dropping `staged` deletes it). Returns
+/// the version it replaced.
 async fn activate(
     control: &ControlPlane,
-    tenant: &str,
-    app: &str,
     staged: Staged,
+    upload_bytes: u64,
     manifest: Manifest,
     prepared: PreparedApp,
 ) -> Result<Option<u64>, ApiError> {
@@ -199,28 +230,19 @@ async fn activate(
     let origin = Origin::Deployed {
         version: staged.version,
         deployed_at,
+        upload_bytes,
     };
-    let store = &control.store;
-    let staged_dir = staged.dir.clone();
+    let (tenant, app) = (manifest.tenant.to_string(), manifest.app.to_string());
     let mut replaced = None;
-    let mut staged = Some(staged);
-    let outcome = control
+    control
         .registry
         .activate_and_persist(manifest, prepared, origin, || {
-            let staged = staged.take().ok_or("staged twice")?;
-            replaced = store
-                .commit(staged, tenant, app)
+            replaced = control
+                .store
+                .commit(staged, &tenant, &app)
                 .map_err(|e| e.to_string())?;
             Ok(())
         })
-        .await;
-    if let Err(error) = outcome {
-        if let Some(staged) = staged {
-            staged.discard();
-        } else if staged_dir.exists() {
-            let _ = std::fs::remove_dir_all(&staged_dir);
-        }
-        return Err(error.into());
-    }
+        .await?;
     Ok(replaced)
 }

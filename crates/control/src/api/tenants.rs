@@ -104,12 +104,15 @@ pub(super) async fn list_tokens(call: Call<'_>) -> Reply {
 pub(super) async fn create_token(call: Call<'_>) -> Reply {
     let tenant = call.existing_tenant()?;
     let max_tokens = call.control.registry.policy().tenant(&tenant).max_tokens;
-    if call.control.store.tokens(&tenant)?.len() >= max_tokens as usize {
+    let Some((record, token)) = call
+        .control
+        .store
+        .issue_token(&tenant, max_tokens as usize)?
+    else {
         return Err(ApiError::Conflict(format!(
             "tenant `{tenant}` has {max_tokens} tokens, the most the operator allows (policy max-tokens); revoke one first"
         )));
-    }
-    let (record, token) = call.control.store.issue_token(&tenant)?;
+    };
     tracing::info!(%tenant, id = %record.id, "token issued");
     created(&IssuedToken {
         tenant,
