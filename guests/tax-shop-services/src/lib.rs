@@ -81,3 +81,8 @@ impl exports::shop::checkout::render::Guest for Services {
 }
 
 export!(Services);
+
+// Every request gets a fresh instance, so memory need not be reused within one: a bump allocator
+// is enough, and cheaper than the standard one (see `meshwa_sdk::alloc`).
+#[global_allocator]
+static ALLOCATOR: meshwa_sdk::alloc::RequestArena = meshwa_sdk::alloc::RequestArena::new();

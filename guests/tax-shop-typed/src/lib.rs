@@ -97,3 +97,8 @@ fn load() -> Result<Response, ServiceError> {
 }
 
 meshwa_sdk::http_handler!(handle);
+
+// Every request gets a fresh instance, so memory need not be reused within one: a bump allocator
+// is enough, and cheaper than the standard one (see `meshwa_sdk::alloc`).
+#[global_allocator]
+static ALLOCATOR: meshwa_sdk::alloc::RequestArena = meshwa_sdk::alloc::RequestArena::new();

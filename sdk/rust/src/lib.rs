@@ -35,6 +35,10 @@
 //!   your function's manifest entry (`[functions.grants]`); a function that uses one without the
 //!   grant is refused when it is deployed, with the grant to add.
 //!
+//! [`alloc::RequestArena`] is an allocator for functions that allocate a bounded amount per
+//! request: every request has a fresh instance, so nothing needs to be freed for long, and a bump
+//! allocator is cheaper than the standard one.
+//!
 //! Link your function with a small shadow stack (`-C link-arg=-zstack-size=65536` in
 //! `.cargo/config.toml`): every request gets a fresh instance, and a smaller stack makes that
 //! several times cheaper (see meshwa's `docs/benchmarks.md`).
@@ -47,6 +51,8 @@ mod bindings {
     });
 }
 
+#[cfg(target_arch = "wasm32")]
+pub mod alloc;
 pub mod config;
 pub mod kv;
 pub mod log;
