@@ -301,6 +301,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The app was refused; nothing changed.
     Invalid,
+    /// Too many at once (log followers); try again later.
+    TooManyRequests,
     /// The server failed; the details are in its log.
     Host,
 }
@@ -317,6 +319,7 @@ impl ErrorKind {
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Invalid => 422,
+            ErrorKind::TooManyRequests => 429,
             ErrorKind::Host => 500,
         }
     }

@@ -24,8 +24,8 @@ use clap::{Args, Subcommand};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use meshwa_api::{
-    AppList, AppRemoved, CreateTenant, DeployResult, ErrorBody, IssuedToken, LogEvent, LogList,
-    TenantCreated, TenantDeleted, TenantList, TokenList, TokenRevoked, WhoAmI,
+    AppList, AppRemoved, CreateTenant, DeployResult, ErrorBody, IssuedToken, LogEntry, LogEvent,
+    LogList, TenantCreated, TenantDeleted, TenantList, TokenList, TokenRevoked, WhoAmI,
 };
 use meshwa_manifest::Manifest;
 use serde::Serialize;
@@ -80,9 +80,12 @@ pub struct InvokeArgs {
 pub struct LogsArgs {
     /// The app, or `APP/FUNCTION` for one function.
     target: String,
-    /// Most entries shown.
+    /// Most entries shown (with --follow: before the new ones).
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Keep printing entries as they happen, until interrupted or the app is removed.
+    #[arg(long, short = 'f')]
+    follow: bool,
 }
 
 #[derive(Subcommand)]
@@ -263,6 +266,67 @@ impl Client {
         }
     }
 
+    /// Reads the server-sent events of `path` (a log stream) and prints each entry as it comes:
+    /// `line` of it, or its JSON with `--json`. Ends when the server ends the stream.
+    async fn follow(&self, path: &str, line: fn(&LogEntry) -> String) -> anyhow::Result<()> {
+        let mut request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(format!("{}{path}", self.server))
+            .header(http::header::ACCEPT, "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(full(Bytes::new()))
+            .context("building the request")?;
+        let response = self.http.request(request).await.map_err(|e| {
+            fail(
+                5,
+                format!("cannot reach the control plane at {}: {e}", self.server),
+            )
+        })?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let text = body
+                .collect()
+                .await
+                .map_err(|e| fail(5, format!("the control plane's answer broke off: {e}")))?
+                .to_bytes();
+            return Err(refusal(status, &text));
+        }
+        let mut pending = String::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| fail(5, format!("the log stream broke off: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = pending.find("\n\n") {
+                let event: String = pending.drain(..end + 2).collect();
+                match server_sent_event(&event) {
+                    Some(("entry", data)) => {
+                        if self.json {
+                            println!("{data}");
+                        } else {
+                            let entry: LogEntry = serde_json::from_str(data).map_err(|e| {
+                                fail(1, format!("a log entry this client cannot read: {e}"))
+                            })?;
+                            println!("{}", line(&entry));
+                        }
+                    }
+                    Some(("lagged", data)) => eprintln!("(fell behind; missed: {data})"),
+                    Some(("end", data)) => {
+                        eprintln!("(the stream ended: {data})");
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The tenant to act for: given, or the token's own.
     async fn tenant(&self) -> anyhow::Result<String> {
         if let Some(tenant) = &self.tenant {
@@ -277,6 +341,20 @@ impl Client {
             )),
         }
     }
+}
+
+/// The `event:` name and `data:` of one server-sent event; `None` for a comment.
+fn server_sent_event(text: &str) -> Option<(&str, &str)> {
+    let mut event = "message";
+    let mut data = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name;
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data = Some(value);
+        }
+    }
+    data.map(|data| (event, data))
 }
 
 fn full(bytes: Bytes) -> http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error> {
@@ -563,30 +641,38 @@ pub async fn logs(connection: Connection, args: LogsArgs) -> anyhow::Result<()> 
     if let Some(function) = function {
         query.append_pair("function", function);
     }
+    if args.follow {
+        query.append_pair("follow", "true");
+    }
     let path = format!("/v1/tenants/{tenant}/apps/{app}/logs?{}", query.finish());
+    if args.follow {
+        return client.follow(&path, log_line).await;
+    }
     let logs: Answer<LogList> = client.call(http::Method::GET, &path).await?;
     client.print(&logs, |list| {
-        let mut lines = Vec::new();
-        for e in &list.entries {
-            let head = format!("{} {} {}", e.at_ms, e.function, e.invocation);
-            lines.push(match &e.event {
-                LogEvent::Invocation {
-                    status,
-                    duration_us,
-                    error,
-                } => format!(
-                    "{head} status={status} duration_us={duration_us}{}",
-                    error
-                        .as_deref()
-                        .map(|k| format!(" error={k}"))
-                        .unwrap_or_default()
-                ),
-                LogEvent::Log { stream, message } => format!("{head} [{stream}] {message}"),
-            });
-        }
+        let lines: Vec<String> = list.entries.iter().map(log_line).collect();
         lines.join("\n")
     });
     Ok(())
+}
+
+/// One log entry as `meshwa logs` prints it.
+fn log_line(e: &LogEntry) -> String {
+    let head = format!("{} {} {}", e.at_ms, e.function, e.invocation);
+    match &e.event {
+        LogEvent::Invocation {
+            status,
+            duration_us,
+            error,
+        } => format!(
+            "{head} status={status} duration_us={duration_us}{}",
+            error
+                .as_deref()
+                .map(|k| format!(" error={k}"))
+                .unwrap_or_default()
+        ),
+        LogEvent::Log { stream, message } => format!("{head} [{stream}] {message}"),
+    }
 }
 
 pub async fn tenant(connection: Connection, command: TenantCommand) -> anyhow::Result<()> {

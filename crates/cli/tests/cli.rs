@@ -758,6 +758,36 @@ fn deploy_list_remove_through_the_cli_and_restart_restores_without_compiling() {
     let (code, out, _) = client(served.admin, &token, &["logs", "greeter"]);
     assert_eq!(code, 0);
     assert!(out.contains("status=200"), "{out}");
+    // `logs -f` prints new entries as they happen (after the 0 latest asked for).
+    let mut follower = Command::new(BIN)
+        .args(["logs", "greeter", "-f", "--limit", "0"])
+        .env("MESHWA_SERVER", format!("http://{}", served.admin))
+        .env("MESHWA_TOKEN", &token)
+        .env("MESHWA_CONFIG", "/nonexistent")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut followed = String::new();
+    for _ in 0..50 {
+        assert_eq!(http(served.addr, "GET", "/acme/hello?name=Cy", b"").0, 200);
+        if let Ok(line) = printed.recv_timeout(Duration::from_millis(200)) {
+            followed = line;
+            break;
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        followed.contains("hello") && followed.contains("status=200"),
+        "{followed:?}"
+    );
 
     // Exit codes scripts can rely on.
     assert_eq!(client(served.admin, "wrong", &["ls"]).0, 3);

@@ -61,6 +61,8 @@ pub struct ControlPlane {
     metrics_token_hash: Option<[u8; 32]>,
     max_upload: u64,
     metrics: Arc<Metrics>,
+    /// Who follows logs (`meshwa logs -f`), bounded per tenant.
+    followers: Arc<api::Followers>,
 }
 
 /// What the operator decides for the control plane.
@@ -87,6 +89,7 @@ impl ControlPlane {
             registry,
             store: Arc::new(ControlStore::open(data_dir)?),
             deploys: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DEPLOYS)),
+            followers: Arc::default(),
             operator_token_hash: digest(&settings.operator_token),
             metrics_token_hash: settings.metrics_token.as_deref().map(digest),
             max_upload: settings.max_upload,

@@ -1337,6 +1337,122 @@ outbound = ["https://*:*"]
     assert_eq!(status, 401);
 }
 
+/// Opens `path` as an event stream; returns its status and, if 200, the body to read.
+async fn open_stream(addr: SocketAddr, path: &str, token: &str) -> (u16, hyper::body::Incoming) {
+    let request = http::Request::builder()
+        .uri(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    (response.status().as_u16(), response.into_body())
+}
+
+/// Reads events from `body` until one contains `needle`; returns it, or panics after `limit`.
+async fn event_with(body: &mut hyper::body::Incoming, needle: &str, limit: Duration) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(event) = seen.split("\n\n").find(|event| event.contains(needle)) {
+            return event.to_owned();
+        }
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no event with {needle:?} within {limit:?}; got:\n{seen}"));
+        let frame = frame.expect("the stream ended").unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+/// `logs?follow=true` streams an app's entries as they happen: an invocation arrives within a
+/// second, a redeploy is followed, a removal ends the stream; another tenant cannot follow, and
+/// followers are bounded per tenant (issue 20, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_an_app_as_it_runs() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    let globex = tenant(&server, "globex").await;
+    let app = || {
+        app_archive(
+            "acme",
+            "shop",
+            &[("hi", programs::HELLO, Some("/acme/hi"))],
+            "",
+        )
+    };
+    assert_eq!(deploy(&server, &acme, "acme", "shop", app()).await.0, 200);
+    let follow = "/v1/tenants/acme/apps/shop/logs?follow=true";
+
+    let (status, mut stream) = open_stream(server.admin, follow, &acme).await;
+    assert_eq!(status, 200);
+    // Let the follower subscribe before the request it should see.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = tokio::time::Instant::now();
+    let (status, _, _) = call(server.gateway, "GET", "/acme/hi", None, Vec::new()).await;
+    assert_eq!(status, 200);
+    let invocation = "\"kind\":\"invocation\"";
+    let event = event_with(&mut stream, invocation, Duration::from_secs(1)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    let data = event.split_once("data: ").unwrap().1;
+    let entry: meshwa_api::LogEntry = serde_json::from_str(data).unwrap();
+    assert_eq!(entry.function, "hi");
+    assert!(event.starts_with("event: entry"), "{event}");
+
+    // A redeploy: the new version's invocations arrive on the same stream.
+    assert_eq!(deploy(&server, &acme, "acme", "shop", app()).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get_text(server.gateway, "/acme/hi").await.0, 200);
+    event_with(&mut stream, invocation, Duration::from_secs(3)).await;
+
+    // Another tenant's token sees no such app; a bad `follow` is a bad request.
+    assert_eq!(open_stream(server.admin, follow, &globex).await.0, 404);
+    let bad = "/v1/tenants/acme/apps/shop/logs?follow=yes";
+    assert_eq!(open_stream(server.admin, bad, &acme).await.0, 400);
+
+    // Eight followers per tenant at most (this one counts).
+    let mut others = Vec::new();
+    for _ in 0..7 {
+        let (status, body) = open_stream(server.admin, follow, &acme).await;
+        assert_eq!(status, 200);
+        others.push(body);
+    }
+    assert_eq!(open_stream(server.admin, follow, &acme).await.0, 429);
+    drop(others);
+
+    // Removing the app ends the stream.
+    let (status, _, _) = call(
+        server.admin,
+        "DELETE",
+        "/v1/tenants/acme/apps/shop",
+        Some(&acme),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    event_with(&mut stream, "event: end", Duration::from_secs(3)).await;
+
+    // The followers that went away gave their places back (within a tick of noticing).
+    assert_eq!(deploy(&server, &acme, "acme", "shop", app()).await.0, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _) = open_stream(server.admin, follow, &acme).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "places not given back: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A tenant's disk is bounded over all its apps: their uploaded files plus what each of their
 /// stores may grow to (policy max-disk); a refused deploy leaves nothing on disk, and a redeploy
 /// replaces its app's share rather than adding to it (issue 16, item 4).

@@ -60,7 +60,7 @@ pub use http_errors::{
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE};
 pub use response::ResponseBody;
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
-pub use services::recent::{RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
+pub use services::recent::{FOLLOW_BACKLOG, RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 pub use trigger::{

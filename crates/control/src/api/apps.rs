@@ -7,7 +7,9 @@ use meshwa_api::{
 use meshwa_manifest::Name;
 use meshwa_runtime::{CacheOutcome, RecentEntry, RecentWhat};
 
-use super::{ApiError, Call, Reply, ok};
+use http::Response;
+
+use super::{AdminBody, ApiError, Call, Reply, ok};
 use crate::ControlPlane;
 use crate::registry::{ActiveApp, Origin, drain, drain_limit};
 
@@ -46,9 +48,10 @@ pub(super) async fn remove_app(call: Call<'_>) -> Reply {
     })
 }
 
-/// `GET /v1/tenants/{tenant}/apps/{app}/logs[?function=F][&limit=N]`: the latest entries of
-/// every function (or one), oldest first.
-pub(super) async fn logs(call: Call<'_>) -> Reply {
+/// `GET /v1/tenants/{tenant}/apps/{app}/logs[?function=F][&limit=N][&follow=true]`: the latest
+/// entries of every function (or one), oldest first; with `follow`, then every new one as it
+/// happens (see `follow`).
+pub(super) async fn logs(call: Call<'_>) -> Result<Response<AdminBody>, ApiError> {
     let app = call.visible_app().await?;
     let limit = call
         .query("limit")
@@ -73,7 +76,13 @@ pub(super) async fn logs(call: Call<'_>) -> Reply {
     entries.sort_by_key(|e| e.at_ms);
     let skip = entries.len().saturating_sub(limit);
     entries.drain(..skip);
-    ok(&LogList { entries })
+    match call.query("follow").as_deref() {
+        None | Some("false") => ok(&LogList { entries }).map(|r| r.map(AdminBody::Left)),
+        Some("true") => super::follow::follow(call, entries, only).await,
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "follow must be true or false, not {other:?}"
+        ))),
+    }
 }
 
 /// Unroutes a deployed app, forgets it on disk, and waits for its instances (bounded). Returns
@@ -94,7 +103,7 @@ pub(super) async fn remove(
     Ok(drained)
 }
 
-fn log_entry(function: &str, entry: RecentEntry) -> LogEntry {
+pub(super) fn log_entry(function: &str, entry: RecentEntry) -> LogEntry {
     LogEntry {
         at_ms: entry.at_ms,
         invocation: entry.invocation,

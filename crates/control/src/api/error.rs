@@ -27,6 +27,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("the upload is larger than this server's limit of {0} bytes")]
     PayloadTooLarge(u64),
+    /// Too many of something at once (log followers); try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The app was refused: every problem found.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (ErrorKind::MethodNotAllowed, Vec::new()),
             ApiError::Conflict(_) => (ErrorKind::Conflict, Vec::new()),
             ApiError::PayloadTooLarge(_) => (ErrorKind::PayloadTooLarge, Vec::new()),
+            ApiError::TooManyRequests(_) => (ErrorKind::TooManyRequests, Vec::new()),
             ApiError::Invalid(errors) => (ErrorKind::Invalid, errors.clone()),
             ApiError::Prepare(error) if error.fault() == Fault::Client => {
                 (ErrorKind::Invalid, error.messages())

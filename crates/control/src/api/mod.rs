@@ -17,6 +17,7 @@
 mod apps;
 mod deploy;
 mod error;
+mod follow;
 mod invoke;
 mod tenants;
 
@@ -31,6 +32,11 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 pub use error::ApiError;
+pub use follow::FollowBody;
+pub(crate) use follow::Followers;
+
+/// The body of an admin answer: JSON (or text) whole, or a log stream that follows.
+pub type AdminBody = http_body_util::Either<Full<Bytes>, FollowBody>;
 
 use crate::ControlPlane;
 
@@ -119,7 +125,7 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
 type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
 /// Answers one admin request; never fails (failures become JSON errors).
-pub async fn handle(control: &ControlPlane, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(control: &ControlPlane, request: Request<Incoming>) -> Response<AdminBody> {
     let path = request.uri().path().to_owned();
     let mut path_matched = false;
     for (method, pattern, endpoint) in ROUTES {
@@ -136,14 +142,15 @@ pub async fn handle(control: &ControlPlane, request: Request<Incoming>) -> Respo
             .collect();
         return match dispatch(control, *endpoint, params, request).await {
             Ok(response) => response,
-            Err(error) => error.into_response(),
+            Err(error) => error.into_response().map(AdminBody::Left),
         };
     }
-    if path_matched {
-        ApiError::MethodNotAllowed.into_response()
+    let error = if path_matched {
+        ApiError::MethodNotAllowed
     } else {
-        ApiError::NotFound("no such endpoint".to_owned()).into_response()
-    }
+        ApiError::NotFound("no such endpoint".to_owned())
+    };
+    error.into_response().map(AdminBody::Left)
 }
 
 /// Runs the endpoint's handler.
@@ -152,10 +159,10 @@ async fn dispatch(
     endpoint: Endpoint,
     params: BTreeMap<String, String>,
     request: Request<Incoming>,
-) -> Reply {
+) -> Result<Response<AdminBody>, ApiError> {
     let headers = request.headers().clone();
     let call = move || Call::authenticate(control, params, request);
-    match endpoint {
+    let reply = match endpoint {
         // The operator's or the scrape token: it names every tenant's functions.
         Endpoint::Metrics => {
             authenticate_scraper(control, &headers)?;
@@ -175,8 +182,10 @@ async fn dispatch(
         Endpoint::DeployApp => deploy::deploy_app(call()?).await,
         Endpoint::RemoveApp => apps::remove_app(call()?).await,
         Endpoint::Invoke => invoke::invoke(call()?).await,
-        Endpoint::Logs => apps::logs(call()?).await,
-    }
+        // Whole, or a stream that follows.
+        Endpoint::Logs => return apps::logs(call()?).await,
+    };
+    reply.map(|response| response.map(AdminBody::Left))
 }
 
 fn metrics(control: &ControlPlane) -> Response<Full<Bytes>> {

@@ -4,6 +4,10 @@
 //! Bounded ([`RECENT_ENTRIES`] per function) and lossy by design: it is for a developer looking
 //! at what just happened, not an audit trail (the host's log has everything). Secret values are
 //! already redacted when lines get here.
+//!
+//! Followers (`meshwa logs -f`) [`RecentLog::subscribe`] to new entries as they are pushed. A
+//! follower that falls more than [`FOLLOW_BACKLOG`] entries behind misses the oldest and is told
+//! how many; nobody following costs one atomic load per entry.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,6 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Entries kept per function.
 pub const RECENT_ENTRIES: usize = 256;
+
+/// Entries a follower may be behind before it misses some.
+pub const FOLLOW_BACKLOG: usize = 256;
 
 /// One entry of a function's recent history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,9 +44,18 @@ pub enum RecentWhat {
 }
 
 /// A function's recent history.
-#[derive(Default)]
 pub struct RecentLog {
     entries: Mutex<VecDeque<RecentEntry>>,
+    followers: tokio::sync::broadcast::Sender<RecentEntry>,
+}
+
+impl Default for RecentLog {
+    fn default() -> Self {
+        RecentLog {
+            entries: Mutex::default(),
+            followers: tokio::sync::broadcast::Sender::new(FOLLOW_BACKLOG),
+        }
+    }
 }
 
 impl RecentLog {
@@ -52,11 +68,21 @@ impl RecentLog {
         if entries.len() == RECENT_ENTRIES {
             entries.pop_front();
         }
-        entries.push_back(RecentEntry {
+        let entry = RecentEntry {
             at_ms,
             invocation: invocation.to_owned(),
             what,
-        });
+        };
+        if self.followers.receiver_count() > 0 {
+            // Sent under the lock, so followers see entries in the order they were kept.
+            let _ = self.followers.send(entry.clone());
+        }
+        entries.push_back(entry);
+    }
+
+    /// New entries from now on, as they are pushed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RecentEntry> {
+        self.followers.subscribe()
     }
 
     /// The newest `limit` entries, oldest first.
