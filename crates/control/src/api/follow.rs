@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -139,14 +139,25 @@ pub(super) async fn follow(
     Ok(response)
 }
 
-/// The functions followed, each with its subscription.
-type Watched = Vec<(Arc<Function>, broadcast::Receiver<RecentEntry>)>;
+/// A function followed: weakly, so that a follower never holds up the drain of a removed or
+/// replaced version.
+struct Watch {
+    function: Weak<Function>,
+    name: String,
+    entries: broadcast::Receiver<RecentEntry>,
+}
+
+type Watched = Vec<Watch>;
 
 fn watch(functions: &[Arc<Function>], only: Option<&str>) -> Watched {
     functions
         .iter()
         .filter(|f| only.is_none_or(|name| f.id().function.as_str() == name))
-        .map(|f| (f.clone(), f.recent_log().subscribe()))
+        .map(|f| Watch {
+            function: Arc::downgrade(f),
+            name: f.id().function.to_string(),
+            entries: f.recent_log().subscribe(),
+        })
         .collect()
 }
 
@@ -175,8 +186,7 @@ impl Follower {
                     idle = Duration::ZERO;
                     let event = match received {
                         Ok(entry) => {
-                            let name = self.watched[index].0.id().function.to_string();
-                            entry_event(&super::apps::log_entry(&name, entry))
+                            entry_event(&super::apps::log_entry(&self.watched[index].name, entry))
                         }
                         Err(RecvError::Lagged(missed)) => {
                             Bytes::from(format!("event: lagged\ndata: {{\"missed\":{missed}}}\n\n"))
@@ -223,7 +233,7 @@ impl Follower {
             && wanted
                 .iter()
                 .zip(&self.watched)
-                .all(|((a, _), (b, _))| Arc::ptr_eq(a, b));
+                .all(|(a, b)| Weak::ptr_eq(&a.function, &b.function));
         if !same {
             self.watched = wanted;
         }
@@ -243,7 +253,7 @@ async fn next_entry(watched: &mut Watched) -> (usize, Result<RecentEntry, RecvEr
     let receivers = watched
         .iter_mut()
         .enumerate()
-        .map(|(index, (_, receiver))| Box::pin(async move { (index, receiver.recv().await) }));
+        .map(|(index, watch)| Box::pin(async move { (index, watch.entries.recv().await) }));
     // Receiving is cancel-safe: an entry not taken here stays for the next call.
     futures::future::select_all(receivers).await.0
 }
