@@ -134,25 +134,8 @@ fn http_with(
     headers: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    try_http_with(addr, method, path, headers, body)
+        .unwrap_or_else(|| panic!("{method} {path}: no answer from {addr}"))
 }
 
 fn write_manifest(dir: &Path, file: &str, text: &str) -> PathBuf {
@@ -589,15 +572,189 @@ fn acknowledged_writes_survive_kill_9() {
     }
 }
 
-/// Like `http`, but `None` when the server is gone.
-fn try_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+/// Crash loop (issue 22): cycles of start, concurrent key-value writers and a deploy and
+/// redeploys in flight, then SIGKILL at a pseudo-random moment; each restart must start cleanly,
+/// hold every write acknowledged in every cycle so far, serve the deployed app at a version no
+/// older than the last acknowledged deploy, and leave no half-written deployment on disk.
+/// 10 cycles here; `bench/crash-loop.sh` runs this test with `MESHWA_CRASH_CYCLES=100`.
+#[test]
+fn crash_loop_loses_no_acknowledged_write_and_loads_no_half_deploy() {
+    let cycles: u64 = std::env::var("MESHWA_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (manifest, secrets) = services_app(dir.path());
+    let flags = [
+        "--secrets-file",
+        secrets.to_str().unwrap(),
+        "--operator-token",
+        "op-token",
+    ];
+    let start = || serve_with(&data, std::slice::from_ref(&manifest), &flags);
+    let mut served = start();
+    assert_eq!(
+        client(served.admin, "op-token", &["tenant", "create", "acme"]).0,
+        0
+    );
+    let (code, token, _) = client(
+        served.admin,
+        "op-token",
+        &["token", "create", "--tenant", "acme"],
+    );
+    assert_eq!(code, 0);
+    let auth = format!("authorization: Bearer {}\r\n", token.trim());
+    let upload = |version: u64| {
+        let manifest = format!(
+            "tenant = \"acme\"\napp = \"churn\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/acme/churn\"\n[config]\nround = \"{version}\"\n"
+        );
+        let files = std::collections::BTreeMap::from([
+            ("meshwa.toml".to_owned(), manifest.into_bytes()),
+            ("f.wasm".to_owned(), std::fs::read(programs::HELLO).unwrap()),
+        ]);
+        meshwa_control::archive::pack(&files).unwrap()
+    };
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut last_deploy: Option<u64> = None;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+
+    for cycle in 0..cycles {
+        let addr = served.addr;
+        let admin = served.admin;
+        let writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writers: Vec<_> = (0..3)
+            .map(|writer| {
+                let writes = writes.clone();
+                std::thread::spawn(move || {
+                    // Bounded: stops at the first failure (the kill) or after 2,000 writes.
+                    for i in 0..2000 {
+                        let key = format!("c{cycle}-w{writer}-{i}");
+                        let path = format!("/t/svc/kv/entries/{key}");
+                        let Some((200, _)) = try_http(addr, "PUT", &path, key.as_bytes()) else {
+                            return;
+                        };
+                        writes.lock().unwrap().push(key);
+                    }
+                })
+            })
+            .collect();
+        let deploys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let deployer = {
+            let (deploys, auth, archives) = (
+                deploys.clone(),
+                auth.clone(),
+                [upload(cycle * 2), upload(cycle * 2 + 1)],
+            );
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    for archive in &archives {
+                        let Some((200, body)) = try_http_with(
+                            admin,
+                            "PUT",
+                            "/v1/tenants/acme/apps/churn",
+                            &auth,
+                            archive,
+                        ) else {
+                            return;
+                        };
+                        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        deploys
+                            .lock()
+                            .unwrap()
+                            .push(answer["version"].as_u64().unwrap());
+                    }
+                }
+            })
+        };
+        // SIGKILL after 100-600 ms, a different moment each cycle.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 500));
+        drop(served);
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        deployer.join().unwrap();
+        acknowledged.extend(writes.lock().unwrap().drain(..));
+        if let Some(version) = deploys.lock().unwrap().iter().max() {
+            last_deploy = Some(*version);
+        }
+
+        served = start();
+        let log = served.log_with("startup complete");
+        assert!(log.contains("startup complete"), "cycle {cycle}: {log}");
+        for key in &acknowledged {
+            let (status, body) = http(served.addr, "GET", &format!("/t/svc/kv/entries/{key}"), b"");
+            assert_eq!(
+                (status, body.as_str()),
+                (200, key.as_str()),
+                "cycle {cycle}: acknowledged key {key} lost"
+            );
+        }
+        if let Some(acked) = last_deploy {
+            let (status, body) = http_with(
+                served.admin,
+                "GET",
+                "/v1/tenants/acme/apps/churn",
+                &auth,
+                b"",
+            );
+            assert_eq!(
+                status, 200,
+                "cycle {cycle}: the deployed app is gone: {body}"
+            );
+            let app: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let served_version = app["version"].as_u64().unwrap();
+            assert!(
+                served_version >= acked,
+                "cycle {cycle}: serves version {served_version}, older than the acknowledged {acked}"
+            );
+            assert_eq!(http(served.addr, "GET", "/acme/churn", b"").0, 200);
+        }
+        // No staging leftovers, and one version directory per recorded app.
+        let apps = data.join("apps");
+        let staged: Vec<_> = std::fs::read_dir(&apps)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+            .map(|e| e.file_name())
+            .collect();
+        assert!(staged.is_empty(), "cycle {cycle}: left behind: {staged:?}");
+        if let Ok(versions) = std::fs::read_dir(apps.join("acme/churn")) {
+            assert!(
+                versions.count() <= 1,
+                "cycle {cycle}: more than one version on disk"
+            );
+        }
+    }
+    assert!(
+        acknowledged.len() as u64 >= cycles * 10,
+        "only {} writes acknowledged over {cycles} cycles",
+        acknowledged.len()
+    );
+    eprintln!(
+        "{cycles} cycles: {} acknowledged writes, none lost; last acknowledged deploy {last_deploy:?}",
+        acknowledged.len()
+    );
+}
+
+/// Like `http_with`, but `None` when the server is gone.
+fn try_http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .ok()?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n",
         body.len()
     )
     .ok()?;
@@ -605,8 +762,37 @@ fn try_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.get(9..12)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Some((
+        status,
+        if chunked {
+            dechunk(body)?
+        } else {
+            body.to_owned()
+        },
+    ))
+}
+
+/// The body of a chunked HTTP/1.1 message.
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
+}
+
+/// Like `http`, but `None` when the server is gone.
+fn try_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    try_http_with(addr, method, path, "", body)
 }
 
 #[test]
