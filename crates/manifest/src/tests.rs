@@ -459,3 +459,42 @@ fn a_function_that_only_exports_has_no_route() {
         "{e}"
     );
 }
+
+/// Every input of `fuzz/corpus/NAME`: the fuzz targets' seeds, and every input that ever made a
+/// target fail (see docs/reliability.md).
+fn fuzz_corpus(name: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(name);
+    let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    assert!(!inputs.is_empty(), "{} is empty", dir.display());
+    inputs
+}
+
+/// The fuzz targets `manifest`, `policy` and `routes`, run over their corpora as plain tests.
+#[test]
+fn fuzz_corpora_parse_without_panicking() {
+    for input in fuzz_corpus("manifest") {
+        let _ = Manifest::parse(
+            &String::from_utf8_lossy(&input),
+            Path::new("meshwa.toml"),
+            Path::new(""),
+        );
+    }
+    for input in fuzz_corpus("policy") {
+        let _ = Policy::parse(&String::from_utf8_lossy(&input));
+    }
+    for input in fuzz_corpus("routes") {
+        let text = String::from_utf8_lossy(&input);
+        let (route, path) = text.split_once('\n').unwrap_or((&text, "/"));
+        if let Ok(route) = Route::new(route) {
+            assert!(route.matches(route.as_str()), "{route}");
+            if route.matches(path) {
+                assert!(path.starts_with(route.as_str()), "{route} matched {path:?}");
+            }
+        }
+    }
+}

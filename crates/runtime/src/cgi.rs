@@ -226,7 +226,7 @@ fn find_blank_line(bytes: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-fn parse_head(block: &[u8]) -> Result<(StatusCode, HeaderMap), HeadError> {
+pub(crate) fn parse_head(block: &[u8]) -> Result<(StatusCode, HeaderMap), HeadError> {
     let mut headers = HeaderMap::new();
     let mut status = None;
     let lines = block
@@ -580,5 +580,18 @@ mod tests {
         assert!(!env.contains_key("HTTP_AUTHORIZATION"));
         assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
         assert!(!env.contains_key("HTTP_PROXY"), "httpoxy");
+    }
+
+    /// The fuzz target `cgi_head`, run over its corpus as a plain test.
+    #[test]
+    fn the_fuzz_corpus_of_heads_parses_without_panicking() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/cgi_head");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let _ = parse_head(&std::fs::read(entry.unwrap().path()).unwrap());
+            inputs += 1;
+        }
+        assert!(inputs > 0, "{} is empty", dir.display());
     }
 }

@@ -62,6 +62,17 @@ pub use response::ResponseBody;
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
 pub use services::recent::{FOLLOW_BACKLOG, RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};
+
+/// Entry points for the fuzz targets (`fuzz/`) into parsers that are not public otherwise;
+/// built only with `--cfg fuzzing`, which cargo-fuzz sets.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses the head a CGI program printed; whether it was accepted.
+    pub fn cgi_head(block: &[u8]) -> bool {
+        crate::cgi::parse_head(block).is_ok()
+    }
+}
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
 pub use trigger::{
     Event, MAX_OUTCOME_BODY, Outcome, SUBJECT_HEADER, Shutdown, TRIGGER_HEADER, Trigger,

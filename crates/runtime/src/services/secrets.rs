@@ -157,4 +157,18 @@ mod tests {
         let ok = Secrets::parse("[acme.book]\napi-key = \"hunter2\"", path).unwrap();
         assert!(!format!("{ok:?}").contains("hunter2"));
     }
+
+    /// The fuzz target `secrets`, run over its corpus as a plain test.
+    #[test]
+    fn the_fuzz_corpus_of_secrets_files_parses_without_panicking() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/secrets");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let text = std::fs::read(entry.unwrap().path()).unwrap();
+            let _ = Secrets::parse(&String::from_utf8_lossy(&text), Path::new("secrets.toml"));
+            inputs += 1;
+        }
+        assert!(inputs > 0, "{} is empty", dir.display());
+    }
 }
