@@ -8,7 +8,10 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let (route, path) = text.split_once('\n').unwrap_or((&text, "/"));
     if let Ok(route) = Route::new(route) {
-        assert!(route.matches(route.as_str()), "{route} does not match itself");
+        assert!(
+            route.matches(route.as_str()),
+            "{route} does not match itself"
+        );
         if route.matches(path) {
             assert!(path.starts_with(route.as_str()), "{route} matched {path:?}");
         }
