@@ -492,7 +492,8 @@ fn fuzz_corpora_parse_without_panicking() {
         let (route, path) = text.split_once('\n').unwrap_or((&text, "/"));
         if let Ok(route) = Route::new(route) {
             assert!(route.matches(route.as_str()), "{route}");
-            if route.matches(path) {
+            // Request paths start with '/' (hyper refuses others); "/" matches every one.
+        if path.starts_with('/') && route.matches(path) {
                 assert!(path.starts_with(route.as_str()), "{route} matched {path:?}");
             }
         }
