@@ -520,27 +520,7 @@ fn acknowledged_writes_survive_kill_9() {
     let served = serve_with(&data, std::slice::from_ref(&manifest), &flags);
     let addr = served.addr;
 
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..4)
-        .map(|writer| {
-            let acknowledged = acknowledged.clone();
-            std::thread::spawn(move || {
-                // Bounded: stops at the first failure (the kill) or after 500 writes.
-                for i in 0..500 {
-                    let key = format!("w{writer}-{i}");
-                    let Some((200, _)) = try_http(
-                        addr,
-                        "PUT",
-                        &format!("/t/svc/kv/entries/{key}"),
-                        key.as_bytes(),
-                    ) else {
-                        return;
-                    };
-                    acknowledged.lock().unwrap().push(key);
-                }
-            })
-        })
-        .collect();
+    let (writers, acknowledged) = spawn_writers(addr, 4, 500, "");
     let deadline = Instant::now() + Duration::from_secs(30);
     while acknowledged.lock().unwrap().len() < 100 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -622,23 +602,7 @@ fn crash_loop_loses_no_acknowledged_write_and_loads_no_half_deploy() {
     for cycle in 0..cycles {
         let addr = served.addr;
         let admin = served.admin;
-        let writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let writers: Vec<_> = (0..3)
-            .map(|writer| {
-                let writes = writes.clone();
-                std::thread::spawn(move || {
-                    // Bounded: stops at the first failure (the kill) or after 2,000 writes.
-                    for i in 0..2000 {
-                        let key = format!("c{cycle}-w{writer}-{i}");
-                        let path = format!("/t/svc/kv/entries/{key}");
-                        let Some((200, _)) = try_http(addr, "PUT", &path, key.as_bytes()) else {
-                            return;
-                        };
-                        writes.lock().unwrap().push(key);
-                    }
-                })
-            })
-            .collect();
+        let (writers, writes) = spawn_writers(addr, 3, 2000, &format!("c{cycle}-"));
         let deploys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let deployer = {
             let (deploys, auth, archives) = (
@@ -788,6 +752,37 @@ fn dechunk(mut rest: &str) -> Option<String> {
         body.push_str(after.get(..size)?);
         rest = after.get(size + 2..)?;
     }
+}
+
+/// Acknowledged key-value writes: the keys `writers` threads `PUT` (key = value =
+/// `{prefix}w{writer}-{i}`) into the `services_app`'s store, each stopping at its first failure
+/// (the server killed) or after `max` writes.
+fn spawn_writers(
+    addr: SocketAddr,
+    writers: usize,
+    max: usize,
+    prefix: &str,
+) -> (
+    Vec<std::thread::JoinHandle<()>>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handles = (0..writers)
+        .map(|writer| {
+            let (acknowledged, prefix) = (acknowledged.clone(), prefix.to_owned());
+            std::thread::spawn(move || {
+                for i in 0..max {
+                    let key = format!("{prefix}w{writer}-{i}");
+                    let path = format!("/t/svc/kv/entries/{key}");
+                    let Some((200, _)) = try_http(addr, "PUT", &path, key.as_bytes()) else {
+                        return;
+                    };
+                    acknowledged.lock().unwrap().push(key);
+                }
+            })
+        })
+        .collect();
+    (handles, acknowledged)
 }
 
 /// Like `http`, but `None` when the server is gone.

@@ -485,28 +485,25 @@ fn is_staging(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with(".staging-"))
 }
 
-fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+/// The entries of `dir` that `keep` accepts (none if it cannot be read).
+fn entries(dir: &Path, keep: fn(&Path) -> bool) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.is_dir())
+                .filter(|p| keep(p))
                 .collect()
         })
         .unwrap_or_default()
 }
 
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    entries(dir, Path::is_dir)
+}
+
 fn read_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default()
+    entries(dir, Path::is_file)
 }
 
 fn remove_dir(dir: &Path) {

@@ -493,7 +493,7 @@ fn fuzz_corpora_parse_without_panicking() {
         if let Ok(route) = Route::new(route) {
             assert!(route.matches(route.as_str()), "{route}");
             // Request paths start with '/' (hyper refuses others); "/" matches every one.
-        if path.starts_with('/') && route.matches(path) {
+            if path.starts_with('/') && route.matches(path) {
                 assert!(path.starts_with(route.as_str()), "{route} matched {path:?}");
             }
         }
