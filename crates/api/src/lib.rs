@@ -305,6 +305,10 @@ pub enum ErrorKind {
     TooManyRequests,
     /// The server failed; the details are in its log.
     Host,
+    /// The server is out of a resource (file descriptors) for now; nothing changed.
+    Unavailable,
+    /// The server's disk is full; nothing changed.
+    InsufficientStorage,
 }
 
 impl ErrorKind {
@@ -321,6 +325,8 @@ impl ErrorKind {
             ErrorKind::Invalid => 422,
             ErrorKind::TooManyRequests => 429,
             ErrorKind::Host => 500,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::InsufficientStorage => 507,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! What the benchmarks share: loading a component as a bench function, in-process requests to
-//! it, percentiles, and finding the `meshwa` binary.
+//! it, percentiles, finding the `meshwa` binary, and a `meshwa serve` child with calls to its
+//! control plane.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,4 +123,93 @@ pub fn meshwa_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
+}
+
+/// A `meshwa serve` child with a fresh data directory, killed on drop.
+pub struct ServerChild {
+    pub child: std::process::Child,
+    pub gateway: SocketAddr,
+    pub admin: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl ServerChild {
+    /// Starts `meshwa serve` with `extra` arguments (manifests, flags) on a fresh data directory
+    /// named after `bench`.
+    pub fn start(
+        meshwa: &Path,
+        operator_token: &str,
+        bench: &str,
+        extra: &[std::ffi::OsString],
+    ) -> anyhow::Result<ServerChild> {
+        use std::io::BufRead;
+        let data =
+            std::env::temp_dir().join(format!("meshwa-bench-{bench}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let mut child = std::process::Command::new(meshwa)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .args(["--operator-token", operator_token, "--data-dir"])
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {} serve", meshwa.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        // From here on, `server` kills the child on every error path.
+        let mut server = ServerChild {
+            child,
+            gateway: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data,
+        };
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut address = |prefix: &str| -> anyhow::Result<SocketAddr> {
+            let line = lines.next().context("the server ended")??;
+            line.strip_prefix(prefix)
+                .with_context(|| format!("unexpected server output {line:?}"))?
+                .parse()
+                .context("server address")
+        };
+        server.gateway = address("meshwa listening on http://")?;
+        server.admin = address("meshwa admin on http://")?;
+        Ok(server)
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// One JSON call to the control plane.
+pub async fn control_call(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    admin: SocketAddr,
+    method: http::Method,
+    path: &str,
+    token: &str,
+    body: Bytes,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{admin}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(body))?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }

@@ -2,8 +2,7 @@
 //! warm), and failed requests during back-to-back redeploys under load, against a real
 //! `meshwa serve` child (the `meshwa` binary: `--meshwa`, or the one next to `meshwa-bench`).
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 
-use crate::common::{meshwa_binary, percentile_us};
+use crate::common::{ServerChild, control_call, meshwa_binary, percentile_us};
 
 #[derive(Args)]
 pub struct DeployBenchArgs {
@@ -35,63 +34,6 @@ pub struct DeployBenchArgs {
     /// next to this executable).
     #[arg(long, env = "MESHWA_BIN")]
     meshwa: Option<PathBuf>,
-}
-
-/// A `meshwa serve` child with a fresh data directory, killed on drop.
-struct ServerChild {
-    child: std::process::Child,
-    gateway: SocketAddr,
-    admin: SocketAddr,
-    data: PathBuf,
-}
-
-impl ServerChild {
-    fn start(meshwa: &Path, operator_token: &str) -> anyhow::Result<ServerChild> {
-        use std::io::BufRead;
-        let data = std::env::temp_dir().join(format!("meshwa-bench-deploy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&data);
-        let mut child = std::process::Command::new(meshwa)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--operator-token", operator_token, "--data-dir"])
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("start {} serve", meshwa.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        // From here on, `server` kills the child on every error path.
-        let mut server = ServerChild {
-            child,
-            gateway: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data,
-        };
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let mut address = |prefix: &str| -> anyhow::Result<SocketAddr> {
-            let line = lines.next().context("the server ended")??;
-            line.strip_prefix(prefix)
-                .with_context(|| format!("unexpected server output {line:?}"))?
-                .parse()
-                .context("server address")
-        };
-        server.gateway = address("meshwa listening on http://")?;
-        server.admin = address("meshwa admin on http://")?;
-        Ok(server)
-    }
-}
-
-impl Drop for ServerChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
 }
 
 /// A component made different from every other by a custom section, so the server must
@@ -119,33 +61,10 @@ fn distinct_component(base: &[u8], tag: &str) -> Vec<u8> {
     bytes
 }
 
-/// One JSON call to the control plane.
-async fn control_call(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
-    admin: SocketAddr,
-    method: http::Method,
-    path: &str,
-    token: &str,
-    body: Bytes,
-) -> anyhow::Result<(http::StatusCode, Bytes)> {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{admin}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(body))?;
-    let response = client.request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
-}
-
 pub fn run(args: DeployBenchArgs) -> anyhow::Result<()> {
     let meshwa = meshwa_binary(args.meshwa.clone())?;
     let operator = "bench-operator-token";
-    let server = ServerChild::start(&meshwa, operator)?;
+    let server = ServerChild::start(&meshwa, operator, "deploy", &[])?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

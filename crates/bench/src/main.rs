@@ -16,6 +16,8 @@
 //! - `kv`: key-value get and durable set from inside a guest against a native client of a local
 //!   `redis-server` (started and stopped by the bench).
 //! - `density`: live instances one process can hold, with their RSS and mappings.
+//! - `soak`: a long run of mixed traffic at a share of the peak against a `meshwa serve` child,
+//!   failing if memory, descriptors or latency drift upward or a good request fails.
 
 mod attacks;
 mod common;
@@ -26,6 +28,7 @@ mod hops;
 mod kv;
 mod languages;
 mod native_servers;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -64,6 +67,9 @@ enum Command {
     /// How many instances one process can hold live at once (pool slots that fit the address
     /// space, with and without MPK), and the RSS and kernel mappings each live instance costs.
     Density(density::DensityArgs),
+    /// Mixed traffic at a share of the measured peak for a long time, sampling the server's
+    /// memory, descriptors, live instances and latency; fails on upward drift or a failed request.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,6 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Languages(args) => languages::run(args),
         Command::Kv(args) => kv::run(args),
         Command::Density(args) => density::run(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

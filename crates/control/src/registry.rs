@@ -23,6 +23,8 @@ use meshwa_gateway::{Router, Routes};
 use meshwa_manifest::{Manifest, Policy, TenantUsage, check_route_collisions};
 use meshwa_runtime::{Fault, Function, LoadError, PreparedApp, Runtime, Secrets};
 
+use crate::store::StoreError;
+
 /// Where an app came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -80,8 +82,8 @@ pub enum ChangeError {
     #[error("no app {0}")]
     NotFound(String),
     /// The host could not record the change (disk): nothing changed.
-    #[error("{0}")]
-    Host(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why an app could not be prepared (compiled, checked, linked). Nothing changed. The runtime's
@@ -206,7 +208,7 @@ impl Registry {
         manifest: Manifest,
         prepared: PreparedApp,
         origin: Origin,
-        persist: impl FnOnce() -> Result<(), String>,
+        persist: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Option<ActiveApp>, ChangeError> {
         let key = (manifest.tenant.to_string(), manifest.app.to_string());
         let mut apps = self.apps.lock().await;
@@ -233,7 +235,7 @@ impl Registry {
                 "route collision: {collision}"
             )]));
         }
-        persist().map_err(ChangeError::Host)?;
+        persist()?;
         self.runtime.activate_app(&prepared);
         let app = ActiveApp {
             manifest: Arc::new(manifest),

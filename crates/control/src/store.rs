@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use meshwa_kv::reopening::{ReopeningDb, Unavailable, is_storage_full};
 use meshwa_manifest::Name;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub enum StoreError {
     #[error("control-plane store: {0}")]
     Db(String),
+    /// The disk is full: nothing was written.
+    #[error("control-plane store: {0}")]
+    StorageFull(String),
     #[error("control-plane store: {path}: {source}")]
     Io {
         path: PathBuf,
@@ -38,7 +42,58 @@ pub enum StoreError {
 }
 
 fn db_error(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Db(e.into().to_string())
+    let e = e.into();
+    if is_storage_full(&e) {
+        StoreError::StorageFull(e.to_string())
+    } else {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<Unavailable> for StoreError {
+    fn from(unavailable: Unavailable) -> Self {
+        if unavailable.storage_full {
+            StoreError::StorageFull(unavailable.to_string())
+        } else {
+            StoreError::Db(unavailable.to_string())
+        }
+    }
+}
+
+impl StoreError {
+    /// Which resource of the host ran out, if that is what failed: such a failure passes once
+    /// the operator frees the resource, and the client may be told so.
+    pub fn exhausted(&self) -> Option<Exhausted> {
+        match self {
+            StoreError::StorageFull(_) => Some(Exhausted::Disk),
+            StoreError::Io { source, .. } => Exhausted::of(source),
+            StoreError::Db(_) => None,
+        }
+    }
+}
+
+/// A resource of the host that ran out. Failures for these pass once the operator frees the
+/// resource; the client is told which, and that nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    /// No space left on the disk.
+    Disk,
+    /// No file descriptors left, in the process or the system.
+    Descriptors,
+}
+
+impl Exhausted {
+    /// The resource `error` says ran out, if any.
+    pub fn of(error: &std::io::Error) -> Option<Exhausted> {
+        if error.kind() == std::io::ErrorKind::StorageFull {
+            return Some(Exhausted::Disk);
+        }
+        match error.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => Some(Exhausted::Descriptors),
+            Some(libc::EDQUOT) => Some(Exhausted::Disk),
+            _ => None,
+        }
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -74,7 +129,9 @@ pub struct AppRecord {
 
 /// The control plane's persistent state.
 pub struct ControlStore {
-    db: redb::Database,
+    /// Reopened after an I/O failure (a full disk), so the control plane works again as soon as
+    /// the disk does (see `meshwa_kv::reopening`).
+    db: ReopeningDb,
     apps_dir: PathBuf,
 }
 
@@ -97,20 +154,42 @@ impl ControlStore {
     /// deployments.
     pub fn open(data_dir: &Path) -> Result<ControlStore, StoreError> {
         let path = data_dir.join("control.redb");
-        let db = redb::Database::create(&path)
+        let db = ReopeningDb::open(&path)
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         let apps_dir = data_dir.join("apps");
         std::fs::create_dir_all(&apps_dir).map_err(io_error(&apps_dir))?;
-        // Every table exists from here on, so readers never meet a missing one.
-        let txn = db.begin_write().map_err(db_error)?;
-        txn.open_table(TENANTS).map_err(db_error)?;
-        txn.open_table(TOKENS).map_err(db_error)?;
-        txn.open_table(APPS).map_err(db_error)?;
-        txn.open_table(META).map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
         let store = ControlStore { db, apps_dir };
+        // Every table exists from here on, so readers never meet a missing one.
+        store.write(|txn| {
+            txn.open_table(TENANTS).map_err(db_error)?;
+            txn.open_table(TOKENS).map_err(db_error)?;
+            txn.open_table(APPS).map_err(db_error)?;
+            txn.open_table(META).map_err(db_error)?;
+            Ok(())
+        })?;
         store.remove_leftovers()?;
         Ok(store)
+    }
+
+    /// `read` in a read transaction.
+    fn read<R>(
+        &self,
+        read: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.db.with(|db| read(&db.begin_read().map_err(db_error)?))
+    }
+
+    /// `write` in a write transaction, committed (durably) if it succeeds.
+    fn write<R>(
+        &self,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.db.with(|db| {
+            let txn = db.begin_write().map_err(db_error)?;
+            let result = write(&txn)?;
+            txn.commit().map_err(db_error)?;
+            Ok(result)
+        })
     }
 
     /// The directory a version of an app lives in.
@@ -151,54 +230,57 @@ impl ControlStore {
     }
 
     pub fn create_tenant(&self, tenant: &Name) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let created = {
-            let mut table = txn.open_table(TENANTS).map_err(db_error)?;
-            if table.get(tenant.as_str()).map_err(db_error)?.is_some() {
-                false
-            } else {
-                table.insert(tenant.as_str(), now()).map_err(db_error)?;
-                true
-            }
-        };
-        txn.commit().map_err(db_error)?;
-        Ok(created)
+        self.write(|txn| {
+            let created = {
+                let mut table = txn.open_table(TENANTS).map_err(db_error)?;
+                if table.get(tenant.as_str()).map_err(db_error)?.is_some() {
+                    false
+                } else {
+                    table.insert(tenant.as_str(), now()).map_err(db_error)?;
+                    true
+                }
+            };
+            Ok(created)
+        })
     }
 
     pub fn tenant_exists(&self, tenant: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(TENANTS).map_err(db_error)?;
-        Ok(table.get(tenant).map_err(db_error)?.is_some())
+        self.read(|txn| {
+            let table = txn.open_table(TENANTS).map_err(db_error)?;
+            Ok(table.get(tenant).map_err(db_error)?.is_some())
+        })
     }
 
     /// Tenants and their creation times.
     pub fn tenants(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(TENANTS).map_err(db_error)?;
-        let mut tenants = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (name, created) = entry.map_err(db_error)?;
-            tenants.push((name.value().to_owned(), created.value()));
-        }
-        Ok(tenants)
+        self.read(|txn| {
+            let table = txn.open_table(TENANTS).map_err(db_error)?;
+            let mut tenants = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (name, created) = entry.map_err(db_error)?;
+                tenants.push((name.value().to_owned(), created.value()));
+            }
+            Ok(tenants)
+        })
     }
 
     /// Removes a tenant and all its tokens. (Its apps are removed by the caller first.)
     pub fn delete_tenant(&self, tenant: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let existed = {
-            let mut tenants = txn.open_table(TENANTS).map_err(db_error)?;
-            let existed = tenants.remove(tenant).map_err(db_error)?.is_some();
-            let mut tokens = txn.open_table(TOKENS).map_err(db_error)?;
-            tokens
-                .retain(|_, record| {
-                    serde_json::from_str::<TokenRecord>(record).is_ok_and(|r| r.tenant != tenant)
-                })
-                .map_err(db_error)?;
-            existed
-        };
-        txn.commit().map_err(db_error)?;
-        Ok(existed)
+        self.write(|txn| {
+            let existed = {
+                let mut tenants = txn.open_table(TENANTS).map_err(db_error)?;
+                let existed = tenants.remove(tenant).map_err(db_error)?.is_some();
+                let mut tokens = txn.open_table(TOKENS).map_err(db_error)?;
+                tokens
+                    .retain(|_, record| {
+                        serde_json::from_str::<TokenRecord>(record)
+                            .is_ok_and(|r| r.tenant != tenant)
+                    })
+                    .map_err(db_error)?;
+                existed
+            };
+            Ok(existed)
+        })
     }
 
     /// Issues a token for `tenant`, unless it has `max` already (counted in the same write
@@ -216,106 +298,104 @@ impl ControlStore {
             created: now(),
         };
         let json = serde_json::to_string(&record).map_err(|e| StoreError::Db(e.to_string()))?;
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = txn.open_table(TOKENS).map_err(db_error)?;
-            let mut held = 0;
-            for entry in table.iter().map_err(db_error)? {
-                let (_, value) = entry.map_err(db_error)?;
-                held += usize::from(
-                    serde_json::from_str::<TokenRecord>(value.value())
-                        .is_ok_and(|r| r.tenant == tenant),
-                );
+        self.write(|txn| {
+            {
+                let mut table = txn.open_table(TOKENS).map_err(db_error)?;
+                let mut held = 0;
+                for entry in table.iter().map_err(db_error)? {
+                    let (_, value) = entry.map_err(db_error)?;
+                    held += usize::from(
+                        serde_json::from_str::<TokenRecord>(value.value())
+                            .is_ok_and(|r| r.tenant == tenant),
+                    );
+                }
+                if held >= max {
+                    return Ok(None);
+                }
+                table
+                    .insert(token_hash(&token).as_str(), json.as_str())
+                    .map_err(db_error)?;
             }
-            if held >= max {
-                return Ok(None);
-            }
-            table
-                .insert(token_hash(&token).as_str(), json.as_str())
-                .map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
-        Ok(Some((record, token)))
+            Ok(Some((record, token)))
+        })
     }
 
     /// The tenant a token belongs to, if it is a live token.
     pub fn token_tenant(&self, token: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(TOKENS).map_err(db_error)?;
-        let record = table
-            .get(token_hash(token).as_str())
-            .map_err(db_error)?
-            .and_then(|v| serde_json::from_str::<TokenRecord>(v.value()).ok());
-        Ok(record.map(|r| r.tenant))
+        self.read(|txn| {
+            let table = txn.open_table(TOKENS).map_err(db_error)?;
+            let record = table
+                .get(token_hash(token).as_str())
+                .map_err(db_error)?
+                .and_then(|v| serde_json::from_str::<TokenRecord>(v.value()).ok());
+            Ok(record.map(|r| r.tenant))
+        })
     }
 
     pub fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(TOKENS).map_err(db_error)?;
-        let mut records = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (_, value) = entry.map_err(db_error)?;
-            if let Ok(record) = serde_json::from_str::<TokenRecord>(value.value())
-                && record.tenant == tenant
-            {
-                records.push(record);
+        self.read(|txn| {
+            let table = txn.open_table(TOKENS).map_err(db_error)?;
+            let mut records = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (_, value) = entry.map_err(db_error)?;
+                if let Ok(record) = serde_json::from_str::<TokenRecord>(value.value())
+                    && record.tenant == tenant
+                {
+                    records.push(record);
+                }
             }
-        }
-        records.sort_by_key(|r| r.created);
-        Ok(records)
+            records.sort_by_key(|r| r.created);
+            Ok(records)
+        })
     }
 
     /// Revokes `tenant`'s token `id`; false if there is none.
     pub fn revoke_token(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let before;
-        let after;
-        {
-            let mut table = txn.open_table(TOKENS).map_err(db_error)?;
-            before = table.len().map_err(db_error)?;
-            table
-                .retain(|_, value| {
-                    serde_json::from_str::<TokenRecord>(value)
-                        .map_or(true, |r| !(r.tenant == tenant && r.id == id))
-                })
-                .map_err(db_error)?;
-            after = table.len().map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
-        Ok(after < before)
+        self.write(|txn| {
+            let before;
+            let after;
+            {
+                let mut table = txn.open_table(TOKENS).map_err(db_error)?;
+                before = table.len().map_err(db_error)?;
+                table
+                    .retain(|_, value| {
+                        serde_json::from_str::<TokenRecord>(value)
+                            .map_or(true, |r| !(r.tenant == tenant && r.id == id))
+                    })
+                    .map_err(db_error)?;
+                after = table.len().map_err(db_error)?;
+            }
+            Ok(after < before)
+        })
     }
 
     /// Every deployed app's current version.
     pub fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(APPS).map_err(db_error)?;
-        let mut records = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (_, value) = entry.map_err(db_error)?;
-            let record = serde_json::from_str(value.value())
-                .map_err(|e| StoreError::Db(format!("damaged app record: {e}")))?;
-            records.push(record);
-        }
-        Ok(records)
+        self.read(|txn| {
+            let table = txn.open_table(APPS).map_err(db_error)?;
+            let mut records = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (_, value) = entry.map_err(db_error)?;
+                let record = serde_json::from_str(value.value())
+                    .map_err(|e| StoreError::Db(format!("damaged app record: {e}")))?;
+                records.push(record);
+            }
+            Ok(records)
+        })
     }
 
     /// A fresh, empty staging directory, with the version it will get. Nothing refers to it
     /// until [`ControlStore::commit`]; dropped uncommitted, it is deleted.
     pub fn begin_stage(&self) -> Result<Staged, StoreError> {
-        let version = {
-            let txn = self.db.begin_write().map_err(db_error)?;
-            let version = {
-                let mut meta = txn.open_table(META).map_err(db_error)?;
-                let version = meta
-                    .get("next-version")
-                    .map_err(db_error)?
-                    .map_or(1, |v| v.value());
-                meta.insert("next-version", version + 1).map_err(db_error)?;
-                version
-            };
-            txn.commit().map_err(db_error)?;
-            version
-        };
+        let version = self.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let version = meta
+                .get("next-version")
+                .map_err(db_error)?
+                .map_or(1, |v| v.value());
+            meta.insert("next-version", version + 1).map_err(db_error)?;
+            Ok(version)
+        })?;
         let staged = Staged {
             dir: self.apps_dir.join(format!(".staging-{version}")),
             version,
@@ -370,33 +450,33 @@ impl ControlStore {
         };
         let json = serde_json::to_string(&record).map_err(|e| StoreError::Db(e.to_string()))?;
         let key = format!("{tenant}/{app}");
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let previous = {
-            let mut table = txn.open_table(APPS).map_err(db_error)?;
-            table
-                .insert(key.as_str(), json.as_str())
-                .map_err(db_error)?
-                .and_then(|v| serde_json::from_str::<AppRecord>(v.value()).ok())
-                .map(|r| r.version)
-        };
-        txn.commit().map_err(db_error)?;
-        Ok(previous)
+        self.write(|txn| {
+            let previous = {
+                let mut table = txn.open_table(APPS).map_err(db_error)?;
+                table
+                    .insert(key.as_str(), json.as_str())
+                    .map_err(db_error)?
+                    .and_then(|v| serde_json::from_str::<AppRecord>(v.value()).ok())
+                    .map(|r| r.version)
+            };
+            Ok(previous)
+        })
     }
 
     /// Forgets `tenant/app`; returns the version it had.
     pub fn forget_app(&self, tenant: &str, app: &str) -> Result<Option<u64>, StoreError> {
         let key = format!("{tenant}/{app}");
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let previous = {
-            let mut table = txn.open_table(APPS).map_err(db_error)?;
-            table
-                .remove(key.as_str())
-                .map_err(db_error)?
-                .and_then(|v| serde_json::from_str::<AppRecord>(v.value()).ok())
-                .map(|r| r.version)
-        };
-        txn.commit().map_err(db_error)?;
-        Ok(previous)
+        self.write(|txn| {
+            let previous = {
+                let mut table = txn.open_table(APPS).map_err(db_error)?;
+                table
+                    .remove(key.as_str())
+                    .map_err(db_error)?
+                    .and_then(|v| serde_json::from_str::<AppRecord>(v.value()).ok())
+                    .map(|r| r.version)
+            };
+            Ok(previous)
+        })
     }
 
     /// Deletes a version's files (best effort: leftovers are removed at the next start).

@@ -209,14 +209,22 @@ where
         per_client: HashMap::new(),
     }));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_failures: u64 = 0;
 
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    accept_failures = 0;
+                    pair
+                }
                 Err(error) => {
-                    // Out of file descriptors and the like: back off briefly, keep serving.
-                    tracing::warn!(listener = name, %error, "accept failed");
+                    // Out of file descriptors and the like: back off briefly, keep serving, and
+                    // say so once a second at most (it can last, at 100 retries a second).
+                    if accept_failures.is_multiple_of(100) {
+                        tracing::warn!(listener = name, %error, failed_before = accept_failures, "accept failed; retrying every 10 ms");
+                    }
+                    accept_failures += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }

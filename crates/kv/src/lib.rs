@@ -15,6 +15,7 @@
 
 mod cache;
 mod redb_backend;
+pub mod reopening;
 
 use std::fmt;
 
@@ -58,6 +59,10 @@ pub enum KvError {
     /// a value that is not a number, overflowing it): its fault.
     #[error("{store}: {what}")]
     Invalid { store: String, what: String },
+    /// The host's disk is full: nothing was written. The host's fault, and one the function may
+    /// be told about (it can retry later), unlike the details of other backend failures.
+    #[error("no space left on the host's disk; nothing was written")]
+    StorageFull,
     /// The backend failed (disk, corruption): the host's fault.
     #[error("key-value backend failed: {0}")]
     Backend(String),
@@ -66,7 +71,7 @@ pub enum KvError {
 impl KvError {
     /// Whether the caller (the function) caused it, as opposed to the host.
     pub fn is_callers_fault(&self) -> bool {
-        !matches!(self, KvError::Backend(_))
+        !matches!(self, KvError::Backend(_) | KvError::StorageFull)
     }
 }
 

@@ -5,23 +5,39 @@
 //! returns, and a half-written one is never seen after a crash. Each write is one transaction,
 //! so a store's byte count (in `usage`) always matches its contents.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
+use crate::reopening::{ReopeningDb, Unavailable, is_storage_full};
 use crate::{KeyPage, KeyValueBackend, KvError, LIST_PAGE, StoreId, StoreQuota, check_entry};
 
 /// Bytes (keys plus values) held by each store, keyed by `StoreId` text.
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
 
-/// The embedded key-value backend.
+/// The embedded key-value backend. A full disk fails writes with [`KvError::StorageFull`] and
+/// leaves reads working; once space is freed, writes work again (see `reopening`).
 pub struct RedbBackend {
-    db: redb::Database,
-    path: PathBuf,
+    db: ReopeningDb,
 }
 
 fn backend_error(e: impl Into<redb::Error>) -> KvError {
-    KvError::Backend(e.into().to_string())
+    let e = e.into();
+    if is_storage_full(&e) {
+        KvError::StorageFull
+    } else {
+        KvError::Backend(e.to_string())
+    }
+}
+
+impl From<Unavailable> for KvError {
+    fn from(unavailable: Unavailable) -> Self {
+        if unavailable.storage_full {
+            KvError::StorageFull
+        } else {
+            KvError::Backend(unavailable.to_string())
+        }
+    }
 }
 
 /// The table of one store. The `store/` prefix keeps store tables apart from bookkeeping tables.
@@ -33,16 +49,13 @@ impl RedbBackend {
     /// Opens the database at `path`, creating it if needed. Only one process may have it open:
     /// a second server on the same data directory gets an error here, not a corrupted file.
     pub fn open(path: &Path) -> Result<RedbBackend, KvError> {
-        let db = redb::Database::create(path)
+        let db = ReopeningDb::open(path)
             .map_err(|e| KvError::Backend(format!("cannot open {}: {e}", path.display())))?;
-        Ok(RedbBackend {
-            db,
-            path: path.to_path_buf(),
-        })
+        Ok(RedbBackend { db })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
     /// Runs `read` on the store's table, or returns `missing` if the store was never written.
@@ -53,12 +66,14 @@ impl RedbBackend {
         read: impl FnOnce(&redb::ReadOnlyTable<&str, &[u8]>) -> Result<R, KvError>,
     ) -> Result<R, KvError> {
         let name = table_name(store);
-        let txn = self.db.begin_read().map_err(backend_error)?;
-        match txn.open_table(TableDefinition::<&str, &[u8]>::new(&name)) {
-            Ok(table) => read(&table),
-            Err(TableError::TableDoesNotExist(_)) => Ok(missing),
-            Err(e) => Err(backend_error(e)),
-        }
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(backend_error)?;
+            match txn.open_table(TableDefinition::<&str, &[u8]>::new(&name)) {
+                Ok(table) => read(&table),
+                Err(TableError::TableDoesNotExist(_)) => Ok(missing),
+                Err(e) => Err(backend_error(e)),
+            }
+        })
     }
 
     /// Runs `write` in one durable transaction with the store's table and its byte count, and
@@ -72,7 +87,8 @@ impl RedbBackend {
     ) -> Result<R, KvError> {
         let name = table_name(store);
         let key = store.to_string();
-        let txn = self.db.begin_write().map_err(backend_error)?;
+        self.db.with(|db| {
+        let txn = db.begin_write().map_err(backend_error)?;
         let outcome = (|| {
             let mut table = txn
                 .open_table(TableDefinition::<&str, &[u8]>::new(&name))
@@ -111,6 +127,7 @@ impl RedbBackend {
                 Err(e)
             }
         }
+        })
     }
 }
 
@@ -250,43 +267,47 @@ impl KeyValueBackend for RedbBackend {
                 .and_then(|rest| rest.split('/').next())
                 .is_some_and(|app| !keep.contains(&app))
         };
-        let txn = self.db.begin_write().map_err(backend_error)?;
-        let tables: Vec<String> = txn
-            .list_tables()
-            .map_err(backend_error)?
-            .map(|handle| handle.name().to_owned())
-            .filter(|name| name.strip_prefix("store/").is_some_and(dropped))
-            .collect();
-        for name in &tables {
-            txn.delete_table(TableDefinition::<&str, &[u8]>::new(name))
-                .map_err(backend_error)?;
-        }
-        {
-            let mut usage = txn.open_table(USAGE).map_err(backend_error)?;
-            let keys: Vec<String> = usage
-                .iter()
+        self.db.with(|db| {
+            let txn = db.begin_write().map_err(backend_error)?;
+            let tables: Vec<String> = txn
+                .list_tables()
                 .map_err(backend_error)?
-                .filter_map(Result::ok)
-                .map(|(key, _)| key.value().to_owned())
-                .filter(|key| dropped(key))
+                .map(|handle| handle.name().to_owned())
+                .filter(|name| name.strip_prefix("store/").is_some_and(dropped))
                 .collect();
-            for key in keys {
-                usage.remove(key.as_str()).map_err(backend_error)?;
+            for name in &tables {
+                txn.delete_table(TableDefinition::<&str, &[u8]>::new(name))
+                    .map_err(backend_error)?;
             }
-        }
-        txn.commit().map_err(backend_error)?;
-        Ok(tables.len())
+            {
+                let mut usage = txn.open_table(USAGE).map_err(backend_error)?;
+                let keys: Vec<String> = usage
+                    .iter()
+                    .map_err(backend_error)?
+                    .filter_map(Result::ok)
+                    .map(|(key, _)| key.value().to_owned())
+                    .filter(|key| dropped(key))
+                    .collect();
+                for key in keys {
+                    usage.remove(key.as_str()).map_err(backend_error)?;
+                }
+            }
+            txn.commit().map_err(backend_error)?;
+            Ok(tables.len())
+        })
     }
 
     fn usage(&self, store: &StoreId) -> Result<u64, KvError> {
-        let txn = self.db.begin_read().map_err(backend_error)?;
-        match txn.open_table(USAGE) {
-            Ok(table) => Ok(table
-                .get(store.to_string().as_str())
-                .map_err(backend_error)?
-                .map_or(0, |v| v.value())),
-            Err(TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(backend_error(e)),
-        }
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(backend_error)?;
+            match txn.open_table(USAGE) {
+                Ok(table) => Ok(table
+                    .get(store.to_string().as_str())
+                    .map_err(backend_error)?
+                    .map_or(0, |v| v.value())),
+                Err(TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(backend_error(e)),
+            }
+        })
     }
 }

@@ -31,7 +31,7 @@ use super::{ApiError, Call, Reply, ok};
 use crate::ControlPlane;
 use crate::archive::{self, UnpackError, Unpacked};
 use crate::registry::Origin;
-use crate::store::Staged;
+use crate::store::{Staged, StoreError};
 
 pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
     let started = Instant::now();
@@ -110,7 +110,12 @@ async fn receive_upload(
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let disk = |e: std::io::Error| ApiError::Host(format!("cannot write the upload: {e}"));
+    let disk = |source| {
+        ApiError::Store(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     let mut file = tokio::fs::File::create(path).await.map_err(disk)?;
     let mut body = request.into_body();
     let mut received = 0u64;
@@ -237,10 +242,7 @@ async fn activate(
     control
         .registry
         .activate_and_persist(manifest, prepared, origin, || {
-            replaced = control
-                .store
-                .commit(staged, &tenant, &app)
-                .map_err(|e| e.to_string())?;
+            replaced = control.store.commit(staged, &tenant, &app)?;
             Ok(())
         })
         .await?;

@@ -8,6 +8,7 @@ use http_body_util::Full;
 use meshwa_api::{ErrorBody, ErrorKind};
 use meshwa_runtime::Fault;
 
+use crate::store::Exhausted;
 use crate::{ChangeError, PrepareError, StoreError};
 
 /// An API failure.
@@ -50,12 +51,20 @@ impl From<ChangeError> for ApiError {
                 "app {m} is served from the server's command line; change it there"
             )),
             ChangeError::NotFound(m) => ApiError::NotFound(format!("no app {m}")),
-            ChangeError::Host(m) => ApiError::Host(m),
+            ChangeError::Store(error) => ApiError::Store(error),
         }
     }
 }
 
 impl ApiError {
+    /// The resource of the host that ran out, if that is why the call failed.
+    fn exhausted(&self) -> Option<Exhausted> {
+        match self {
+            ApiError::Store(error) => error.exhausted(),
+            _ => None,
+        }
+    }
+
     /// Whose fault the failure is.
     pub fn fault(&self) -> Fault {
         match self {
@@ -77,6 +86,13 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (ErrorKind::PayloadTooLarge, Vec::new()),
             ApiError::TooManyRequests(_) => (ErrorKind::TooManyRequests, Vec::new()),
             ApiError::Invalid(errors) => (ErrorKind::Invalid, errors.clone()),
+            // The host's fault, and one that passes: the client may retry later.
+            _ if self.exhausted() == Some(Exhausted::Disk) => {
+                (ErrorKind::InsufficientStorage, Vec::new())
+            }
+            _ if self.exhausted() == Some(Exhausted::Descriptors) => {
+                (ErrorKind::Unavailable, Vec::new())
+            }
             ApiError::Prepare(error) if error.fault() == Fault::Client => {
                 (ErrorKind::Invalid, error.messages())
             }
@@ -90,6 +106,12 @@ impl ApiError {
                 errors.len()
             ),
             ErrorKind::Host => "internal error; see the server's log".to_owned(),
+            ErrorKind::InsufficientStorage => {
+                "the server's disk is full; nothing changed, try again later".to_owned()
+            }
+            ErrorKind::Unavailable => {
+                "the server is out of file descriptors; nothing changed, try again later".to_owned()
+            }
             _ => self.to_string(),
         };
         ErrorBody {
@@ -101,7 +123,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = self.body();
-        if body.error == ErrorKind::Host {
+        if body.error.status() >= 500 {
             tracing::error!(error = %self, "control plane: host error");
         }
         let status =

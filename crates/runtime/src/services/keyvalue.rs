@@ -90,6 +90,11 @@ impl InstanceState {
                 tracing::error!(function = %self.services().id, %error, "key-value backend failed");
                 store::Error::Other("internal error".to_owned())
             }
+            // The host's fault too, but the function may know: it can answer "try later".
+            KvError::StorageFull => {
+                tracing::error!(function = %self.services().id, %error, "key-value write refused: no space left on the disk");
+                store::Error::Other(error.to_string())
+            }
             quota_or_data => store::Error::Other(quota_or_data.to_string()),
         })
     }

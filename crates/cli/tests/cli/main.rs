@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use meshwa_test_programs as programs;
 
+mod exhaustion;
+
 const BIN: &str = env!("CARGO_BIN_EXE_meshwa");
 
 /// A `meshwa serve` child process; killed if the test ends early.
