@@ -7,7 +7,10 @@
 # Installs what it needs (wrk from Debian, wasmtime-cli from crates.io, cached under
 # ~/.cache/meshwa-bench), starts and stops every server itself, prints a Markdown table.
 #
-# Usage: bench/http.sh [DURATION=10s] [CONNECTIONS=50] [THREADS=2]
+# With TRACES=1, meshwa instead, four times: traces off, exported at 100 % and at 1 % (to a
+# stand-in collector, `meshwa-bench otlp-sink`), and off again.
+#
+# Usage: [TRACES=1] bench/http.sh [DURATION=10s] [CONNECTIONS=50] [THREADS=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,12 +87,21 @@ start() { # name, command...; the command gets the port as its last argument; se
 # meshwa logs one line per invocation at the default level, as in production (the log writer
 # runs on its own thread); stderr goes to a file.
 # `exec`: the background job's PID is then the server's own, so `kill` reaches it.
-serve_meshwa() { exec "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$1" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data"; }
+serve_meshwa() { local port=$1; shift; exec "$MESHWA" serve "$WORK/meshwa.toml" --listen "127.0.0.1:$port" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" "$@"; }
 serve_wasmtime_pooling() { exec "$WASMTIME" serve -Scli -O pooling-allocator=y --addr "127.0.0.1:$1" "$HELLO"; }
 serve_wasmtime_reuse() { exec "$WASMTIME" serve -Scli -O pooling-allocator=y --max-instance-reuse-count 1000000 --addr "127.0.0.1:$1" "$HELLO"; }
 serve_native() { exec "$MESHWA_BENCH" native-hello --listen "127.0.0.1:$1"; }
+serve_sink() { exec "$MESHWA_BENCH" otlp-sink --listen "127.0.0.1:$1"; }
+serve_meshwa_traces_100() { serve_meshwa "$1" --otlp-endpoint "$SINK/v1/traces" --trace-sample 1; }
+serve_meshwa_traces_1() { serve_meshwa "$1" --otlp-endpoint "$SINK/v1/traces" --trace-sample 0.01; }
 
-for server in meshwa wasmtime_pooling wasmtime_reuse native; do
+SERVERS=(meshwa wasmtime_pooling wasmtime_reuse native)
+if [ "${TRACES:-0}" = 1 ]; then
+    start sink serve_sink
+    SINK=${URL%/}
+    SERVERS=(meshwa meshwa_traces_100 meshwa_traces_1 meshwa)
+fi
+for server in "${SERVERS[@]}"; do
     start "$server" "serve_$server"
     run_wrk "$server" "$URL"
     kill "${PIDS[-1]}" 2>/dev/null || true

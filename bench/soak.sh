@@ -18,6 +18,12 @@ manifests=()
 for manifest in examples/*/meshwa.toml; do
     manifests+=(--manifest "$manifest")
 done
-RUST_LOG=error target/release/meshwa-bench soak --seconds "$SECONDS_TO_SOAK" \
+# The table goes to stdout; the server's warnings (the faulty requests' among them) to a log.
+LOG=target/soak-server.log
+echo "server log: $LOG" >&2
+if ! RUST_LOG=error target/release/meshwa-bench soak --seconds "$SECONDS_TO_SOAK" \
     --meshwa target/release/meshwa "${manifests[@]}" --secrets-file examples/secrets.toml \
-    --hello "$guests/hello.wasm" --faults "$guests/faults.wasm" "$@"
+    --hello "$guests/hello.wasm" --faults "$guests/faults.wasm" "$@" 2>"$LOG"; then
+    grep -v 'meshwa::guest\|faults' "$LOG" | tail -20 >&2
+    exit 1
+fi

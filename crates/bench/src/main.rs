@@ -67,6 +67,9 @@ enum Command {
     /// How many instances one process can hold live at once (pool slots that fit the address
     /// space, with and without MPK), and the RSS and kernel mappings each live instance costs.
     Density(density::DensityArgs),
+    /// A stand-in OpenTelemetry collector for the trace rows of `bench/http.sh`: accepts every
+    /// OTLP/HTTP export.
+    OtlpSink(native_servers::ListenArgs),
     /// Mixed traffic at a share of the measured peak for a long time, sampling the server's
     /// memory, descriptors, live instances and latency; fails on upward drift or a failed request.
     Soak(soak::SoakArgs),
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Kv(args) => kv::run(args),
         Command::Density(args) => density::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::OtlpSink(args) => native_servers::otlp_sink(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -101,3 +101,44 @@ pub fn json_echo(args: ListenArgs) -> anyhow::Result<()> {
         }
     })
 }
+
+/// A stand-in for an OpenTelemetry collector: takes every OTLP/HTTP export (any request), reads
+/// its body and answers 200 with an empty body, which the exporter reads as "all accepted". It
+/// counts the bytes it received, printed on each 10th export to stderr.
+pub fn otlp_sink(args: ListenArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let exports = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        println!("otlp-sink listening on http://{}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let (received, exports) = (received.clone(), exports.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let (received, exports) = (received.clone(), exports.clone());
+                        async move {
+                            use std::sync::atomic::Ordering::Relaxed;
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let total =
+                                received.fetch_add(body.len() as u64, Relaxed) + body.len() as u64;
+                            let n = exports.fetch_add(1, Relaxed) + 1;
+                            if n % 10 == 0 {
+                                eprintln!("otlp-sink: {n} exports, {total} bytes");
+                            }
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}

@@ -1,12 +1,12 @@
 //! `meshwa-bench soak`: a long run of mixed traffic against a real `meshwa serve` child, looking
 //! for leaks. The server serves the example apps given as manifests; the soak deploys two apps of
 //! its own through the control plane (a `hello` function it redeploys every `--deploy-every`, and
-//! the `faults` guest). It first measures the peak (closed loop, 16 connections, 10 s), then sends
-//! the mix open-loop at `--load` of that peak for `--seconds`:
+//! the `faults` guest). It first measures the peak (the same mix in a closed loop, 32 connections,
+//! 10 s), then sends the mix open-loop at `--load` of that peak for `--seconds`:
 //!
 //! - good requests, each with the status and a piece of the body it must answer: every example's
 //!   README request (the five-function `initech` chain included), guestbook writes and reads (the
-//!   guestbook is cleared at every redeploy, so the store does not grow without end), the
+//!   guestbook is cleared at every sample, so reading it does not get heavier with time), the
 //!   redeployed `hello`;
 //! - one request in 50 a faulty one: a guest that traps, one that runs out of memory, a path no
 //!   function serves; each must get its error status, and is not counted as failed.
@@ -119,7 +119,7 @@ fn good_mix() -> Vec<Probe> {
                 Method::POST,
                 "/umbrella/guestbook",
                 "name=Soak&message=still+here",
-                200,
+                201,
                 "thank you",
             )
         },
@@ -133,12 +133,18 @@ fn faulty_mix() -> Vec<Probe> {
     use http::Method;
     vec![
         probe(Method::GET, "/soak/faults/trap", "", 500, "trap"),
-        probe(Method::GET, "/soak/faults/oom", "", 500, ""),
+        probe(Method::GET, "/soak/faults/oom", "", 503, "out_of_memory"),
         probe(Method::GET, "/soak/nowhere", "", 404, "not_found"),
     ]
 }
 
 const FAULTY_EVERY: u64 = 50;
+
+/// Requests in flight at most.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// Connections of the closed loop that measures the peak.
+const PEAK_CONNECTIONS: u64 = 32;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -245,27 +251,38 @@ fn upload(app: &str, function: &str, component: &[u8], tag: u64) -> anyhow::Resu
     Ok(Bytes::from(meshwa_control::archive::pack(&files)?))
 }
 
-/// Sends the good mix from 16 connections in a closed loop for 10 s: requests per second.
+/// The `n`th request of the mix: a faulty one every [`FAULTY_EVERY`], else the next good one.
+fn nth<'m>(good: &'m [Probe], faulty: &'m [Probe], n: u64) -> (&'m Probe, bool) {
+    if n % FAULTY_EVERY == FAULTY_EVERY - 1 {
+        (&faulty[(n / FAULTY_EVERY) as usize % faulty.len()], true)
+    } else {
+        (&good[n as usize % good.len()], false)
+    }
+}
+
+/// Sends the mix (faulty requests included) from [`PEAK_CONNECTIONS`] connections in a closed
+/// loop for 10 s: requests per second.
 async fn peak(client: &HttpClient, gateway: SocketAddr) -> anyhow::Result<f64> {
-    let mix = Arc::new(good_mix());
+    let (good, faulty) = (Arc::new(good_mix()), Arc::new(faulty_mix()));
     let done = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs(10);
     let mut tasks = Vec::new();
-    for lane in 0..16 {
-        let (client, mix, done) = (client.clone(), mix.clone(), done.clone());
+    for lane in 0..PEAK_CONNECTIONS {
+        let (client, good, faulty, done) =
+            (client.clone(), good.clone(), faulty.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            let mut next = lane;
+            let mut n = lane;
             while Instant::now() < until {
-                send(&client, gateway, &mix[next % mix.len()]).await?;
+                send(&client, gateway, nth(&good, &faulty, n).0).await?;
                 done.fetch_add(1, Relaxed);
-                next += 1;
+                n += PEAK_CONNECTIONS;
             }
             Ok::<_, String>(())
         }));
     }
     for task in tasks {
         task.await?
-            .map_err(|e| anyhow::anyhow!("a good request failed at peak: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("a request failed at peak: {e}"))?;
     }
     Ok(done.load(Relaxed) as f64 / 10.0)
 }
@@ -309,7 +326,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
 
         let peak = peak(&client, gateway).await?;
         let rate = (peak * args.load).max(1.0);
-        println!("peak {peak:.0} req/s (closed loop, 16 connections, 10 s); soaking at {rate:.0} req/s ({:.0} %) for {} s\n", args.load * 100.0, args.seconds);
+        println!("peak {peak:.0} req/s (closed loop, {PEAK_CONNECTIONS} connections, 10 s); soaking at {rate:.0} req/s ({:.0} %) for {} s\n", args.load * 100.0, args.seconds);
         println!("| t (s) | RSS (MiB) | fds | live instances | requests | p50 ms | p99 ms | good failed | faulty |");
         println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 
@@ -328,8 +345,10 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
             tokio::time::Instant::now() + Duration::from_secs(args.deploy_every),
             Duration::from_secs(args.deploy_every),
         );
-        // At most this many requests in flight: past it the sender waits (and sends less).
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(1024));
+        // At most this many requests in flight, each on a connection of its own (HTTP/1.1): past
+        // it the sender waits (and sends less). Below the server's 256 connections per client,
+        // beyond which it closes new ones at once.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
         let mut samples: Vec<Sample> = Vec::new();
         let mut sent = 0u64;
         let mut deploys = 0u64;
@@ -342,12 +361,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
                     sent += 1;
                     tokio::spawn(async move {
                         let _permit = permit;
-                        let is_faulty = n % FAULTY_EVERY == FAULTY_EVERY - 1;
-                        let probe = if is_faulty {
-                            &faulty[(n / FAULTY_EVERY) as usize % faulty.len()]
-                        } else {
-                            &good[n as usize % good.len()]
-                        };
+                        let (probe, is_faulty) = nth(&good, &faulty, n);
                         let begun = Instant::now();
                         let outcome = send(&client, gateway, probe).await;
                         let elapsed = begun.elapsed();
@@ -371,15 +385,16 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
                     deploys += 1;
                     let (status, body) = call(http::Method::PUT, "/v1/tenants/soak/apps/churn".into(), upload("churn", "hello", &hello, deploys)?).await?;
                     anyhow::ensure!(status == 200, "redeploy {deploys}: {status} {}", String::from_utf8_lossy(&body));
-                    // Keep the guestbook from growing without end (its store and the read cache).
+                }
+                _ = samples_at.tick() => {
+                    // Keep the guestbook from growing without end: reading it lists every entry,
+                    // so a growing book would make the load itself heavier with time.
                     let request = http::Request::delete(format!("http://{gateway}/umbrella/guestbook"))
                         .header("authorization", "Bearer change-me")
                         .body(Full::new(Bytes::new()))?;
                     let response = client.request(request).await?;
                     anyhow::ensure!(response.status() == 200, "clearing the guestbook: {}", response.status());
                     response.into_body().collect().await?;
-                }
-                _ = samples_at.tick() => {
                     let mut taken = std::mem::take(&mut *window.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
                     taken.latencies.sort_unstable();
                     if let Some(failure) = &taken.first_failure {
@@ -408,7 +423,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
             }
         }
         // Traffic stops: every request finishes, then no instance may stay live.
-        let _all = in_flight.acquire_many(1024).await?;
+        let _all = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_instances = live_instances(&client, admin, operator).await?;
         let last_failed = window.lock().unwrap_or_else(std::sync::PoisonError::into_inner).good_failed;

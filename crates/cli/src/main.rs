@@ -2,6 +2,7 @@
 
 mod client;
 mod serve;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -51,23 +52,25 @@ fn client_command(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::
 }
 
 fn main() -> std::process::ExitCode {
-    // Log lines are written by a background thread, so a request never waits on stderr. Not
-    // lossy: under a flood the writer applies back-pressure rather than dropping lines.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    let traces = match &cli.command {
+        Command::Serve(args) => Some(args.traces.clone()),
+        _ => None,
+    };
+    let telemetry = match telemetry::init(traces.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("meshwa: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let connection = cli.connection;
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => {
+            let served = serve::run(args);
+            telemetry.shutdown();
+            served
+        }
         Command::Deploy(args) => client_command(client::deploy(connection, args)),
         Command::Ls => client_command(client::ls(connection)),
         Command::Rm(args) => client_command(client::rm(connection, args)),

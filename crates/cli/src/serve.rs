@@ -179,6 +179,9 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server exits.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub traces: crate::telemetry::TraceArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

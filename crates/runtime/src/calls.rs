@@ -32,6 +32,7 @@ use meshwa_manifest::{FunctionId, Name};
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use crate::trace::Parent;
 use crate::{Function, failure_response};
 
 /// The reserved top-level name of in-process calls: `<function>.<app>.internal`.
@@ -95,6 +96,11 @@ pub(crate) struct CallContext {
     pub(crate) depth: u32,
     pub(crate) deadline: Instant,
     pub(crate) invocation: Arc<str>,
+    /// Where this invocation's span hangs in its trace (see `trace`).
+    pub(crate) parent: Parent,
+    /// This invocation's span, once its function has taken the context on
+    /// (`Function::in_chain`); disabled before, and when nothing listens to spans.
+    pub(crate) span: tracing::Span,
     /// Calls this instance has in flight.
     pub(crate) outgoing: Arc<AtomicU32>,
     /// For a callee: its place in its caller's `outgoing`, given back when the callee's
@@ -109,6 +115,7 @@ impl CallContext {
         caller: FunctionId,
         deadline: Instant,
         invocation: Arc<str>,
+        parent: Parent,
     ) -> CallContext {
         CallContext {
             directory,
@@ -116,6 +123,8 @@ impl CallContext {
             depth: 0,
             deadline,
             invocation,
+            parent,
+            span: tracing::Span::none(),
             outgoing: Arc::default(),
             _counted: None,
         }
@@ -217,6 +226,8 @@ impl CallContext {
             depth: self.depth + 1,
             deadline: self.deadline,
             invocation: self.invocation.clone(),
+            parent: Parent::Local(self.span.clone()),
+            span: tracing::Span::none(),
             outgoing: Arc::default(),
             _counted: Some(Arc::new(counted)),
         })

@@ -12,8 +12,15 @@
 //!   server uses every worker, because the cap would cost throughput and protect no one.
 //! - A lane is held only while the instance's future is being polled, that is while its guest
 //!   code (or a host call made from it, or the teardown of the instance) occupies a thread; an
-//!   instance waiting on I/O or on a callee holds none. Instances of one tenant wait for a lane first come, first served
-//!   (tokio's semaphore is fair), and the wait is inside the instance's deadline.
+//!   instance waiting on I/O or on a callee holds none. The wait is inside the instance's
+//!   deadline.
+//! - A lane is never reserved for a waiting instance: a waiter leaves its waker, and whoever
+//!   gives a lane back wakes every waiter of the tenant, which then try again. A reserving queue
+//!   (tokio's fair semaphore, used before) deadlocked: an in-process `wasi:http` callee is polled
+//!   on a task of its own until its head, then inside its caller's poll; a lane it had queued for
+//!   on that task was granted to a waiter nobody polled any more, and every instance of the
+//!   tenant, its caller first, waited for it until their deadlines (found by `bench/soak.sh`).
+//!   Waking all costs a futile poll per waiter and release, bounded by the tenant's instances.
 //! - A function called in-process by another of the same tenant runs inside the caller's poll,
 //!   on the caller's lane: asking for a second lane there could wait on itself.
 //!
@@ -27,7 +34,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use std::sync::Mutex;
+use std::task::Waker;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long after a tenant last ran guest code it still counts as busy.
 pub(crate) const CONTENTION_WINDOW: Duration = Duration::from_secs(1);
@@ -64,6 +74,7 @@ impl CpuShare {
         Arc::new(TenantCpu {
             id,
             lanes: (self.lanes > 0).then(|| Arc::new(Semaphore::new(self.lanes as usize))),
+            waiters: Mutex::new(Vec::new()),
             share: self.clone(),
         })
     }
@@ -88,21 +99,46 @@ pub(crate) struct TenantCpu {
     id: u32,
     /// `None`: no cap.
     lanes: Option<Arc<Semaphore>>,
+    /// Wakers of instances that found no lane free (see the module docs).
+    waiters: Mutex<Vec<Waker>>,
     share: Arc<CpuShare>,
 }
 
 impl TenantCpu {
+    /// A free lane, or `None` after leaving `cx`'s waker to be woken when one is given back.
+    fn take_lane(&self, lanes: &Arc<Semaphore>, cx: &Context<'_>) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = lanes.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(cx.waker().clone());
+        // A lane given back between the first try and the waker being left woke nobody.
+        lanes.clone().try_acquire_owned().ok()
+    }
+
+    /// After a lane was given back: every waiter tries again.
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(
+            &mut *self
+                .waiters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
     /// `future` (an instance's life), polled only while it holds one of the tenant's lanes.
     pub(crate) fn metered<F: Future + Unpin>(self: &Arc<Self>, future: F) -> Metered<F> {
         Metered {
             inner: future,
             cpu: self.clone(),
-            waiting: None,
         }
     }
 }
-
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
 thread_local! {
     /// The tenant whose lane this thread holds during a poll (`NO_TENANT` if none).
@@ -128,8 +164,6 @@ impl Drop for Running {
 pub(crate) struct Metered<F> {
     inner: F,
     cpu: Arc<TenantCpu>,
-    /// A lane asked for and not granted yet.
-    waiting: Option<Acquire>,
 }
 
 impl<F: Future + Unpin> Future for Metered<F> {
@@ -148,27 +182,18 @@ impl<F: Future + Unpin> Future for Metered<F> {
         }
         let contended = this.cpu.share.note(id);
         let mut lane = None;
-        if contended || this.waiting.is_some() {
-            if this.waiting.is_none() {
-                match lanes.clone().try_acquire_owned() {
-                    Ok(permit) => lane = Some(permit),
-                    Err(_) => this.waiting = Some(Box::pin(lanes.clone().acquire_owned())),
-                }
-            }
-            if let Some(waiting) = &mut this.waiting {
-                match waiting.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(granted) => {
-                        this.waiting = None;
-                        // The semaphore is never closed; if it were, run without a lane.
-                        lane = granted.ok();
-                    }
-                }
+        if contended {
+            match this.cpu.take_lane(lanes, cx) {
+                Some(permit) => lane = Some(permit),
+                None => return Poll::Pending,
             }
         }
         let _running = Running::enter(id);
         let result = Pin::new(&mut this.inner).poll(cx);
-        drop(lane);
+        if let Some(lane) = lane {
+            drop(lane);
+            this.cpu.wake_waiters();
+        }
         result
     }
 }
@@ -241,6 +266,42 @@ mod tests {
             inner_bob.metered(std::future::ready(7)).await
         }));
         assert_eq!(poll_once(&mut outer), Poll::Ready(7));
+    }
+
+    /// Found by the soak (`bench/soak.sh`): a callee's instance first polled on its own (an
+    /// in-process `wasi:http` call runs on a task of its own until its head) queues for a lane
+    /// while the lane is busy; its body is then polled inside its caller's poll, on the
+    /// caller's lane. The queued request must not stay behind: granted to a future nobody
+    /// polls from there, the tenant's only lane was lost until that instance ended, and every
+    /// other instance of the tenant waited for it, up to their deadlines.
+    #[test]
+    fn a_lane_asked_for_outside_and_then_run_inside_a_callers_poll_is_not_kept() {
+        let share = CpuShare::new(1);
+        let (alice, bob) = (share.tenant(), share.tenant());
+        assert!(poll_once(&mut alice.metered(std::future::ready(()))).is_ready());
+        let lanes = bob.lanes.clone().unwrap();
+
+        // Bob's callee, polled on its own while his lane is taken, queues for it.
+        let taken = lanes.clone().try_acquire_owned().unwrap();
+        let callee = Arc::new(std::sync::Mutex::new(bob.metered(Box::pin(async {
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        }))));
+        assert!(poll_once(&mut *callee.lock().unwrap()).is_pending());
+        drop(taken);
+
+        // Now a caller of Bob's polls it inside its own poll, on its own lane.
+        let inner = callee.clone();
+        let mut caller = bob.metered(Box::pin(std::future::poll_fn(move |cx| {
+            Pin::new(&mut *inner.lock().unwrap()).poll(cx)
+        })));
+        let _ = poll_once(&mut caller);
+        drop(caller);
+        assert_eq!(
+            lanes.available_permits(),
+            1,
+            "no lane may be left to the callee's stale request"
+        );
     }
 
     #[test]

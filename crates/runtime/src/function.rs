@@ -204,6 +204,7 @@ impl Function {
             self.id.clone(),
             Instant::now() + self.limits.timeout,
             invocation.into(),
+            crate::trace::remote_parent(request.headers()),
         );
         self.run(request, call, Entry::Outside).await
     }
@@ -237,6 +238,28 @@ impl Function {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let call = self.in_chain(call);
+        let span = call.span.clone();
+        let result = self.run_in_chain(request, call, entry).await;
+        crate::trace::record_outcome(
+            &span,
+            result
+                .as_ref()
+                .map(|response| response.status().as_u16())
+                .map_err(InvokeError::kind),
+        );
+        result
+    }
+
+    async fn run_in_chain<B>(
+        &self,
+        request: http::Request<B>,
+        call: CallContext,
+        entry: Entry,
+    ) -> Result<http::Response<ResponseBody>, InvokeError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let limit = self.limits.max_request_body;
         if declared_length(&request).is_some_and(|len| len > limit) {
             return Err(InvokeError::PayloadTooLarge { limit });
@@ -260,12 +283,14 @@ impl Function {
 
 impl Function {
     /// `call` as this function's own: named after it, with the earlier of the chain's deadline
-    /// and its own timeout.
+    /// and its own timeout, and the span of this invocation.
     fn in_chain(&self, call: CallContext) -> CallContext {
         let deadline = call.deadline.min(Instant::now() + self.limits.timeout);
+        let span = crate::trace::invocation_span(&self.id, &call.invocation, &call.parent);
         CallContext {
             caller: self.id.clone(),
             deadline,
+            span,
             ..call
         }
     }

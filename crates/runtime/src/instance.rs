@@ -145,7 +145,10 @@ impl Instance {
             permit,
             phases,
         } = self;
-        let run = cpu.metered(work(&mut store));
+        // The guest runs inside its invocation's span (see `trace`): its events and its
+        // in-process calls are the span's.
+        let span = store.data().call_context().span.clone();
+        let run = tracing::Instrument::instrument(cpu.metered(work(&mut store)), span.clone());
         let result = match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
@@ -167,6 +170,9 @@ impl Instance {
                         body_exceeded(),
                     )
                 });
+                if let Err(error) = &result {
+                    crate::trace::record_outcome(&span, Err(error.kind()));
+                }
                 let before_teardown = clock
                     .as_ref()
                     .map(|_| (std::time::Instant::now(), thread_minor_faults()));

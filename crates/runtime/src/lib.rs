@@ -31,6 +31,7 @@ mod platform;
 mod response;
 mod services;
 mod state;
+mod trace;
 mod trigger;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,7 @@ pub mod fuzzing {
     }
 }
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
+pub use trace::TARGET as SPAN_TARGET;
 pub use trigger::{
     Event, MAX_OUTCOME_BODY, Outcome, SUBJECT_HEADER, Shutdown, TRIGGER_HEADER, Trigger,
     TriggerError, run_triggers,

@@ -104,6 +104,7 @@ impl InstanceState {
 
     /// The instance has been made (see `explain`).
     pub(crate) fn instantiated(&mut self) {
+        tracing::info!(target: crate::trace::TARGET, "instantiated");
         if let Some(clock) = self.clock.as_mut() {
             clock.instantiated();
         }

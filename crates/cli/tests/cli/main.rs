@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use meshwa_test_programs as programs;
 
 mod exhaustion;
+mod traces;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshwa");
 

@@ -73,6 +73,9 @@ impl WasiHttpHooks for OutboundPolicy {
             );
             return Box::new(async move { Err(Error::InternalError(Some(message))) });
         }
+        // The service called continues this invocation's trace, if traces are exported.
+        let mut request = request;
+        crate::trace::inject(&self.call.span, request.headers_mut());
         let timeout = self.services.timeout;
         let limit = self.services.max_outbound_response;
         let options = RequestOptions {
