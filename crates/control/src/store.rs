@@ -17,6 +17,9 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefiniti
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// redb's cache of the store's pages: tenants, tokens and app records are small.
+const PAGE_CACHE: usize = 4 * 1024 * 1024;
+
 /// Tenant name → creation time (Unix seconds).
 const TENANTS: TableDefinition<&str, u64> = TableDefinition::new("tenants");
 /// SHA-256 (hex) of a token → its record (JSON).
@@ -154,7 +157,7 @@ impl ControlStore {
     /// deployments.
     pub fn open(data_dir: &Path) -> Result<ControlStore, StoreError> {
         let path = data_dir.join("control.redb");
-        let db = ReopeningDb::open(&path)
+        let db = ReopeningDb::open(&path, PAGE_CACHE)
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         let apps_dir = data_dir.join("apps");
         std::fs::create_dir_all(&apps_dir).map_err(io_error(&apps_dir))?;

@@ -12,6 +12,11 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use crate::reopening::{ReopeningDb, Unavailable, is_storage_full};
 use crate::{KeyPage, KeyValueBackend, KvError, LIST_PAGE, StoreId, StoreQuota, check_entry};
 
+/// redb's cache of the file's pages. The values functions read again are cached in front of it
+/// (`CachedBackend`, `--kv-cache`), so this one needs to hold little more than the B-trees'
+/// inner pages and recent writes.
+const PAGE_CACHE: usize = 32 * 1024 * 1024;
+
 /// Bytes (keys plus values) held by each store, keyed by `StoreId` text.
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
 
@@ -49,7 +54,7 @@ impl RedbBackend {
     /// Opens the database at `path`, creating it if needed. Only one process may have it open:
     /// a second server on the same data directory gets an error here, not a corrupted file.
     pub fn open(path: &Path) -> Result<RedbBackend, KvError> {
-        let db = ReopeningDb::open(path)
+        let db = ReopeningDb::open(path, PAGE_CACHE)
             .map_err(|e| KvError::Backend(format!("cannot open {}: {e}", path.display())))?;
         Ok(RedbBackend { db })
     }

@@ -28,18 +28,29 @@ pub struct Unavailable {
 /// A redb database that is reopened when an I/O failure has latched it.
 pub struct ReopeningDb {
     path: PathBuf,
+    /// redb's cache of file pages, in bytes (see [`ReopeningDb::open`]).
+    cache_bytes: usize,
     /// `None` after a failed reopen, until one succeeds.
     db: RwLock<Option<redb::Database>>,
 }
 
 impl ReopeningDb {
-    /// Opens (or creates) the database at `path`.
-    pub fn open(path: &Path) -> Result<ReopeningDb, redb::DatabaseError> {
-        let db = redb::Database::create(path)?;
+    /// Opens (or creates) the database at `path`, caching at most `cache_bytes` of its pages in
+    /// memory. Always say how much: redb's default is 1 GiB per database, which a large store
+    /// would fill over time and which no operator sizing a machine would expect.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<ReopeningDb, redb::DatabaseError> {
+        let db = Self::create(path, cache_bytes)?;
         Ok(ReopeningDb {
             path: path.to_path_buf(),
+            cache_bytes,
             db: RwLock::new(Some(db)),
         })
+    }
+
+    fn create(path: &Path, cache_bytes: usize) -> Result<redb::Database, redb::DatabaseError> {
+        redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
     }
 
     pub fn path(&self) -> &Path {
@@ -91,7 +102,7 @@ impl ReopeningDb {
         if guard.take().is_some() {
             tracing::warn!(path = %self.path.display(), "database failed on I/O; reopening it");
         }
-        match redb::Database::create(&self.path) {
+        match Self::create(&self.path, self.cache_bytes) {
             Ok(db) => {
                 tracing::info!(path = %self.path.display(), "database reopened");
                 *guard = Some(db);
