@@ -58,7 +58,7 @@ pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE};
-pub use response::ResponseBody;
+pub use response::{BodyEnd, ResponseBody};
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
 pub use services::recent::{FOLLOW_BACKLOG, RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};

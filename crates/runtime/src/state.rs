@@ -47,11 +47,7 @@ impl InstanceState {
         services: Arc<FunctionServices>,
         cgi: Option<CgiStdio>,
     ) -> InstanceState {
-        let stdio = |source| GuestStdio {
-            log: services.log.clone(),
-            source,
-            invocation: call.invocation.clone(),
-        };
+        let stdio = |source| GuestStdio::new(services.log.clone(), source, call.invocation.clone());
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stdio(Source::Stderr));
         // The manifest's `env`, resolved at load: only copied here (a CGI request's own
