@@ -428,8 +428,8 @@ impl Body for ProgressBody {
     }
 }
 
-/// Reads `dir/meshwa.toml`, checks it, and packs it with its components, their paths rewritten
-/// to `components/<file>` inside the archive.
+/// Reads `dir/meshwa.toml`, checks it, and packs it with its components and its stores' preload
+/// files, their paths rewritten to `components/<file>` and `data/<file>` inside the archive.
 fn package(dir: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
     let path = dir.join("meshwa.toml");
     let manifest = Manifest::load(&path).map_err(|e| fail(1, e.to_string()))?;
@@ -463,6 +463,30 @@ fn package(dir: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
             };
             if let toml::Value::Table(raw) = raw {
                 raw.insert("component".to_owned(), toml::Value::String(name));
+            }
+        }
+    }
+    // Preload files travel too, as `data/<file>`, never over a component or the manifest.
+    if let Some(toml::Value::Table(stores)) = table.get_mut("key-value") {
+        for spec in &manifest.stores {
+            let Some(preload) = &spec.preload else {
+                continue;
+            };
+            let stem = preload
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("preload.json");
+            let mut name = format!("data/{stem}");
+            let mut n = 2;
+            while files.contains_key(&name) {
+                name = format!("data/{n}-{stem}");
+                n += 1;
+            }
+            let bytes = std::fs::read(preload)
+                .with_context(|| format!("cannot read {}", preload.display()))?;
+            files.insert(name.clone(), bytes);
+            if let Some(toml::Value::Table(store)) = stores.get_mut(spec.name.as_str()) {
+                store.insert("preload".to_owned(), toml::Value::String(name));
             }
         }
     }

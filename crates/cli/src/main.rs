@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Serve the functions of one or more apps (each a meshwa.toml) over HTTP.
     Serve(serve::ServeArgs),
-    /// Deploy (or redeploy) the app in a directory: uploads its meshwa.toml and components.
+    /// Deploy (or redeploy) the app in a directory: uploads its meshwa.toml, components and
+    /// preload files.
     Deploy(client::DeployArgs),
     /// List the tenant's apps.
     Ls,

@@ -84,6 +84,9 @@ pub enum ChangeError {
     /// The host could not record the change (disk): nothing changed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A preload could not be written into its store (the host's disk).
+    #[error(transparent)]
+    Preload(LoadError),
 }
 
 /// Why an app could not be prepared (compiled, checked, linked). Nothing changed. The runtime's
@@ -234,6 +237,11 @@ impl Registry {
             return Err(ChangeError::Invalid(vec![format!(
                 "route collision: {collision}"
             )]));
+        }
+        // Preload files go into empty stores once every check has passed, before the app is
+        // recorded: a failure here changes nothing but data no version has seen yet.
+        if let Err(error) = self.runtime.preload(&prepared) {
+            return Err(ChangeError::Preload(error));
         }
         persist()?;
         self.runtime.activate_app(&prepared);

@@ -1557,3 +1557,77 @@ async fn a_recreated_tenant_does_not_read_the_old_tenants_data() {
     let (status, text) = get_text(server.gateway, "/acme/svc/kv/entries/secret").await;
     assert_eq!(status, 404, "the old tenant's value: {text}");
 }
+
+/// A deploy carries its default store's preload file: checked with the rest of the upload
+/// (missing, not JSON, over the quota: 422 naming the file, nothing changed), written into the
+/// empty store, and never over what the app wrote since (issue 17, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_preloads_the_default_store_once() {
+    let server = start().await;
+    let acme = tenant(&server, "acme").await;
+    let with_seed = |seed: Option<&str>| {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "meshwa.toml".to_owned(),
+            "tenant = \"acme\"\napp = \"compat\"\n[[functions]]\nname = \"wstd\"\n\
+             component = \"components/wstd.wasm\"\nroute = \"/acme/compat\"\n\
+             grants = { key-value = [\"\"] }\n[key-value.\"\"]\npreload = \"data/seed.json\"\n\
+             max-total-size = \"1KiB\"\n"
+                .as_bytes()
+                .to_vec(),
+        );
+        files.insert(
+            "components/wstd.wasm".to_owned(),
+            std::fs::read(programs::WSTD_COMPAT).unwrap(),
+        );
+        if let Some(seed) = seed {
+            files.insert("data/seed.json".to_owned(), seed.as_bytes().to_vec());
+        }
+        archive::pack(&files).unwrap()
+    };
+    let refused = |seed: Option<&str>, says: &'static str| {
+        let archive = with_seed(seed);
+        let server = &server;
+        let acme = &acme;
+        async move {
+            let (status, body) = deploy(server, acme, "acme", "compat", archive).await;
+            assert_eq!(status, 422, "{body}");
+            let errors = body["errors"].to_string();
+            assert!(errors.contains(says), "{errors}");
+            assert!(errors.contains("data/seed.json"), "{errors}");
+            assert!(
+                !errors.contains("/tmp"),
+                "staging paths stay private: {errors}"
+            );
+        }
+    };
+    refused(None, "is not in the upload").await;
+    refused(Some("not json"), "is not a JSON object").await;
+    let big = format!(r#"{{"k": "{}"}}"#, "x".repeat(2000));
+    refused(Some(&big), "does not fit the store's quota").await;
+    assert_eq!(get_text(server.gateway, "/acme/compat/kv/k").await.0, 404);
+
+    let seeded = with_seed(Some(r#"{"k": "seeded"}"#));
+    let (status, body) = deploy(&server, &acme, "acme", "compat", seeded).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get_text(server.gateway, "/acme/compat/kv/k").await,
+        (200, "seeded".to_owned())
+    );
+    let (status, _, _) = call(
+        server.gateway,
+        "PUT",
+        "/acme/compat/kv/k",
+        None,
+        b"written by the app".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let again = with_seed(Some(r#"{"k": "seeded again"}"#));
+    let (status, body) = deploy(&server, &acme, "acme", "compat", again).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get_text(server.gateway, "/acme/compat/kv/k").await,
+        (200, "written by the app".to_owned())
+    );
+}

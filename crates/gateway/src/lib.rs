@@ -24,7 +24,10 @@
 //!   function's recent log, and one line with target `meshwa::invocation`: `ok` (tenant, app,
 //!   function, status, `duration_us` to the response head) or `failed` (the same plus
 //!   `error_id`, `kind`, `fault`, the error); an unmatched request logs `no route` with its path cut
-//!   at 200 characters. Request bodies never reach the log.
+//!   at 200 characters. Request bodies never reach the log. A response whose body was still
+//!   streaming from the guest when its head went out is accounted when the body ends: `ok`
+//!   with `body = "complete"` (or `"unfinished"` if the client left first), or `cut` with the
+//!   guest's error when it failed after sending the head.
 //! - **Statuses and error bodies** come from the runtime ([`status_for`], `error_response`),
 //!   because in-process calls answer failures with the same responses.
 //! - **Shutdown:** the listener is dropped, every connection is told to shut down gracefully
@@ -41,15 +44,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
 use meshwa_runtime::{
-    Function, InvokeError, RecentWhat, ResponseBody, Shutdown, Trigger, TriggerError,
+    BodyEnd, Function, InvokeError, RecentWhat, ResponseBody, Shutdown, Trigger, TriggerError,
     error_response, public_message,
 };
+pub use meshwa_runtime::{ERROR_ID_HEADER, status_for};
 use tokio::net::TcpListener;
 
 pub use metrics::{Metrics, PhaseSource, StatsSource};
@@ -367,10 +371,128 @@ pub fn record_invocation(
     status
 }
 
+/// What is known of a streamed response when its head goes out, kept until its body ends.
+struct Head {
+    metrics: Arc<Metrics>,
+    function: Arc<Function>,
+    invocation: String,
+    status: StatusCode,
+    /// To the response head, as for every other invocation.
+    duration: Duration,
+    end: BodyEnd,
+}
+
+impl Head {
+    /// Accounts for the invocation: `ok` if the body ended complete, `cut` if it ended with an
+    /// error, `unfinished` if it was dropped before its end (the client went away).
+    fn record(self, ended: BodyEnded) {
+        let id = self.function.id();
+        let duration_us = u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX);
+        let failure = match (&ended, self.end.get()) {
+            (BodyEnded::Complete | BodyEnded::Dropped, _) => None,
+            (BodyEnded::Error, Some(Err(error))) => Some((error.kind(), Some(error))),
+            // The body failed on its own (wasi-http's stream), with no guest error to name.
+            (BodyEnded::Error, _) => Some(("guest_error", None)),
+        };
+        match failure {
+            None => tracing::info!(
+                target: "meshwa::invocation",
+                invocation = %self.invocation,
+                tenant = %id.tenant,
+                app = %id.app,
+                function = %id.function,
+                status = self.status.as_u16(),
+                duration_us,
+                body = if matches!(ended, BodyEnded::Dropped) { "unfinished" } else { "complete" },
+                "ok"
+            ),
+            Some((kind, error)) => {
+                self.metrics.failed(id, kind);
+                tracing::warn!(
+                    target: "meshwa::invocation",
+                    invocation = %self.invocation,
+                    error_id = %self.invocation,
+                    tenant = %id.tenant,
+                    app = %id.app,
+                    function = %id.function,
+                    status = self.status.as_u16(),
+                    duration_us,
+                    kind,
+                    fault = ?error.map(InvokeError::fault),
+                    error = %error.map(ToString::to_string).unwrap_or_default(),
+                    "cut: the function failed after sending the response head"
+                );
+            }
+        }
+        self.metrics
+            .answered(id, self.status.as_u16(), self.duration.as_secs_f64());
+        self.function.recent_log().push(
+            &self.invocation,
+            RecentWhat::Invocation {
+                status: self.status.as_u16(),
+                duration_us,
+                error: failure.map(|(kind, _)| kind.to_owned()),
+            },
+        );
+    }
+}
+
+/// How a streamed body ended, as the gateway saw it.
+enum BodyEnded {
+    Complete,
+    Error,
+    Dropped,
+}
+
+/// A streamed response body that accounts for its invocation when it ends.
+struct AccountedBody {
+    inner: ResponseBody,
+    head: Option<Head>,
+}
+
+impl hyper::body::Body for AccountedBody {
+    type Data = bytes::Bytes;
+    type Error = <ResponseBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => Some(BodyEnded::Complete),
+            std::task::Poll::Ready(Some(Err(_))) => Some(BodyEnded::Error),
+            _ => None,
+        };
+        if let Some(ended) = ended
+            && let Some(head) = self.head.take()
+        {
+            head.record(ended);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AccountedBody {
+    fn drop(&mut self) {
+        if let Some(head) = self.head.take() {
+            head.record(BodyEnded::Dropped);
+        }
+    }
+}
+
 /// Routes and runs one request; never fails (failures become responses).
 pub async fn dispatch(
     router: &Router,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
@@ -393,15 +515,35 @@ pub async fn dispatch(
         );
     };
     match function.handle(request, &invocation).await {
-        Ok(response) => {
-            record_invocation(
-                metrics,
-                function,
-                &invocation,
-                started,
-                Ok(response.status()),
-            );
-            response
+        Ok(mut response) => {
+            let Some(end) = response.extensions_mut().remove::<BodyEnd>() else {
+                // The body was complete with the head: the outcome is known now.
+                record_invocation(
+                    metrics,
+                    function,
+                    &invocation,
+                    started,
+                    Ok(response.status()),
+                );
+                return response;
+            };
+            // The guest is still producing the body: account once it has ended, so that a
+            // body cut by a failing guest is logged as cut, not as the 200 its head said.
+            let head = Head {
+                metrics: metrics.clone(),
+                function: function.clone(),
+                invocation,
+                status: response.status(),
+                duration: started.elapsed(),
+                end,
+            };
+            response.map(|inner| {
+                AccountedBody {
+                    inner,
+                    head: Some(head),
+                }
+                .boxed_unsync()
+            })
         }
         Err(error) => {
             let status = record_invocation(metrics, function, &invocation, started, Err(&error));

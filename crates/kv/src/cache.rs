@@ -225,6 +225,18 @@ impl<B: KeyValueBackend> KeyValueBackend for CachedBackend<B> {
         self.write(store, &keys, || self.inner.set_many(store, entries, quota))
     }
 
+    fn set_if_empty(
+        &self,
+        store: &StoreId,
+        entries: &[(String, Vec<u8>)],
+        quota: &StoreQuota,
+    ) -> Result<bool, KvError> {
+        let keys: Vec<&str> = entries.iter().map(|(key, _)| key.as_str()).collect();
+        self.write(store, &keys, || {
+            self.inner.set_if_empty(store, entries, quota)
+        })
+    }
+
     fn delete_many(&self, store: &StoreId, keys: &[String]) -> Result<(), KvError> {
         let names: Vec<&str> = keys.iter().map(String::as_str).collect();
         self.write(store, &names, || self.inner.delete_many(store, keys))

@@ -14,14 +14,15 @@
 //! write, atomically with it.
 
 mod cache;
+pub mod preload;
 mod redb_backend;
 pub mod reopening;
 
 use std::fmt;
 
 pub use cache::CachedBackend;
-use meshwa_manifest::Name;
 pub use meshwa_manifest::StoreQuota;
+use meshwa_manifest::{Name, StoreName};
 pub use redb_backend::RedbBackend;
 
 /// Most keys one `list_keys` page returns.
@@ -32,7 +33,8 @@ pub const LIST_PAGE: usize = 1000;
 pub struct StoreId {
     pub tenant: Name,
     pub app: Name,
-    pub store: Name,
+    /// `""` is the app's default store.
+    pub store: StoreName,
 }
 
 impl fmt::Display for StoreId {
@@ -95,6 +97,16 @@ pub trait KeyValueBackend: Send + Sync + 'static {
         entries: &[(String, Vec<u8>)],
         quota: &StoreQuota,
     ) -> Result<(), KvError>;
+
+    /// Sets every entry (quota checked over all of them) if the store holds nothing, durably and
+    /// in one step with the check; returns whether it wrote. For preloading a store at
+    /// activation: live data is never overwritten.
+    fn set_if_empty(
+        &self,
+        store: &StoreId,
+        entries: &[(String, Vec<u8>)],
+        quota: &StoreQuota,
+    ) -> Result<bool, KvError>;
 
     /// Deletes every key (missing keys are fine), durably.
     fn delete_many(&self, store: &StoreId, keys: &[String]) -> Result<(), KvError>;

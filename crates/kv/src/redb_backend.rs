@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
 
 use crate::reopening::{ReopeningDb, Unavailable, is_storage_full};
 use crate::{KeyPage, KeyValueBackend, KvError, LIST_PAGE, StoreId, StoreQuota, check_entry};
@@ -221,6 +221,27 @@ impl KeyValueBackend for RedbBackend {
                 put(table, usage, key, value)?;
             }
             Ok(())
+        })
+    }
+
+    fn set_if_empty(
+        &self,
+        store: &StoreId,
+        entries: &[(String, Vec<u8>)],
+        quota: &StoreQuota,
+    ) -> Result<bool, KvError> {
+        for (key, value) in entries {
+            check_entry(store, key, value.len(), quota)?;
+        }
+        self.write(store, Some(quota), |table, usage| {
+            // Emptiness from the table, not the byte count: a store of empty values counts 0.
+            if !table.is_empty().map_err(backend_error)? {
+                return Ok(false);
+            }
+            for (key, value) in entries {
+                put(table, usage, key, value)?;
+            }
+            Ok(true)
         })
     }
 

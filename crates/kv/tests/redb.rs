@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use meshwa_kv::{KeyValueBackend, KvError, LIST_PAGE, RedbBackend, StoreId, StoreQuota};
-use meshwa_manifest::Name;
+use meshwa_manifest::{Name, StoreName};
 
 fn store(tenant: &str, app: &str, name: &str) -> StoreId {
     StoreId {
         tenant: Name::new(tenant).unwrap(),
         app: Name::new(app).unwrap(),
-        store: Name::new(name).unwrap(),
+        store: StoreName::new(name).unwrap(),
     }
 }
 
@@ -252,4 +252,86 @@ fn dropping_a_tenant_deletes_all_its_stores_and_nothing_else() {
     assert_eq!(kv.get(&b, "k").unwrap().as_deref(), Some(&b"v"[..]));
     assert!(kv.usage(&b).unwrap() > 0);
     assert_eq!(kv.drop_tenant("acme", &[]).unwrap(), 0);
+}
+
+#[test]
+fn set_if_empty_writes_only_into_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = RedbBackend::open(&dir.path().join("kv.redb")).unwrap();
+    let default = store("t", "a", "");
+    let entries = vec![("k".to_owned(), b"v1".to_vec())];
+    assert!(kv.set_if_empty(&default, &entries, &QUOTA).unwrap());
+    assert_eq!(kv.get(&default, "k").unwrap().as_deref(), Some(&b"v1"[..]));
+    set(&kv, &default, "k", b"changed").unwrap();
+    let again = vec![("k".to_owned(), b"v2".to_vec())];
+    assert!(!kv.set_if_empty(&default, &again, &QUOTA).unwrap());
+    assert_eq!(
+        kv.get(&default, "k").unwrap().as_deref(),
+        Some(&b"changed"[..])
+    );
+    // The default store is its own store, apart from every named one.
+    assert_eq!(kv.get(&store("t", "a", "x"), "k").unwrap(), None);
+    // Over the quota: nothing written.
+    let big = vec![("k".to_owned(), vec![0; 101])];
+    let empty = store("t", "a", "other");
+    assert!(matches!(
+        kv.set_if_empty(&empty, &big, &QUOTA),
+        Err(KvError::Quota { .. })
+    ));
+    assert_eq!(kv.usage(&empty).unwrap(), 0);
+}
+
+#[test]
+fn preload_files_are_checked_before_anything_is_written() {
+    use meshwa_kv::preload::{PreloadError, read};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store("t", "a", "");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = file("good.json", r#"{"b": "2", "a": "1"}"#);
+    assert_eq!(
+        read(&s, &good, &QUOTA).unwrap(),
+        [
+            ("a".to_owned(), b"1".to_vec()),
+            ("b".to_owned(), b"2".to_vec())
+        ]
+    );
+    let missing = read(&s, &dir.path().join("nope.json"), &QUOTA).unwrap_err();
+    assert!(matches!(missing, PreloadError::Missing { .. }), "{missing}");
+    for (text, kind) in [
+        ("not json", "not a JSON object"),
+        ("[1, 2]", "not a JSON object"),
+        (r#"{"a": 1}"#, "not a JSON object"),
+        (r#"{"a": "x"} trailing"#, "not a JSON object"),
+        (
+            &format!(r#"{{"a": "{}"}}"#, "x".repeat(101)),
+            "max-value-size",
+        ),
+        (&format!(r#"{{"{}": "x"}}"#, "k".repeat(17)), "max-key-size"),
+        (r#"{"": "x"}"#, "keys must not be empty"),
+    ] {
+        let e = read(&s, &file("bad.json", text), &QUOTA).unwrap_err();
+        assert!(e.is_suppliers_fault());
+        assert!(e.to_string().contains(kind), "{text}: {e}");
+        assert!(e.to_string().contains("bad.json"), "{e}");
+    }
+    let many: Vec<String> = (0..20)
+        .map(|i| format!(r#""key{i:02}": "{}""#, "v".repeat(60)))
+        .collect();
+    let e = read(
+        &s,
+        &file("many.json", &format!("{{{}}}", many.join(","))),
+        &QUOTA,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("max-total-size of 1000 bytes"),
+        "{e}"
+    );
+    let huge = file("huge.json", &" ".repeat(80 * 1024));
+    let e = read(&s, &huge, &QUOTA).unwrap_err();
+    assert!(e.to_string().contains("larger than"), "{e}");
 }

@@ -16,6 +16,7 @@
 //! component = "hello.wasm"         # relative to this file
 //! route = "/acme/hello"            # path prefix; omit for a function with no public route
 //! limits = { max-memory = "16MiB", timeout = "2s", max-request-body = "1MiB", max-outbound-response = "16MiB" }
+//! env = { GREETING_STYLE = "short" } # environment variables (wasi:cli/environment); never secrets
 //!
 //! [[functions]]
 //! name = "render"                  # no route: private, reachable only in-process
@@ -23,7 +24,7 @@
 //! callable-by = ["hello"]          # optional: which functions of this app may call it
 //!
 //! [functions.grants]               # what this function may use; nothing is granted by default
-//! key-value = ["visits"]           # stores of this app
+//! key-value = ["visits", ""]       # stores of this app (`""`: the default store)
 //! config = ["greeting", "api-key"] # keys of `[config]` or `secrets`
 //! logging = true                   # wasi:logging
 //! outbound = ["https://api.example.com", "http://127.0.0.1:*"]  # origins for wasi:http
@@ -42,6 +43,10 @@
 //! max-value-size = "1MiB"
 //! max-total-size = "64MiB"
 //!
+//! [key-value.""]                   # the default store: what `open("")` opens
+//! preload = "data/seed.json"       # a JSON object of strings, written at activation into the
+//!                                  # store only while it is empty (never over live data)
+//!
 //! [config]                         # plain values, readable by functions granted them
 //! greeting = "Hello"
 //! ```
@@ -59,7 +64,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use interfaces::{Interface, Linking, RESERVED_NAMESPACES, TypedImport};
-pub use names::{Name, NameError};
+pub use names::{Name, NameError, StoreName};
 pub use outbound::OutboundRule;
 pub use policy::{MAX_TIMEOUT, Policy, PolicyError, TenantPolicy, TenantUsage};
 pub use routes::{Route, RouteError, check_route_collisions};
@@ -80,6 +85,12 @@ pub const DEFAULT_STORE_QUOTA: StoreQuota = StoreQuota {
     max_value_size: 1024 * 1024,
     max_total_size: 64 * 1024 * 1024,
 };
+/// Most environment variables one function may have.
+pub const MAX_ENV_VARS: usize = 128;
+/// Most bytes of environment variables (names and values together) one function may have: they
+/// are copied into every instance.
+pub const MAX_ENV_BYTES: usize = 32 * 1024;
+
 /// A manifest larger than this is refused before it is parsed: no honest app needs more, and a
 /// hostile one must not make the parser allocate without bound.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -109,8 +120,12 @@ pub struct Manifest {
 /// A key-value store of an app. The same name in two apps (or two tenants) is two stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSpec {
-    pub name: Name,
+    pub name: StoreName,
     pub quota: StoreQuota,
+    /// A JSON file (an object of string keys and string values) written into the store when
+    /// the app is activated, if the store is empty then. Resolved against the manifest's
+    /// directory, and always inside it.
+    pub preload: Option<PathBuf>,
 }
 
 /// Limits of one key-value store; a write beyond them is refused with an error value.
@@ -129,7 +144,7 @@ pub struct StoreQuota {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Key-value stores of the app this function may open.
-    pub key_value: Vec<Name>,
+    pub key_value: Vec<StoreName>,
     /// Config keys (plain or secret) this function may read.
     pub config: Vec<Name>,
     /// Whether the function may import `wasi:logging`.
@@ -156,6 +171,10 @@ pub struct FunctionSpec {
     pub kind: FunctionKind,
     /// WIT interfaces this function imports from other functions of its app (typed calls).
     pub imports: Vec<TypedImport>,
+    /// Environment variables its instances see through `wasi:cli/environment`, by name. Plain
+    /// configuration only: a manifest is not a place for secrets (those come from the
+    /// operator's secrets file, through `wasi:config`).
+    pub env: Vec<(String, String)>,
 }
 
 /// How the host runs a function's code.
@@ -250,6 +269,17 @@ impl Manifest {
                 });
             }
         }
+        for store in &manifest.stores {
+            if let Some(file) = &store.preload
+                && !file.is_file()
+            {
+                return Err(ManifestError::MissingPreload {
+                    path: path.to_path_buf(),
+                    store: store.name.to_string(),
+                    file: file.clone(),
+                });
+            }
+        }
         Ok(manifest)
     }
 
@@ -286,6 +316,12 @@ pub enum ManifestError {
         path: PathBuf,
         function: String,
         component: PathBuf,
+    },
+    #[error("{}: key-value store {store}: preload file {} does not exist", path.display(), file.display())]
+    MissingPreload {
+        path: PathBuf,
+        store: String,
+        file: PathBuf,
     },
     /// Two functions claim the same route, or one tenant's route lies under another tenant's.
     #[error("route collision: {0}")]

@@ -62,6 +62,55 @@ impl std::str::FromStr for Name {
     }
 }
 
+/// The name of a key-value store: a [`Name`], or `""`, the default store (the one
+/// `wasmtime serve`'s and other hosts' `wasi:keyvalue` `open("")` means), so that components
+/// written for those hosts find their store unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreName(String);
+
+impl StoreName {
+    /// The default store, `""`.
+    pub const DEFAULT: &'static str = "";
+
+    pub fn new(name: &str) -> Result<StoreName, NameError> {
+        if name == Self::DEFAULT {
+            return Ok(StoreName(String::new()));
+        }
+        Name::new(name).map(StoreName::from)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Name> for StoreName {
+    fn from(name: Name) -> StoreName {
+        StoreName(name.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for StoreName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// As written in the manifest, so that messages show the default store as `""`.
+impl fmt::Display for StoreName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_default() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +136,16 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(Name::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn store_names_are_names_or_the_default() {
+        assert!(StoreName::new("").unwrap().is_default());
+        assert_eq!(StoreName::new("visits").unwrap().as_str(), "visits");
+        assert_eq!(StoreName::new("").unwrap().to_string(), "\"\"");
+        for bad in ["-a", "A", " ", "a/b"] {
+            assert!(StoreName::new(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -8,8 +8,9 @@ use toml::Spanned;
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Interface, Limits, Linking, Manifest,
-    ManifestError, Name, OutboundRule, Route, StoreQuota, StoreSpec, TypedImport,
+    DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Interface, Limits, Linking,
+    MAX_ENV_BYTES, MAX_ENV_VARS, Manifest, ManifestError, Name, OutboundRule, Route, StoreName,
+    StoreQuota, StoreSpec, TypedImport,
 };
 
 #[derive(Deserialize)]
@@ -35,6 +36,7 @@ struct RawStore {
     max_key_size: Option<Spanned<String>>,
     max_value_size: Option<Spanned<String>>,
     max_total_size: Option<Spanned<String>>,
+    preload: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -71,6 +73,9 @@ struct RawFunction {
     /// WIT interface → the function of this app that exports it.
     #[serde(default)]
     imports: Option<Spanned<BTreeMap<String, RawImport>>>,
+    /// Environment variables: name → value.
+    #[serde(default)]
+    env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// One entry of `[functions.imports]`: the exporter's name (composed), or a table
@@ -186,7 +191,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
         ));
     }
 
-    let stores = parse_stores(&raw.key_value, &invalid)?;
+    let stores = parse_stores(&raw.key_value, base, &invalid)?;
     let mut config = BTreeMap::new();
     for (key, value) in &raw.config {
         let name = Name::new(key).map_err(|e| invalid("config", value.span(), e.to_string()))?;
@@ -383,6 +388,11 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             }
         }
 
+        let env = match &raw_fn.env {
+            Some(table) => parse_env(table, &invalid)?,
+            None => Vec::new(),
+        };
+
         functions.push(FunctionSpec {
             name: fn_name,
             component,
@@ -392,6 +402,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             grants,
             kind: raw_fn.kind,
             imports,
+            env,
         });
     }
 
@@ -460,8 +471,85 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
 
 type Invalid<'a> = dyn Fn(&str, std::ops::Range<usize>, String) -> ManifestError + 'a;
 
+/// A function's environment: names a C program's `getenv` can see (no `=`, no NUL), values
+/// without NUL, bounded in count and bytes (they are copied into every instance).
+fn parse_env(
+    table: &Spanned<BTreeMap<String, Spanned<String>>>,
+    invalid: &Invalid<'_>,
+) -> Result<Vec<(String, String)>, ManifestError> {
+    if table.get_ref().len() > MAX_ENV_VARS {
+        return Err(invalid(
+            "env",
+            table.span(),
+            format!("a function may have at most {MAX_ENV_VARS} environment variables"),
+        ));
+    }
+    let mut env = Vec::with_capacity(table.get_ref().len());
+    let mut bytes = 0;
+    for (name, value) in table.get_ref() {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(invalid(
+                "env",
+                value.span(),
+                format!(
+                    "{:?} is not an environment variable name: names are not empty and hold no '=' or NUL",
+                    name.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        if value.get_ref().contains('\0') {
+            return Err(invalid(
+                &format!("env.{name}"),
+                value.span(),
+                "environment variable values hold no NUL".to_owned(),
+            ));
+        }
+        bytes += name.len() + value.get_ref().len();
+        if bytes > MAX_ENV_BYTES {
+            return Err(invalid(
+                "env",
+                value.span(),
+                format!(
+                    "a function's environment variables are at most {MAX_ENV_BYTES} bytes of names and values together"
+                ),
+            ));
+        }
+        env.push((name.clone(), value.get_ref().clone()));
+    }
+    Ok(env)
+}
+
+/// A preload file's path: relative, inside the app's directory (no `..`, no root).
+fn preload_path(
+    text: &Spanned<String>,
+    key: &str,
+    base: &Path,
+    invalid: &Invalid<'_>,
+) -> Result<std::path::PathBuf, ManifestError> {
+    let path = Path::new(text.get_ref());
+    let inside = !text.get_ref().trim().is_empty()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+    if !inside {
+        return Err(invalid(
+            key,
+            text.span(),
+            format!(
+                "{:?} is not a path inside the app's directory (relative, without '..')",
+                text.get_ref()
+            ),
+        ));
+    }
+    Ok(base.join(path))
+}
+
 fn parse_stores(
     raw: &BTreeMap<String, Spanned<RawStore>>,
+    base: &Path,
     invalid: &Invalid<'_>,
 ) -> Result<Vec<StoreSpec>, ManifestError> {
     let mut stores = Vec::with_capacity(raw.len());
@@ -469,7 +557,7 @@ fn parse_stores(
         let span = store.span();
         let store = store.get_ref();
         let name =
-            Name::new(name).map_err(|e| invalid("key-value", span.clone(), e.to_string()))?;
+            StoreName::new(name).map_err(|e| invalid("key-value", span.clone(), e.to_string()))?;
         if stores.len() == MAX_ENTRIES {
             return Err(invalid(
                 "key-value",
@@ -503,7 +591,20 @@ fn parse_stores(
                 }
             }
         }
-        stores.push(StoreSpec { name, quota });
+        let preload = match &store.preload {
+            Some(text) => Some(preload_path(
+                text,
+                &format!("key-value.{name}.preload"),
+                base,
+                invalid,
+            )?),
+            None => None,
+        };
+        stores.push(StoreSpec {
+            name,
+            quota,
+            preload,
+        });
     }
     Ok(stores)
 }
@@ -521,7 +622,7 @@ fn parse_grants(
     };
     if let Some(list) = &raw.key_value {
         for store in list.get_ref() {
-            let name = Name::new(store)
+            let name = StoreName::new(store)
                 .map_err(|e| invalid("grants.key-value", list.span(), e.to_string()))?;
             if !stores.iter().any(|s| s.name == name) {
                 return Err(invalid(

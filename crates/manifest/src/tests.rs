@@ -499,3 +499,134 @@ fn fuzz_corpora_parse_without_panicking() {
         }
     }
 }
+
+const WITH_ENV: &str = r#"
+tenant = "acme"
+app = "shop"
+
+[[functions]]
+name = "hello"
+component = "hello.wasm"
+env = { GREETING = "hi", "MY.VAR" = "a=b c", EMPTY = "" }
+
+[[functions]]
+name = "other"
+component = "other.wasm"
+
+[functions.env]
+LANG = "C"
+"#;
+
+#[test]
+fn environment_variables_per_function() {
+    let m = parse(WITH_ENV).unwrap();
+    let env = |f: &FunctionSpec| -> Vec<(String, String)> { f.env.clone() };
+    assert_eq!(
+        env(&m.functions[0]),
+        [("EMPTY", ""), ("GREETING", "hi"), ("MY.VAR", "a=b c")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
+    assert_eq!(env(&m.functions[1]), [("LANG".to_owned(), "C".to_owned())]);
+    // None by default.
+    assert!(parse(VALID).unwrap().functions[0].env.is_empty());
+}
+
+#[test]
+fn bad_environment_variables_are_refused() {
+    let with = |env: &str| {
+        error(&format!(
+            "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nenv = {{ {env} }}\n"
+        ))
+    };
+    for (env, says) in [
+        (r#""A=B" = "x""#, "no '=' or NUL"),
+        (r#""" = "x""#, "no '=' or NUL"),
+        (r#""A\u0000" = "x""#, "no '=' or NUL"),
+        (r#"A = "x\u0000y""#, "hold no NUL"),
+        ("A = 1", "invalid type"),
+    ] {
+        let e = with(env);
+        assert!(e.contains(says), "{env}: {e}");
+        assert!(e.contains("app/meshwa.toml"), "{env}: {e}");
+    }
+    let e = with(&format!("A = \"{}\"", "x".repeat(MAX_ENV_BYTES)));
+    assert!(e.contains("at most 32768 bytes"), "{e}");
+    assert!(e.contains(":6:"), "the line is named: {e}");
+    let many: Vec<String> = (0..=MAX_ENV_VARS).map(|i| format!("V{i} = \"\"")).collect();
+    let e = with(&many.join(", "));
+    assert!(e.contains("at most 128 environment variables"), "{e}");
+    let e = error(&WITH_ENV.replace("LANG = \"C\"", "LANG = \"C\"\nunknown = { a = 1 }"));
+    assert!(e.contains("invalid type"), "{e}");
+}
+
+const DEFAULT_STORE: &str = r#"
+tenant = "acme"
+app = "shop"
+
+[[functions]]
+name = "hello"
+component = "hello.wasm"
+grants = { key-value = ["", "named"] }
+
+[key-value.""]
+preload = "data/seed.json"
+max-total-size = "1KiB"
+
+[key-value.named]
+"#;
+
+#[test]
+fn the_default_store_is_named_empty_and_may_be_preloaded() {
+    let m = parse(DEFAULT_STORE).unwrap();
+    let default = m.stores.iter().find(|s| s.name.is_default()).unwrap();
+    assert_eq!(
+        default.preload.as_deref(),
+        Some(Path::new("app/data/seed.json"))
+    );
+    assert_eq!(default.quota.max_total_size, 1024);
+    let named = m
+        .stores
+        .iter()
+        .find(|s| s.name.as_str() == "named")
+        .unwrap();
+    assert_eq!(named.preload, None);
+    let granted: Vec<&str> = m.functions[0]
+        .grants
+        .key_value
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(granted, ["", "named"]);
+}
+
+#[test]
+fn preload_paths_stay_inside_the_app() {
+    for bad in ["../secrets.json", "/etc/passwd", "", "data/../../x.json"] {
+        let e = error(&DEFAULT_STORE.replace("data/seed.json", bad));
+        assert!(
+            e.contains("not a path inside the app's directory"),
+            "{bad}: {e}"
+        );
+        assert!(e.contains("key-value.\"\".preload"), "{bad}: {e}");
+    }
+    // A grant of the default store needs it declared.
+    let e = error(&DEFAULT_STORE.replace("[key-value.\"\"]", "[key-value.x]"));
+    assert!(e.contains("`\"\"` is not a store of this app"), "{e}");
+    // Store names other than "" follow the name rule.
+    let e = error(&DEFAULT_STORE.replace("[key-value.named]", "[key-value.Named]"));
+    assert!(e.contains("invalid name"), "{e}");
+}
+
+#[test]
+fn a_missing_preload_file_is_named_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.wasm"), b"").unwrap();
+    let path = dir.path().join("meshwa.toml");
+    std::fs::write(&path, DEFAULT_STORE).unwrap();
+    let e = Manifest::load(&path).unwrap_err().to_string();
+    assert!(e.contains("preload file"), "{e}");
+    assert!(e.contains("seed.json does not exist"), "{e}");
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/seed.json"), "{}").unwrap();
+    Manifest::load(&path).unwrap();
+}

@@ -348,6 +348,7 @@ where
     let invocation = call.invocation.clone();
     let limits = function.limits();
     let (parts, body) = request.into_parts();
+    let connect = parts.method == http::Method::CONNECT;
     // Charged as it arrives, and until the program that reads it is gone (see `admission`).
     let gate = function.tenant_gate();
     let mut charge = function.admission().body_charge(gate);
@@ -427,7 +428,13 @@ where
         (head, stdout) = &mut head => match head {
             Ok(head) => {
                 let response = response(head, stdout);
-                return Ok(streaming(id, response, GuestState::Running(guest), &invocation));
+                return Ok(streaming(
+                    id,
+                    response,
+                    GuestState::Running(guest),
+                    &invocation,
+                    connect,
+                ));
             }
             // Whatever the program does next, it is not an HTTP response.
             Err(error) => return Err(InvokeError::BadCgiOutput(error.to_string())),
@@ -442,12 +449,14 @@ where
             response(head, stdout),
             GuestState::Done(Ok(())),
             &invocation,
+            connect,
         )),
         ((Ok(head), stdout), Err(error)) => Ok(streaming(
             id,
             response(head, stdout),
             GuestState::Done(Err(error)),
             &invocation,
+            connect,
         )),
         ((Err(_), _), Err(error)) => Err(error),
         ((Err(error), _), Ok(())) => Err(InvokeError::BadCgiOutput(error.to_string())),

@@ -85,6 +85,20 @@ pub enum LoadError {
     /// The key-value backend cannot be opened.
     #[error("cannot open the key-value store: {0}")]
     KeyValue(String),
+    /// A store's preload file is missing, not JSON or over the store's quota (the app's
+    /// fault), or could not be read (the host's).
+    #[error("app {app}: {source}")]
+    Preload {
+        app: String,
+        source: meshwa_kv::preload::PreloadError,
+    },
+    /// A preload could not be written into its store (the host's fault).
+    #[error("app {app}: cannot preload key-value store {store}: {reason}")]
+    PreloadWrite {
+        app: String,
+        store: String,
+        reason: String,
+    },
     /// A typed import (`[functions.imports]`) cannot be linked to its exporter.
     #[error(transparent)]
     TypedImport(Box<TypedImportRefused>),
@@ -114,7 +128,8 @@ impl LoadError {
     /// the host's own storage fails.
     pub fn fault(&self) -> Fault {
         match self {
-            LoadError::KeyValue(_) => Fault::Host,
+            LoadError::KeyValue(_) | LoadError::PreloadWrite { .. } => Fault::Host,
+            LoadError::Preload { source, .. } if !source.is_suppliers_fault() => Fault::Host,
             _ => Fault::Client,
         }
     }

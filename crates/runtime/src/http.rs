@@ -34,6 +34,7 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let invocation = call.invocation.clone();
+    let connect = request.method() == http::Method::CONNECT;
     let mut instance = Instance::start(function, call, entry, None).await?;
 
     let (sender, mut receiver) = oneshot::channel();
@@ -73,7 +74,13 @@ where
         biased;
         head = &mut receiver => match head {
             Ok(Ok(response)) => {
-                return Ok(streaming(id, response, GuestState::Running(guest), &invocation));
+                return Ok(streaming(
+                    id,
+                    response,
+                    GuestState::Running(guest),
+                    &invocation,
+                    connect,
+                ));
             }
             Ok(Err(code)) => return Err(error_code(function, code, &body_exceeded)),
             // The guest dropped the outparam without answering: wait for it to end.
@@ -88,6 +95,7 @@ where
             response,
             GuestState::Done(finished),
             &invocation,
+            connect,
         )),
         Ok(Err(code)) => Err(error_code(function, code, &body_exceeded)),
         Err(_) => Err(finished.err().unwrap_or(InvokeError::NoResponse)),

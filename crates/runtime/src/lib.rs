@@ -37,7 +37,7 @@ mod trigger;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use meshwa_kv::KeyValueBackend;
+use meshwa_kv::{KeyValueBackend, StoreId};
 use meshwa_manifest::{FunctionId, FunctionKind, FunctionSpec, Linking, Manifest};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -59,7 +59,7 @@ pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE};
-pub use response::ResponseBody;
+pub use response::{BodyEnd, ResponseBody};
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
 pub use services::recent::{FOLLOW_BACKLOG, RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};
@@ -109,6 +109,15 @@ pub struct PreparedApp {
     tenant_max_memory: Option<u64>,
     /// In manifest order.
     pub functions: Vec<Arc<Function>>,
+    /// Stores with a preload file, read and checked: written by [`Runtime::preload`].
+    preloads: Vec<Preload>,
+}
+
+/// The checked contents of one store's preload file.
+struct Preload {
+    store: StoreId,
+    quota: meshwa_manifest::StoreQuota,
+    entries: Vec<(String, Vec<u8>)>,
 }
 
 /// A snapshot of the runtime for metrics.
@@ -224,6 +233,7 @@ impl Runtime {
         let prepared = self
             .prepare_app(manifest, secrets)
             .map_err(|mut errors| errors.remove(0))?;
+        self.preload(&prepared)?;
         self.activate_app(&prepared);
         Ok(prepared.functions)
     }
@@ -274,6 +284,27 @@ impl Runtime {
                 }
             }
         }
+        // Preload files are checked with the rest, so that a deploy answers every problem.
+        let mut preloads = Vec::new();
+        for spec in &manifest.stores {
+            let Some(path) = &spec.preload else { continue };
+            let store = StoreId {
+                tenant: manifest.tenant.clone(),
+                app: manifest.app.clone(),
+                store: spec.name.clone(),
+            };
+            match meshwa_kv::preload::read(&store, path, &spec.quota) {
+                Ok(entries) => preloads.push(Preload {
+                    store,
+                    quota: spec.quota,
+                    entries,
+                }),
+                Err(source) => errors.push(LoadError::Preload {
+                    app: format!("{}/{}", manifest.tenant, manifest.app),
+                    source,
+                }),
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -283,7 +314,38 @@ impl Runtime {
             tenant_max_instances: manifest.tenant_max_instances,
             tenant_max_memory: manifest.tenant_max_memory,
             functions,
+            preloads,
         })
+    }
+
+    /// Writes the prepared app's preload files into their stores, each only if the store is
+    /// empty (so a redeploy or a restart never overwrites what the app wrote). Runs after every
+    /// check of a deploy has passed and before the app is swapped in; returns how many stores
+    /// were written. Blocking (durable writes).
+    pub fn preload(&self, app: &PreparedApp) -> Result<usize, LoadError> {
+        if app.preloads.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.key_value()?;
+        let mut written = 0;
+        for preload in &app.preloads {
+            let wrote = backend
+                .set_if_empty(&preload.store, &preload.entries, &preload.quota)
+                .map_err(|e| LoadError::PreloadWrite {
+                    app: format!("{}/{}", app.tenant, app.app),
+                    store: preload.store.store.to_string(),
+                    reason: e.to_string(),
+                })?;
+            tracing::info!(
+                store = %preload.store,
+                entries = preload.entries.len(),
+                wrote,
+                "{}",
+                if wrote { "store preloaded" } else { "store not empty: preload skipped" }
+            );
+            written += usize::from(wrote);
+        }
+        Ok(written)
     }
 
     /// Makes a prepared app reachable for in-process calls, replacing the app's previous

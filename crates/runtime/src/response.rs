@@ -4,6 +4,11 @@
 //! or works on after it). The body returned to the caller therefore owns the rest of the
 //! instance's life ([`GuestRun`]) and polls it along with the body, so no extra task runs per
 //! invocation and the instance dies with the response if the client goes away.
+//!
+//! A response whose body was not complete when its head was ready carries a [`BodyEnd`] among
+//! its extensions, which says how the body ended once it has: whoever accounts for the
+//! invocation (the gateway's log line) can then say that a body was cut, not just that a head
+//! went out.
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -22,13 +27,23 @@ pub(crate) fn streaming(
     response: http::Response<ResponseBody>,
     guest: GuestState,
     invocation: &str,
+    connect: bool,
 ) -> http::Response<ResponseBody> {
     let (mut parts, inner) = response.into_parts();
+    let framing = Framing::of(parts.status, connect);
+    if framing == Framing::None {
+        // Even the guest's own: hyper refuses a 2xx answer to CONNECT with one, and a 1xx or
+        // 204 cannot have a body to measure.
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    }
+    let end = BodyEnd::default();
     let mut body = GuestBody {
         inner,
         guest,
         id: id.clone(),
         invocation: invocation.to_owned(),
+        end: end.clone(),
+        cut: None,
     };
     // Most functions finish a small body in the same breath as its head. Collect what is
     // ready now (driving the guest without waiting), so such a response goes out as one
@@ -61,10 +76,12 @@ pub(crate) fn streaming(
             } else {
                 ready.concat().into()
             };
-            parts
-                .headers
-                .entry(http::header::CONTENT_LENGTH)
-                .or_insert_with(|| http::HeaderValue::from(whole.len()));
+            if framing == Framing::Measured {
+                parts
+                    .headers
+                    .entry(http::header::CONTENT_LENGTH)
+                    .or_insert_with(|| http::HeaderValue::from(whole.len()));
+            }
             let body = http_body_util::Full::new(whole)
                 .map_err(|never: std::convert::Infallible| match never {})
                 .boxed_unsync();
@@ -85,7 +102,52 @@ pub(crate) fn streaming(
                 None => {}
             }
             let body = PrefixedBody { ready, rest }.boxed_unsync();
+            parts.extensions.insert(end);
             http::Response::from_parts(parts, body)
+        }
+    }
+}
+
+/// How the body of a streamed response ended: unknown (`None`) until it has, and forever if
+/// it was dropped first (the client went away).
+#[derive(Debug, Clone, Default)]
+pub struct BodyEnd(std::sync::Arc<std::sync::OnceLock<Result<(), InvokeError>>>);
+
+impl BodyEnd {
+    /// `Some(Ok(()))`: the body is complete; `Some(Err(_))`: the guest failed after sending
+    /// the head, and the body was cut.
+    pub fn get(&self) -> Option<Result<(), &InvokeError>> {
+        self.0.get().map(|r| r.as_ref().map(|_| ()))
+    }
+
+    fn set(&self, end: Result<(), InvokeError>) {
+        let _ = self.0.set(end);
+    }
+}
+
+/// Whether the host may give a response a `content-length` (RFC 9110, 8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A body whose length the host may state when it has it whole.
+    Measured,
+    /// A 304: any `content-length` is the guest's, describing the representation it did not
+    /// send; the host adds none.
+    GuestOnly,
+    /// None at all: a 1xx, a 204, or a 2xx answer to CONNECT (its "body" is the tunnel).
+    None,
+}
+
+impl Framing {
+    fn of(status: http::StatusCode, connect: bool) -> Framing {
+        if status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || (connect && status.is_success())
+        {
+            Framing::None
+        } else if status == http::StatusCode::NOT_MODIFIED {
+            Framing::GuestOnly
+        } else {
+            Framing::Measured
         }
     }
 }
@@ -136,9 +198,36 @@ struct GuestBody {
     guest: GuestState,
     id: FunctionId,
     invocation: String,
+    end: BodyEnd,
+    /// The error the guest's body ended with, held until the guest has ended too.
+    cut: Option<wasmtime_wasi_http::Error>,
 }
 
 impl GuestBody {
+    /// Ends a cut body once the guest has ended, noting the guest's failure if it failed.
+    fn finish_cut(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, wasmtime_wasi_http::Error>>> {
+        use std::task::Poll;
+        if let GuestState::Running(guest) = &mut self.guest {
+            match guest.as_mut().poll(cx) {
+                Poll::Ready(result) => self.guest = GuestState::Done(result),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if let GuestState::Done(Err(error)) =
+            std::mem::replace(&mut self.guest, GuestState::Done(Ok(())))
+        {
+            self.log_failure(&error);
+            self.end.set(Err(error));
+        }
+        match self.cut.take() {
+            Some(error) => Poll::Ready(Some(Err(error))),
+            None => Poll::Ready(None),
+        }
+    }
+
     fn log_failure(&self, error: &InvokeError) {
         tracing::warn!(
             target: "meshwa::invocation",
@@ -161,6 +250,9 @@ impl Body for GuestBody {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         use std::task::Poll;
         let this = &mut *self;
+        if this.cut.is_some() {
+            return this.finish_cut(cx);
+        }
         if let GuestState::Running(guest) = &mut this.guest
             && let Poll::Ready(result) = guest.as_mut().poll(cx)
         {
@@ -169,12 +261,17 @@ impl Body for GuestBody {
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 match std::mem::replace(&mut this.guest, GuestState::Done(Ok(()))) {
-                    GuestState::Done(Ok(())) => Poll::Ready(None),
+                    GuestState::Done(Ok(())) => {
+                        this.end.set(Ok(()));
+                        Poll::Ready(None)
+                    }
                     GuestState::Done(Err(error)) => {
                         this.log_failure(&error);
+                        this.end.set(Err(error));
                         Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
                     }
                     GuestState::Running(guest) => {
+                        this.end.set(Ok(()));
                         // Complete body, guest still working: let it finish in the background.
                         let id = this.id.clone();
                         let invocation = this.invocation.clone();
@@ -194,6 +291,13 @@ impl Body for GuestBody {
                     }
                 }
             }
+            // The guest's body failed: cut. An SDK aborts the body just before it traps (wstd
+            // does), so wait for the guest to end (within its deadline; at once if it has) to
+            // say what cut it.
+            Poll::Ready(Some(Err(body_error))) => {
+                this.cut = Some(body_error);
+                this.finish_cut(cx)
+            }
             other => other,
         }
     }
@@ -204,5 +308,25 @@ impl Body for GuestBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Framing;
+    use http::StatusCode;
+
+    #[test]
+    fn content_length_only_where_http_allows_it() {
+        let of = |status: u16, connect| Framing::of(StatusCode::from_u16(status).unwrap(), connect);
+        assert_eq!(of(200, false), Framing::Measured);
+        assert_eq!(of(200, true), Framing::None);
+        assert_eq!(of(299, true), Framing::None);
+        // A refused CONNECT is an ordinary response with a body.
+        assert_eq!(of(403, true), Framing::Measured);
+        assert_eq!(of(101, false), Framing::None);
+        assert_eq!(of(204, false), Framing::None);
+        assert_eq!(of(304, false), Framing::GuestOnly);
+        assert_eq!(of(500, false), Framing::Measured);
     }
 }

@@ -1,11 +1,11 @@
 //! Per-instance host state: what one fresh instance may see and use.
 //!
 //! Every invocation gets a new `InstanceState` in a new `Store`; nothing in it survives the
-//! request. Defaults are closed: no environment, no arguments, no files, no sockets (wasmtime-wasi
-//! denies every socket address unless told otherwise), no outbound HTTP. What the function was
-//! granted comes in one shared [`FunctionServices`], resolved when it was loaded; stdout and
-//! stderr go to the host's log (a CGI program's stdin, stdout, environment and arguments carry
-//! its request and response instead: see `cgi`).
+//! request. Defaults are closed: no environment but the manifest's `env`, no arguments, no
+//! files, no sockets (wasmtime-wasi denies every socket address unless told otherwise), no
+//! outbound HTTP. What the function was granted comes in one shared [`FunctionServices`],
+//! resolved when it was loaded; stdout and stderr go to the host's log (a CGI program's stdin,
+//! stdout, environment and arguments carry its request and response instead: see `cgi`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -47,13 +47,14 @@ impl InstanceState {
         services: Arc<FunctionServices>,
         cgi: Option<CgiStdio>,
     ) -> InstanceState {
-        let stdio = |source| GuestStdio {
-            log: services.log.clone(),
-            source,
-            invocation: call.invocation.clone(),
-        };
+        let stdio = |source| GuestStdio::new(services.log.clone(), source, call.invocation.clone());
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stdio(Source::Stderr));
+        // The manifest's `env`, resolved at load: only copied here (a CGI request's own
+        // variables come after, and win).
+        if !services.env.is_empty() {
+            wasi.envs(&services.env);
+        }
         match cgi {
             // A CGI program: the request on stdin and in its environment, the response on stdout.
             Some(cgi) => {

@@ -175,7 +175,13 @@ fn detail(app: &ActiveApp) -> AppDetail {
                 max_outbound_response: spec.limits.max_outbound_response,
             },
             grants: Grants {
-                key_value: names(&spec.grants.key_value),
+                // As the manifest's keys: the default store is "".
+                key_value: spec
+                    .grants
+                    .key_value
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
                 config: names(&spec.grants.config),
                 logging: spec.grants.logging,
                 outbound: spec
@@ -193,7 +199,11 @@ fn detail(app: &ActiveApp) -> AppDetail {
         tenant: manifest.tenant.to_string(),
         app: manifest.app.to_string(),
         functions,
-        stores: manifest.stores.iter().map(|s| s.name.to_string()).collect(),
+        stores: manifest
+            .stores
+            .iter()
+            .map(|s| s.name.as_str().to_owned())
+            .collect(),
         config: names(manifest.config.keys()),
         secrets: names(&manifest.secrets),
         source: source(app.origin),

@@ -191,6 +191,25 @@ fn check_upload(
             ));
         }
     }
+    for store in &manifest.stores {
+        if let Some(file) = &store.preload {
+            // The manifest keeps preload paths inside the app: plain parts, as archived.
+            let path: Vec<_> = file
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(part) => Some(part.to_string_lossy()),
+                    _ => None,
+                })
+                .collect();
+            let path = path.join("/");
+            if !bundle.files.contains_key(path.as_str()) {
+                errors.push(format!(
+                    "key-value store {}: preload file {path} is not in the upload",
+                    store.name
+                ));
+            }
+        }
+    }
     errors.extend(policy.check_app(&manifest));
     if errors.is_empty() {
         Ok(())

@@ -52,6 +52,7 @@ impl From<ChangeError> for ApiError {
             )),
             ChangeError::NotFound(m) => ApiError::NotFound(format!("no app {m}")),
             ChangeError::Store(error) => ApiError::Store(error),
+            ChangeError::Preload(error) => ApiError::Prepare(PrepareError::Load(vec![error])),
         }
     }
 }

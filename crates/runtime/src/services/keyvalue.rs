@@ -1,7 +1,9 @@
 //! The host side of `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) on a [`KeyValueBackend`].
 //!
 //! `open(name)` hands out a bucket only for a store the function was granted; a store of the app
-//! that was not granted is `access-denied`, any other name `no-such-store`. A bucket is bound to
+//! that was not granted is `access-denied`, any other name `no-such-store`. `open("")` is the
+//! app's default store, `[key-value.""]`: the name `wasmtime serve`'s host gives its one store,
+//! so components written for it find theirs unchanged. A bucket is bound to
 //! its tenant's and app's [`StoreId`] when it is opened, so nothing a guest passes later can
 //! reach another app's data.
 //!
@@ -58,7 +60,7 @@ pub(crate) struct KeyValueGrant {
     pub(crate) backend: Arc<dyn KeyValueBackend>,
     pub(crate) granted: Vec<GrantedStore>,
     /// Every store of the app, granted or not, to tell `access-denied` from `no-such-store`.
-    pub(crate) declared: Vec<meshwa_manifest::Name>,
+    pub(crate) declared: Vec<meshwa_manifest::StoreName>,
 }
 
 type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;

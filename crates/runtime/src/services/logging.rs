@@ -121,12 +121,10 @@ impl GuestLog {
         Some(std::mem::take(&mut bucket.dropped))
     }
 
-    /// Logs one line of `invocation` from the guest, if the rate allows.
+    /// Logs one line of `invocation` from the guest, if the rate allows. Empty lines are
+    /// kept: they are part of what the guest wrote (a blank line between paragraphs, the one
+    /// Rust's panic message starts with).
     pub(crate) fn line(&self, source: Source, invocation: &str, context: &str, text: &str) {
-        // Blank lines (Rust's panic message starts with one) say nothing and cost a token.
-        if text.trim().is_empty() {
-            return;
-        }
         let Some(dropped) = self.admit() else {
             return;
         };
@@ -218,10 +216,31 @@ impl logging::Host for InstanceState {
 }
 
 /// The guest's stdout or stderr: whole lines go to its [`GuestLog`].
+///
+/// One line buffer per stream and instance, shared by every output-stream handle the guest
+/// gets: SDKs that call `get-stderr` for each write (`wstd::io::stderr()`, say) would otherwise
+/// turn each write into a line of its own. A line ends at a newline, or at [`MAX_LINE`] bytes
+/// (logged, and the rest continues as the next line), or when the instance ends (the last
+/// handle, and this, are dropped with its store): nothing written is lost but to the rate limit.
 pub(crate) struct GuestStdio {
-    pub(crate) log: std::sync::Arc<GuestLog>,
-    pub(crate) source: Source,
-    pub(crate) invocation: std::sync::Arc<str>,
+    line: std::sync::Arc<StdioLine>,
+}
+
+impl GuestStdio {
+    pub(crate) fn new(
+        log: std::sync::Arc<GuestLog>,
+        source: Source,
+        invocation: std::sync::Arc<str>,
+    ) -> GuestStdio {
+        GuestStdio {
+            line: std::sync::Arc::new(StdioLine {
+                log,
+                source,
+                invocation,
+                pending: Mutex::new(Vec::new()),
+            }),
+        }
+    }
 }
 
 impl IsTerminal for GuestStdio {
@@ -232,62 +251,72 @@ impl IsTerminal for GuestStdio {
 
 impl StdoutStream for GuestStdio {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter {
-            log: self.log.clone(),
-            source: self.source,
-            invocation: self.invocation.clone(),
-            pending: Vec::new(),
-        })
+        Box::new(LineWriter(self.line.clone()))
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            log: self.log.clone(),
-            source: self.source,
-            invocation: self.invocation.clone(),
-            pending: Vec::new(),
-        })
+        Box::new(LineWriter(self.line.clone()))
     }
 }
 
-/// Splits written bytes into lines; an unfinished line is logged when the stream is dropped.
-struct LineWriter {
+/// The line being written to one stream of one instance; what is left is logged when the
+/// instance ends.
+struct StdioLine {
     log: std::sync::Arc<GuestLog>,
     source: Source,
     invocation: std::sync::Arc<str>,
-    pending: Vec<u8>,
+    pending: Mutex<Vec<u8>>,
 }
+
+impl StdioLine {
+    fn push(&self, mut bytes: &[u8]) {
+        // Only this instance writes here; a poisoned lock still holds bytes worth logging.
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let room = MAX_LINE - pending.len();
+            // A newline right after a full line ends that line, not an empty one after it.
+            let newline = bytes.iter().take(room + 1).position(|b| *b == b'\n');
+            match newline {
+                Some(at) => {
+                    pending.extend_from_slice(&bytes[..at]);
+                    self.emit(&mut pending);
+                    bytes = &bytes[at + 1..];
+                }
+                None if bytes.len() > room => {
+                    pending.extend_from_slice(&bytes[..room]);
+                    self.emit(&mut pending);
+                    bytes = &bytes[room..];
+                }
+                None => {
+                    pending.extend_from_slice(bytes);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn emit(&self, pending: &mut Vec<u8>) {
+        let line = String::from_utf8_lossy(pending);
+        self.log.line(self.source, &self.invocation, "", &line);
+        pending.clear();
+    }
+}
+
+impl Drop for StdioLine {
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(self.pending.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !pending.is_empty() {
+            self.emit(&mut pending);
+        }
+    }
+}
+
+/// One output-stream handle of the guest's stdout or stderr.
+struct LineWriter(std::sync::Arc<StdioLine>);
 
 impl LineWriter {
-    fn push(&mut self, mut bytes: &[u8]) {
-        while let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
-            self.extend(&bytes[..newline]);
-            self.emit();
-            bytes = &bytes[newline + 1..];
-        }
-        self.extend(bytes);
-    }
-
-    /// Keeps at most [`MAX_LINE`] bytes of a line: a guest writing gigabytes without a newline
-    /// costs the host nothing more.
-    fn extend(&mut self, bytes: &[u8]) {
-        let room = MAX_LINE.saturating_sub(self.pending.len());
-        self.pending
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
-    }
-
-    fn emit(&mut self) {
-        let line = String::from_utf8_lossy(&self.pending);
-        self.log.line(self.source, &self.invocation, "", &line);
-        self.pending.clear();
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            self.emit();
-        }
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.push(bytes);
     }
 }
 
@@ -333,5 +362,67 @@ impl tokio::io::AsyncWrite for LineWriter {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::services::recent::{RecentLog, RecentWhat};
+
+    fn lines(recent: &RecentLog) -> Vec<String> {
+        recent
+            .latest(usize::MAX)
+            .into_iter()
+            .filter_map(|e| match e.what {
+                RecentWhat::Log { message, .. } => Some(message),
+                RecentWhat::Invocation { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_are_joined_into_lines_and_long_lines_split_without_loss() {
+        let id = FunctionId {
+            tenant: "t".parse().unwrap(),
+            app: "a".parse().unwrap(),
+            function: "f".parse().unwrap(),
+        };
+        let recent = Arc::new(RecentLog::default());
+        let log = Arc::new(GuestLog::new(&id, Vec::new(), recent.clone()));
+        let stdio = GuestStdio::new(log, Source::Stderr, "inv".into());
+        // Two handles of one stream, as an SDK that gets the stream per write has.
+        let mut first = stdio.p2_stream();
+        let mut second = stdio.p2_stream();
+        first.write(Bytes::from_static(b"one, ")).unwrap();
+        second.write(Bytes::from_static(b"two\n\nthree")).unwrap();
+        drop((first, second));
+        assert_eq!(
+            lines(&recent),
+            ["one, two", ""],
+            "a line waits for its newline"
+        );
+        let mut long = stdio.p2_stream();
+        long.write(Bytes::from(vec![b'x'; MAX_LINE - 5])).unwrap();
+        // Exactly full, then the newline: one line, no empty one after it.
+        long.write(Bytes::from_static(b"\n")).unwrap();
+        long.write(Bytes::from(vec![b'y'; 2 * MAX_LINE + 1]))
+            .unwrap();
+        drop(long);
+        drop(stdio);
+        let got = lines(&recent);
+        assert_eq!(
+            got.len(),
+            6,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(got[2], format!("three{}", "x".repeat(MAX_LINE - 5)));
+        assert_eq!(got[3], "y".repeat(MAX_LINE));
+        assert_eq!(got[4], "y".repeat(MAX_LINE));
+        // The rest when the instance ends.
+        assert_eq!(got[5], "y");
     }
 }

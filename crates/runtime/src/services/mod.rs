@@ -68,6 +68,8 @@ pub(crate) struct FunctionServices {
     pub(crate) egress: Arc<egress::Egress>,
     pub(crate) timeout: Duration,
     pub(crate) max_outbound_response: u64,
+    /// The function's environment variables (`env` in the manifest), copied into each instance.
+    pub(crate) env: Vec<(String, String)>,
     /// Bytes its instances copied into and out of host buffers.
     pub(crate) buffers: crate::platform::BufferMeter,
 }
@@ -107,6 +109,7 @@ impl FunctionServices {
             egress,
             timeout: spec.limits.timeout,
             max_outbound_response: spec.limits.max_outbound_response,
+            env: spec.env.clone(),
             buffers: Default::default(),
             id,
         })

@@ -3,9 +3,10 @@
 //! - `http://<function>.<app>.internal/...` is an in-process call to a sibling function (see
 //!   `calls`); it needs no grant, the call rules decide.
 //! - Any other URL is sent only if its origin matches one of the function's `grants.outbound`
-//!   rules. Default is deny: the guest gets an `internal-error` whose text starts with
-//!   `HTTP-request-denied` and names the origin (wasi:http's own `HTTP-request-denied` code has
-//!   no room for the name, and a developer needs it).
+//!   rules. Default is deny: the guest gets wasi:http's standard `HTTP-request-denied` error
+//!   code (what `wasmtime serve` and other hosts answer, so components that check for it work
+//!   unchanged); that code has no room for text, so the denied origin is in the server's log
+//!   line (target `meshwa::outbound`), with the function and the invocation id.
 //! - A granted request connects only to an address the operator allows (`egress`: no loopback,
 //!   private or link-local address unless the policy names it).
 //! - A granted request gets the function's timeout for connecting, for the first response byte
@@ -20,6 +21,9 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::FunctionServices;
 use crate::calls::{self, CallContext, internal_target};
+
+/// Most bytes of a denied request's body read (and discarded) before the denial is answered.
+const DENIED_BODY_READ: usize = 64 * 1024;
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
@@ -65,13 +69,30 @@ impl WasiHttpHooks for OutboundPolicy {
             .iter()
             .any(|rule| rule.allows(https, host, port));
         if !granted {
+            // wasi:http's own code, so that a component checking for it recognises it; the
+            // code carries no text, so the origin goes to the server's log.
             let origin = format!("{}://{host}:{port}", if https { "https" } else { "http" });
-            tracing::debug!(function = %self.services.id, %origin, "outbound HTTP denied: not granted");
-            let message = format!(
-                "HTTP-request-denied: {origin} is not granted to {} (grants.outbound)",
-                self.services.id
+            tracing::info!(
+                target: "meshwa::outbound",
+                function = %self.services.id,
+                invocation = %self.call.invocation,
+                %origin,
+                "outbound HTTP denied: origin not granted (grants.outbound)"
             );
-            return Box::new(async move { Err(Error::InternalError(Some(message))) });
+            // Read the request's body (discarded) before answering, as a server refusing it
+            // would: an SDK that sends the body before it awaits the response (wstd) would
+            // otherwise see its body stream closed first, and never the code.
+            let mut body = request.into_body();
+            return Box::new(async move {
+                let mut read = 0;
+                while read < DENIED_BODY_READ {
+                    match body.frame().await {
+                        Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                        _ => break,
+                    }
+                }
+                Err(Error::HttpRequestDenied)
+            });
         }
         // The service called continues this invocation's trace, if traces are exported.
         let mut request = request;
