@@ -151,15 +151,7 @@ fn a_full_disk_refuses_writes_and_deploys_clearly_and_recovers_when_freed() {
     // The cache's tmpfs cannot hold the compiled component: said once, and served anyway.
     assert!(log.contains("cannot write compile-cache entry"), "{log}");
 
-    let (code, _, err) = client(served.admin, "op-token", &["tenant", "create", "acme"]);
-    assert_eq!(code, 0, "{err}");
-    let (code, token, err) = client(
-        served.admin,
-        "op-token",
-        &["token", "create", "--tenant", "acme"],
-    );
-    assert_eq!(code, 0, "{err}");
-    let auth = format!("authorization: Bearer {}\r\n", token.trim());
+    let auth = acme_with_a_token(served.admin);
     let (status, body) = http_with(
         served.admin,
         "PUT",
@@ -292,15 +284,7 @@ fn running_out_of_file_descriptors_is_survived() {
             "op-token",
         ],
     );
-    let (code, _, err) = client(served.admin, "op-token", &["tenant", "create", "acme"]);
-    assert_eq!(code, 0, "{err}");
-    let (code, token, err) = client(
-        served.admin,
-        "op-token",
-        &["token", "create", "--tenant", "acme"],
-    );
-    assert_eq!(code, 0, "{err}");
-    let auth = format!("authorization: Bearer {}\r\n", token.trim());
+    let auth = acme_with_a_token(served.admin);
     let mut gateway = KeptAlive::connect(served.addr);
     let mut admin = KeptAlive::connect(served.admin);
     assert_eq!(

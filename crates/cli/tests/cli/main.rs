@@ -577,17 +577,7 @@ fn crash_loop_loses_no_acknowledged_write_and_loads_no_half_deploy() {
     ];
     let start = || serve_with(&data, std::slice::from_ref(&manifest), &flags);
     let mut served = start();
-    assert_eq!(
-        client(served.admin, "op-token", &["tenant", "create", "acme"]).0,
-        0
-    );
-    let (code, token, _) = client(
-        served.admin,
-        "op-token",
-        &["token", "create", "--tenant", "acme"],
-    );
-    assert_eq!(code, 0);
-    let auth = format!("authorization: Bearer {}\r\n", token.trim());
+    let auth = acme_with_a_token(served.admin);
     let upload = |version: u64| {
         let manifest = format!(
             "tenant = \"acme\"\napp = \"churn\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroute = \"/acme/churn\"\n[config]\nround = \"{version}\"\n"
@@ -878,6 +868,16 @@ fn a_missing_secrets_value_refuses_to_start() {
 }
 
 /// Runs a client command of the binary against `admin`; returns exit code, stdout, stderr.
+/// The operator (token `op-token`) creates tenant `acme` and a token for it; returns that
+/// token's `authorization` header line.
+fn acme_with_a_token(admin: SocketAddr) -> String {
+    let (code, _, err) = client(admin, "op-token", &["tenant", "create", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, token, err) = client(admin, "op-token", &["token", "create", "--tenant", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    format!("authorization: Bearer {}\r\n", token.trim())
+}
+
 fn client(admin: SocketAddr, token: &str, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(BIN)
         .args(args)
