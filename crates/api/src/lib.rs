@@ -275,6 +275,105 @@ pub enum LogEvent {
     Log { stream: String, message: String },
 }
 
+/// Answer of `GET /v1/tenants/{tenant}/apps/{app}/traffic`: each function's invocations (from
+/// outside and in-process) over the last ten minutes, per interval, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TrafficReport {
+    /// The width of one interval, in seconds.
+    pub interval_s: u64,
+    pub functions: Vec<FunctionTraffic>,
+}
+
+/// One function's part of a [`TrafficReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FunctionTraffic {
+    pub function: String,
+    /// Instances of it alive now.
+    pub live_instances: u64,
+    pub points: Vec<TrafficPoint>,
+}
+
+/// One interval of a function's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TrafficPoint {
+    /// When the interval started, in milliseconds since the Unix epoch.
+    pub start_ms: u64,
+    pub requests: u32,
+    /// Invocations that failed or answered a 5xx status.
+    pub errors: u32,
+    /// Latency percentiles to the response head, in microseconds (within 12.5 %); absent
+    /// without requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<u64>,
+}
+
+/// Answer of `GET /v1/tenants/{tenant}/apps/{app}/traces`: recent call chains started by the
+/// app's functions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TraceList {
+    pub traces: Vec<Trace>,
+}
+
+/// One call chain: the invocation that came from outside and every in-process call it made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Trace {
+    /// The chain's invocation id, as in logs and `x-meshwa-invocation`.
+    pub invocation: String,
+    /// The function the chain started in.
+    pub function: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// In order of start; the first is the chain's own.
+    pub spans: Vec<TraceSpan>,
+    /// Spans not kept (a chain keeps at most 128).
+    pub dropped_spans: u32,
+}
+
+/// One invocation of a [`Trace`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TraceSpan {
+    /// Its number in the chain (the first is 0).
+    pub span: u32,
+    /// The span of its caller; absent for the chain's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    pub app: String,
+    pub function: String,
+    /// When it started, in microseconds from the chain's start.
+    pub start_us: u64,
+    /// To its response head.
+    pub duration_us: u64,
+    /// The status it answered; absent if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The kind of its failure (as in logs); absent if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer of `GET /v1/pool` (operator): the server's instance pool now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PoolStatus {
+    /// Instance slots: how many instances may be alive at once.
+    pub instance_slots: u64,
+    pub live_instances: u64,
+    /// Instances come from wasmtime's pooling allocator.
+    pub pooling: bool,
+    /// Memory protection keys pack the pool's slots.
+    pub mpk: bool,
+}
+
 /// The body of every failure of the control plane itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

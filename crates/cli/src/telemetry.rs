@@ -79,6 +79,7 @@ pub fn init(traces: Option<&TraceArgs>) -> anyhow::Result<Telemetry> {
     let provider = match traces.and_then(|t| t.otlp_endpoint.as_ref().map(|url| (t, url))) {
         None => None,
         Some((traces, endpoint)) => {
+            meshwa_runtime::sample_new_traces(traces.trace_sample);
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_endpoint(endpoint.clone())
@@ -90,9 +91,9 @@ pub fn init(traces: Option<&TraceArgs>) -> anyhow::Result<Telemetry> {
             Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                        traces.trace_sample,
-                    ))))
+                    // New traces are sampled by the runtime before their span exists (see
+                    // `meshwa_runtime::sample_new_traces`); a remote parent's flag is followed.
+                    .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
                     .with_resource(
                         opentelemetry_sdk::Resource::builder()
                             .with_service_name("meshwa")

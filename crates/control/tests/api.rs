@@ -1090,6 +1090,9 @@ fn the_openapi_document_matches_the_api_types() {
         ("LogEntry", written::<api::LogEntry>()),
         ("Error", written::<api::ErrorBody>()),
         ("InvocationError", written::<api::InvocationErrorBody>()),
+        ("PoolStatus", written::<api::PoolStatus>()),
+        ("TrafficReport", written::<api::TrafficReport>()),
+        ("Trace", written::<api::Trace>()),
     ]);
     // Bodies the document describes inline: (operationId, "request" or status) → type.
     let inline: BTreeMap<(&str, &str), Value> = BTreeMap::from([
@@ -1102,6 +1105,8 @@ fn the_openapi_document_matches_the_api_types() {
         (("listApps", "200"), written::<api::AppList>()),
         (("removeApp", "200"), written::<api::AppRemoved>()),
         (("getLogs", "200"), written::<api::LogList>()),
+        (("listAllApps", "200"), written::<api::AppList>()),
+        (("getTraces", "200"), written::<api::TraceList>()),
     ]);
     let mut problems = Vec::new();
     let schemas = document["components"]["schemas"]
@@ -1629,5 +1634,168 @@ async fn a_deploy_preloads_the_default_store_once() {
     assert_eq!(
         get_text(server.gateway, "/acme/compat/kv/k").await,
         (200, "written by the app".to_owned())
+    );
+}
+
+/// The dashboard's data (issue 20): a chain's spans and each function's traffic, for the
+/// tenant's own apps only; kept across a redeploy; the pool for the operator only; and the
+/// dashboard's page served open, with a policy that runs only its own script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_and_traffic_show_a_tenant_its_own_chains_only() {
+    use meshwa_api as api;
+    let server = start().await;
+    let a = server.admin;
+    let acme = tenant(&server, "acme").await;
+    let globex = tenant(&server, "globex").await;
+    let archive = || {
+        app_archive(
+            "acme",
+            "shop",
+            &[
+                ("front", programs::CALLER, Some("/acme/front")),
+                ("echo", programs::ECHO, None),
+            ],
+            "",
+        )
+    };
+    assert_eq!(
+        deploy(&server, &acme, "acme", "shop", archive()).await.0,
+        200
+    );
+
+    let (status, headers, body) = call(
+        a,
+        "POST",
+        "/v1/tenants/acme/apps/shop/functions/front/invoke?path=%2Facme%2Ffront%2Fcall%2Fecho.shop.internal%2Fx",
+        Some(&acme),
+        b"through the chain".to_vec(),
+    )
+    .await;
+    assert_eq!((status, &body[..]), (200, &b"through the chain"[..]));
+    let invocation = headers["x-meshwa-invocation"].to_str().unwrap().to_owned();
+
+    async fn get<T: serde::de::DeserializeOwned>(a: SocketAddr, path: &str, token: &str) -> T {
+        let (status, body) = json_call(a, "GET", path, Some(token), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_value(body).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+    let path = format!("/v1/tenants/acme/apps/shop/traces?invocation={invocation}");
+    let traces: api::TraceList = get(a, &path, &acme).await;
+    let [trace] = traces.traces.as_slice() else {
+        panic!("one chain: {traces:?}")
+    };
+    assert_eq!(trace.function, "front");
+    let [front, echo] = trace.spans.as_slice() else {
+        panic!("two spans: {trace:?}")
+    };
+    assert_eq!(
+        (
+            front.span,
+            front.parent,
+            front.function.as_str(),
+            front.status
+        ),
+        (0, None, "front", Some(200))
+    );
+    assert_eq!(
+        (echo.span, echo.parent, echo.function.as_str(), echo.status),
+        (1, Some(0), "echo", Some(200))
+    );
+    assert!(
+        echo.start_us + echo.duration_us <= front.start_us + front.duration_us,
+        "the callee runs within its caller: {trace:?}"
+    );
+
+    // A request through the gateway is a chain too; the traffic counts both functions.
+    let gateway_chain = "/acme/front/call/echo.shop.internal/y";
+    let (status, _, _) = call(server.gateway, "POST", gateway_chain, None, b"y".to_vec()).await;
+    assert_eq!(status, 200);
+    let traffic: api::TrafficReport = get(a, "/v1/tenants/acme/apps/shop/traffic", &acme).await;
+    assert_eq!(traffic.interval_s, 10);
+    let count = |name: &str| -> u32 {
+        let function = traffic.functions.iter().find(|f| f.function == name);
+        let points = &function
+            .unwrap_or_else(|| panic!("{name}: {traffic:?}"))
+            .points;
+        assert_eq!(points.len(), 60);
+        points.iter().map(|p| p.requests).sum()
+    };
+    assert_eq!((count("front"), count("echo")), (2, 2), "{traffic:?}");
+    let last = traffic.functions[0].points.iter().rfind(|p| p.requests > 0);
+    assert!(last.is_some_and(|p| p.p50_us.is_some() && p.errors == 0));
+
+    // Kept across a redeploy.
+    assert_eq!(
+        deploy(&server, &acme, "acme", "shop", archive()).await.0,
+        200
+    );
+    let traces: api::TraceList = get(a, &path, &acme).await;
+    assert_eq!(traces.traces.len(), 1, "the chain outlives the redeploy");
+    let traces: api::TraceList = get(a, "/v1/tenants/acme/apps/shop/traces", &acme).await;
+    assert_eq!(traces.traces.len(), 2, "{traces:?}");
+    assert_eq!(traces.traces[0].invocation, invocation, "oldest first");
+    let traffic: api::TrafficReport = get(a, "/v1/tenants/acme/apps/shop/traffic", &acme).await;
+    let front = traffic.functions.iter().find(|f| f.function == "front");
+    let kept: u32 = front.unwrap().points.iter().map(|p| p.requests).sum();
+    assert_eq!(kept, 2);
+
+    // Another tenant sees none of it; the operator sees every app and the pool.
+    for path in [
+        "/v1/tenants/acme/apps/shop/traces",
+        "/v1/tenants/acme/apps/shop/traffic",
+    ] {
+        let (status, body) = json_call(a, "GET", path, Some(&globex), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let apps: api::AppList = get(a, "/v1/apps", &globex).await;
+    assert!(apps.apps.is_empty(), "{apps:?}");
+    let apps: api::AppList = get(a, "/v1/apps", &acme).await;
+    assert_eq!(apps.apps.len(), 1);
+    let apps: api::AppList = get(a, "/v1/apps", OPERATOR).await;
+    assert_eq!(apps.apps[0].app, "shop");
+    let pool: api::PoolStatus = get(a, "/v1/pool", OPERATOR).await;
+    assert_eq!(pool.instance_slots, 32);
+    assert_eq!(
+        json_call(a, "GET", "/v1/pool", Some(&acme), None).await.0,
+        403
+    );
+    let (status, _) = json_call(a, "GET", &format!("{path}&limit=x"), Some(&acme), None).await;
+    assert_eq!(status, 400);
+
+    // The page is open and holds no data; its policy runs only its own script.
+    let (status, headers, body) = call(a, "GET", "/dashboard", None, Vec::new()).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("default-src 'none'"));
+    assert!(String::from_utf8_lossy(&body).contains("/dashboard/app.js"));
+    assert_eq!(
+        call(a, "GET", "/dashboard/app.js", None, Vec::new())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(a, "GET", "/dashboard/style.css", None, Vec::new())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(a, "GET", "/dashboard/../v1/pool", None, Vec::new())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(a, "GET", "/dashboard/secrets.toml", None, Vec::new())
+            .await
+            .0,
+        404
     );
 }

@@ -32,6 +32,7 @@ use meshwa_manifest::{FunctionId, Name};
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use crate::recent_traces::ChainRecorder;
 use crate::trace::Parent;
 use crate::{Function, failure_response};
 
@@ -57,13 +58,20 @@ impl Directory {
     // (the worst is an app with some functions gone), so a poisoned lock is still safe to use.
 
     /// Makes `functions` the functions of their app, replacing (and dropping) whatever the app
-    /// had before in one step, so a call never sees half of two versions of one app.
+    /// had before in one step, so a call never sees half of two versions of one app. A function
+    /// that stays takes its previous version's traffic history and recent traces over.
     pub(crate) fn replace_app(&self, tenant: &Name, app: &Name, functions: &[Arc<Function>]) {
         let mut map = self
             .functions
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|id, _| !(id.tenant == *tenant && id.app == *app));
+        map.retain(|id, older| {
+            let replaced = id.tenant == *tenant && id.app == *app;
+            if replaced && let Some(newer) = functions.iter().find(|f| f.id() == id) {
+                newer.take_over(older);
+            }
+            !replaced
+        });
         for function in functions {
             map.insert(function.id().clone(), function.clone());
         }
@@ -101,6 +109,11 @@ pub(crate) struct CallContext {
     /// This invocation's span, once its function has taken the context on
     /// (`Function::in_chain`); disabled before, and when nothing listens to spans.
     pub(crate) span: tracing::Span,
+    /// Where the chain's spans are kept for its tenant (`recent_traces`).
+    pub(crate) recorder: Arc<ChainRecorder>,
+    /// This invocation's number in `recorder` (set by `Function::in_chain`), and its caller's.
+    pub(crate) span_number: u32,
+    pub(crate) caller_span_number: Option<u32>,
     /// Calls this instance has in flight.
     pub(crate) outgoing: Arc<AtomicU32>,
     /// For a callee: its place in its caller's `outgoing`, given back when the callee's
@@ -122,6 +135,9 @@ impl CallContext {
             caller,
             depth: 0,
             deadline,
+            recorder: ChainRecorder::new(invocation.clone()),
+            span_number: 0,
+            caller_span_number: None,
             invocation,
             parent,
             span: tracing::Span::none(),
@@ -228,6 +244,9 @@ impl CallContext {
             invocation: self.invocation.clone(),
             parent: Parent::Local(self.span.clone()),
             span: tracing::Span::none(),
+            recorder: self.recorder.clone(),
+            span_number: 0,
+            caller_span_number: Some(self.span_number),
             outgoing: Arc::default(),
             _counted: Some(Arc::new(counted)),
         })

@@ -21,9 +21,11 @@ use crate::calls::{CallContext, Directory};
 use crate::explain::{PhaseMeter, PhaseTotals};
 use crate::host_link::HostLink;
 use crate::instance::Instance;
+use crate::recent_traces::{ChainRecorder, RecentTraces};
 use crate::response::ResponseBody;
 use crate::services::FunctionServices;
 use crate::state::InstanceState;
+use crate::traffic::Traffic;
 use crate::{CacheOutcome, InvokeError};
 
 /// A function ready to serve: compiled, linked and pre-instantiated. Cheap to share; each
@@ -48,6 +50,10 @@ pub struct Function {
     phases: Option<Arc<PhaseMeter>>,
     /// Its host-linked typed imports (`host_link`).
     host_links: Vec<Arc<HostLink>>,
+    /// Its invocations over the last minutes.
+    traffic: Traffic,
+    /// The chains it started.
+    traces: RecentTraces,
 }
 
 impl Function {
@@ -78,6 +84,8 @@ impl Function {
             live: Arc::new(AtomicU64::new(0)),
             phases: explain.then(Arc::default),
             host_links: Vec::new(),
+            traffic: Traffic::default(),
+            traces: RecentTraces::default(),
         }
     }
 
@@ -109,6 +117,23 @@ impl Function {
     /// The function's recent invocations and guest log lines.
     pub fn recent_log(&self) -> &crate::RecentLog {
         &self.services.recent
+    }
+
+    /// Its invocations (from outside and in-process) over the last minutes.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// The recent call chains it started, with their spans.
+    pub fn recent_traces(&self) -> &RecentTraces {
+        &self.traces
+    }
+
+    /// Takes the traffic history and recent traces of `older`, this function's previous
+    /// version, over.
+    pub(crate) fn take_over(&self, older: &Function) {
+        self.traffic.take_over(&older.traffic);
+        self.traces.take_over(&older.traces);
     }
 
     pub fn id(&self) -> &FunctionId {
@@ -239,14 +264,14 @@ impl Function {
     {
         let call = self.in_chain(call);
         let span = call.span.clone();
+        let ending = Ending::of(&call);
         let result = self.run_in_chain(request, call, entry).await;
-        crate::trace::record_outcome(
-            &span,
-            result
-                .as_ref()
-                .map(|response| response.status().as_u16())
-                .map_err(InvokeError::kind),
-        );
+        let outcome = result
+            .as_ref()
+            .map(|response| response.status().as_u16())
+            .map_err(InvokeError::kind);
+        crate::trace::record_outcome(&span, outcome);
+        ending.record(self, outcome);
         result
     }
 
@@ -287,10 +312,12 @@ impl Function {
     fn in_chain(&self, call: CallContext) -> CallContext {
         let deadline = call.deadline.min(Instant::now() + self.limits.timeout);
         let span = crate::trace::invocation_span(&self.id, &call.invocation, &call.parent);
+        let span_number = call.recorder.next_span();
         CallContext {
             caller: self.id.clone(),
             deadline,
             span,
+            span_number,
             ..call
         }
     }
@@ -306,7 +333,26 @@ impl Function {
         results: usize,
     ) -> Result<Vec<Val>, InvokeError> {
         let call = self.in_chain(call);
+        let ending = Ending::of(&call);
         let pre = self.instance_pre().clone();
+        let result = self
+            .call_export_in_chain(call, pre, export, params, results)
+            .await;
+        ending.record(
+            self,
+            result.as_ref().map(|_| 200).map_err(InvokeError::kind),
+        );
+        result
+    }
+
+    async fn call_export_in_chain(
+        &self,
+        call: CallContext,
+        pre: InstancePre<InstanceState>,
+        export: ComponentExportIndex,
+        params: Vec<Val>,
+        results: usize,
+    ) -> Result<Vec<Val>, InvokeError> {
         let instance = Instance::start(self, call, Entry::Call, None).await?;
         instance
             .run(
@@ -327,6 +373,37 @@ impl Function {
                 || false,
             )
             .await
+    }
+}
+
+/// What is left to record when an invocation ends: its traffic, and its span in its chain.
+struct Ending {
+    recorder: Arc<ChainRecorder>,
+    span: u32,
+    caller: Option<u32>,
+    started: std::time::Instant,
+}
+
+impl Ending {
+    fn of(call: &CallContext) -> Ending {
+        Ending {
+            recorder: call.recorder.clone(),
+            span: call.span_number,
+            caller: call.caller_span_number,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Records the end of an invocation of `function` with `outcome` (a typed call's success
+    /// counts as 200). The chain's first function keeps the chain.
+    fn record(self, function: &Function, outcome: Result<u16, &'static str>) {
+        let failed = outcome.map_or(true, |status| status >= 500);
+        function.traffic.record(self.started.elapsed(), failed);
+        self.recorder
+            .finish(self.span, self.caller, &function.id, self.started, outcome);
+        if self.caller.is_none() {
+            function.traces.keep(self.recorder);
+        }
     }
 }
 

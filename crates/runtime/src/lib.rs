@@ -28,10 +28,12 @@ mod http;
 mod http_errors;
 mod instance;
 mod platform;
+mod recent_traces;
 mod response;
 mod services;
 mod state;
 mod trace;
+mod traffic;
 mod trigger;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +61,7 @@ pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE};
+pub use recent_traces::{ChainTrace, MAX_SPANS, RecentTraces, SpanRecord, TRACES_KEPT};
 pub use response::{BodyEnd, ResponseBody};
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
 pub use services::recent::{FOLLOW_BACKLOG, RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
@@ -75,7 +78,10 @@ pub mod fuzzing {
     }
 }
 pub use state::{InstanceState, MAX_TABLE_ELEMENTS};
-pub use trace::TARGET as SPAN_TARGET;
+pub use trace::{TARGET as SPAN_TARGET, sample_new_traces};
+pub use traffic::{
+    INTERVAL as TRAFFIC_INTERVAL, INTERVALS as TRAFFIC_INTERVALS, Traffic, TrafficPoint,
+};
 pub use trigger::{
     Event, MAX_OUTCOME_BODY, Outcome, SUBJECT_HEADER, Shutdown, TRIGGER_HEADER, Trigger,
     TriggerError, run_triggers,

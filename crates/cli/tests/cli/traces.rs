@@ -230,3 +230,55 @@ fn a_chain_of_five_functions_is_one_trace_continuing_the_callers() {
     assert_ne!(root.trace_id, trace_bytes);
     assert_eq!(receiver.trace(&root.trace_id, 5).len(), 5);
 }
+
+/// `--trace-sample 0`: requests without a `traceparent` export nothing, not even their
+/// in-process callees as traces of their own; a caller's sampled `traceparent` is still followed,
+/// with every span of its chain.
+#[test]
+fn an_unsampled_trace_exports_no_span_and_a_sampled_caller_is_followed() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .env("MESHWA_CACHE_DIR", programs::COMPILE_CACHE_DIR)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let served = spawn_serve(
+        command,
+        &dir.path().join("data"),
+        &[programs::example_manifest("initech-orders")],
+        &[
+            "--otlp-endpoint",
+            &receiver.endpoint(),
+            "--trace-sample",
+            "0",
+        ],
+    );
+    for _ in 0..10 {
+        let (status, body) = http(served.addr, "POST", "/initech/orders", ORDER);
+        assert_eq!(status, 200, "{body}");
+    }
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let (status, body) = http_with(
+        served.addr,
+        "POST",
+        "/initech/orders",
+        &format!("traceparent: 00-{trace_id}-b7ad6b7169203331-01\r\n"),
+        ORDER,
+    );
+    assert_eq!(status, 200, "{body}");
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(receiver.trace(&trace_bytes, 5).len(), 5);
+    // Batches leave every 100 ms in the order spans ended: give stragglers three more.
+    std::thread::sleep(Duration::from_millis(300));
+    let names: Vec<String> = receiver
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id != trace_bytes)
+        .map(|s| s.name.clone())
+        .collect();
+    assert!(names.is_empty(), "unsampled requests exported {names:?}");
+}

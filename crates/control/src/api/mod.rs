@@ -15,10 +15,12 @@
 //!   `GET /v1/openapi.json` (open) take a [`Call`], which only [`Call::authenticate`] makes.
 
 mod apps;
+mod dashboard;
 mod deploy;
 mod error;
 mod follow;
 mod invoke;
+mod observe;
 mod tenants;
 
 use std::collections::BTreeMap;
@@ -64,6 +66,12 @@ pub enum Endpoint {
     RemoveApp,
     Invoke,
     Logs,
+    ListAllApps,
+    Pool,
+    Traffic,
+    Traces,
+    Dashboard,
+    DashboardAsset,
 }
 
 /// Every route: method, path pattern (`{name}` matches one segment), endpoint.
@@ -119,6 +127,20 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/v1/tenants/{tenant}/apps/{app}/logs",
         Endpoint::Logs,
     ),
+    (Method::GET, "/v1/apps", Endpoint::ListAllApps),
+    (Method::GET, "/v1/pool", Endpoint::Pool),
+    (
+        Method::GET,
+        "/v1/tenants/{tenant}/apps/{app}/traffic",
+        Endpoint::Traffic,
+    ),
+    (
+        Method::GET,
+        "/v1/tenants/{tenant}/apps/{app}/traces",
+        Endpoint::Traces,
+    ),
+    (Method::GET, "/dashboard", Endpoint::Dashboard),
+    (Method::GET, "/dashboard/{asset}", Endpoint::DashboardAsset),
 ];
 
 /// What a handler answers.
@@ -161,6 +183,7 @@ async fn dispatch(
     request: Request<Incoming>,
 ) -> Result<Response<AdminBody>, ApiError> {
     let headers = request.headers().clone();
+    let asset = params.get("asset").cloned().unwrap_or_default();
     let call = move || Call::authenticate(control, params, request);
     let reply = match endpoint {
         // The operator's or the scrape token: it names every tenant's functions.
@@ -168,8 +191,10 @@ async fn dispatch(
             authenticate_scraper(control, &headers)?;
             Ok(metrics(control))
         }
-        // Open without a token: API tooling.
+        // Open without a token: API tooling, and the dashboard's page (which asks for one).
         Endpoint::OpenApi => Ok(openapi()),
+        Endpoint::Dashboard => dashboard::page(),
+        Endpoint::DashboardAsset => dashboard::file(&asset),
         Endpoint::WhoAmI => tenants::who_am_i(call()?).await,
         Endpoint::ListTenants => tenants::list_tenants(call()?).await,
         Endpoint::CreateTenant => tenants::create_tenant(call()?).await,
@@ -182,6 +207,10 @@ async fn dispatch(
         Endpoint::DeployApp => deploy::deploy_app(call()?).await,
         Endpoint::RemoveApp => apps::remove_app(call()?).await,
         Endpoint::Invoke => invoke::invoke(call()?).await,
+        Endpoint::ListAllApps => apps::list_all_apps(call()?).await,
+        Endpoint::Pool => observe::pool(call()?).await,
+        Endpoint::Traffic => observe::traffic(call()?).await,
+        Endpoint::Traces => observe::traces(call()?).await,
         // Whole, or a stream that follows.
         Endpoint::Logs => return apps::logs(call()?).await,
     };
