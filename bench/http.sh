@@ -8,7 +8,8 @@
 # ~/.cache/meshwa-bench), starts and stops every server itself, prints a Markdown table.
 #
 # With TRACES=1, meshwa instead, four times: traces off, exported at 100 % and at 1 % (to a
-# stand-in collector, `meshwa-bench otlp-sink`), and off again.
+# stand-in collector, `meshwa-bench otlp-sink`), and off again. BASELINE=/path/to/old/meshwa
+# adds that binary (traces off) first and last, for an A/B against an earlier build.
 #
 # Usage: [TRACES=1] bench/http.sh [DURATION=10s] [CONNECTIONS=50] [THREADS=2]
 set -euo pipefail
@@ -95,12 +96,14 @@ serve_native() { exec "$MESHWA_BENCH" native-hello --listen "127.0.0.1:$1"; }
 serve_sink() { exec "$MESHWA_BENCH" otlp-sink --listen "127.0.0.1:$1"; }
 serve_meshwa_traces_100() { serve_meshwa "$1" --otlp-endpoint "$SINK/v1/traces" --trace-sample 1; }
 serve_meshwa_traces_1() { serve_meshwa "$1" --otlp-endpoint "$SINK/v1/traces" --trace-sample 0.01; }
+serve_baseline() { MESHWA=$BASELINE serve_meshwa "$1"; }
 
 SERVERS=(meshwa wasmtime_pooling wasmtime_reuse native)
 if [ "${TRACES:-0}" = 1 ]; then
     start sink serve_sink
     SINK=${URL%/}
     SERVERS=(meshwa meshwa_traces_100 meshwa_traces_1 meshwa)
+    if [ -n "${BASELINE:-}" ]; then SERVERS=(baseline "${SERVERS[@]}" baseline); fi
 fi
 for server in "${SERVERS[@]}"; do
     start "$server" "serve_$server"

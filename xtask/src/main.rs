@@ -5,8 +5,9 @@
 //! - `cargo xtask serve [ARGS...]`: builds them, then runs `meshwa serve` (release) on every
 //!   `examples/*/meshwa.toml` with the demo secrets of `examples/secrets.toml`, passing ARGS
 //!   through (e.g. `--listen 0.0.0.0:3000`).
-//! - `cargo xtask setup`: installs what a fresh machine lacks to build the guests: Debian's clang
-//!   toolchain for C/C++ (with apt-get, as root or through sudo).
+//! - `cargo xtask setup`: installs what a fresh machine lacks to build the guests and run the
+//!   tests: Debian's clang toolchain for C/C++, and Chromium for the dashboard's browser test
+//!   (with apt-get, as root or through sudo).
 //! - `cargo xtask test [ARGS...]`: `setup`, then `cargo test --workspace ARGS`; without ARGS
 //!   also the unit tests of the tax benchmark's logic (`bench/tax`, a workspace of its own).
 //! - `cargo xtask c-bindings`: regenerates the C bindings of `sdk/c/generated` from `wit/`.

@@ -1,13 +1,15 @@
-//! What a fresh machine lacks to build meshwa's guests, installed once.
+//! What a fresh machine lacks to build meshwa's guests and run its tests, installed once.
 //!
 //! Debian's clang toolchain builds the C and C++ functions (the versions measured to work on
-//! these machines; see docs/languages.md). Installing needs root: run as root, or with sudo.
+//! these machines; see docs/languages.md); Debian's Chromium (with a font, so that screenshots
+//! are legible) is the browser the dashboard's test drives. Installing needs root: run as root,
+//! or with sudo.
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// Debian packages the C and C++ guests are built with.
+/// Debian packages the C and C++ guests are built with, and the dashboard's test runs in.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "clang-16",
     "lld-16",
@@ -16,6 +18,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libc++-16-dev-wasm32",
     "libc++abi-16-dev-wasm32",
     "make",
+    "chromium",
+    "fonts-liberation",
 ];
 
 pub fn run() -> anyhow::Result<()> {

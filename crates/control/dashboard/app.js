@@ -214,7 +214,14 @@ function plot(svg, points, series, unit) {
       if (run.length) parts.push(el("svg:polyline", { class: "series " + cls, "data-series": field, points: run.join(" ") }));
       run = [];
     };
-    points.forEach((p, i) => (p[field] === null ? flush() : run.push(`${x(i).toFixed(1)},${y(p[field]).toFixed(1)}`)));
+    points.forEach((p, i) => {
+      if (p[field] === null) return flush();
+      run.push(`${x(i).toFixed(1)},${y(p[field]).toFixed(1)}`);
+      // A marker on every interval with traffic, so that a lone interval shows as well.
+      if (p.requests > 0) {
+        parts.push(el("svg:circle", { class: cls, "data-series": field, cx: x(i).toFixed(1), cy: y(p[field]).toFixed(1), r: 2.5 }));
+      }
+    });
     flush();
     parts.push(el("svg:text", { x: w - 8 - 40 * (series.length - series.findIndex(([f]) => f === field) - 1), y: 12, "text-anchor": "end", class: cls }, field));
   }

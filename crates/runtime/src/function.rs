@@ -54,6 +54,8 @@ pub struct Function {
     traffic: Traffic,
     /// The chains it started.
     traces: RecentTraces,
+    /// `id`, shared by the spans it records (a clone is a count, not three strings).
+    shared_id: Arc<FunctionId>,
 }
 
 impl Function {
@@ -67,6 +69,7 @@ impl Function {
         explain: bool,
     ) -> Function {
         let id = services.id.clone();
+        let shared_id = Arc::new(id.clone());
         let tenant_gate = admission.gate(&id.tenant, None);
         Function {
             id,
@@ -86,6 +89,7 @@ impl Function {
             host_links: Vec::new(),
             traffic: Traffic::default(),
             traces: RecentTraces::default(),
+            shared_id,
         }
     }
 
@@ -399,8 +403,13 @@ impl Ending {
     fn record(self, function: &Function, outcome: Result<u16, &'static str>) {
         let failed = outcome.map_or(true, |status| status >= 500);
         function.traffic.record(self.started.elapsed(), failed);
-        self.recorder
-            .finish(self.span, self.caller, &function.id, self.started, outcome);
+        self.recorder.finish(
+            self.span,
+            self.caller,
+            &function.shared_id,
+            self.started,
+            outcome,
+        );
         if self.caller.is_none() {
             function.traces.keep(self.recorder);
         }

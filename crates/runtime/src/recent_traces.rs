@@ -3,8 +3,9 @@
 //! operator's collector.
 //!
 //! Policy, and why:
-//! - **Always on, and cheap**: one allocation per chain from outside, one short lock per
-//!   invocation. Exported traces (`trace`) are sampled and go to the operator; these are the
+//! - **Always on, and cheap**: one allocation per chain from outside, one uncontended lock per
+//!   invocation (its chain's), and a chain is not kept rather than waited for when another
+//!   thread is keeping one of the same function's at that moment. Exported traces (`trace`) are sampled and go to the operator; these are the
 //!   tenant's own, and a developer looking at a slow request needs that request, not a sample.
 //! - **Kept by the chain's first function**: [`TRACES_KEPT`] chains per function, newest last;
 //!   a chain records at most [`MAX_SPANS`] spans (a fan-out beyond is counted, not kept), so a
@@ -33,7 +34,7 @@ pub struct SpanRecord {
     pub span: u32,
     /// The span of the invocation that called it.
     pub parent: Option<u32>,
-    pub function: FunctionId,
+    pub function: Arc<FunctionId>,
     /// When it started, from the chain's start.
     pub start_us: u64,
     pub duration_us: u64,
@@ -55,10 +56,12 @@ pub struct ChainTrace {
 }
 
 /// Where the spans of one chain are collected while it runs; shared by all its invocations.
+///
+/// Cheap to start, as every request starts one: no wall-clock read (the start's wall time is
+/// derived when a chain is read), and no allocation for its spans until the first one ends.
 pub(crate) struct ChainRecorder {
     invocation: Arc<str>,
     started: Instant,
-    at_ms: u64,
     next_span: AtomicU32,
     spans: Mutex<Vec<SpanRecord>>,
     dropped: AtomicU32,
@@ -66,13 +69,9 @@ pub(crate) struct ChainRecorder {
 
 impl ChainRecorder {
     pub(crate) fn new(invocation: Arc<str>) -> Arc<ChainRecorder> {
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Arc::new(ChainRecorder {
             invocation,
             started: Instant::now(),
-            at_ms,
             next_span: AtomicU32::new(0),
             spans: Mutex::default(),
             dropped: AtomicU32::new(0),
@@ -89,7 +88,7 @@ impl ChainRecorder {
         &self,
         span: u32,
         parent: Option<u32>,
-        function: &FunctionId,
+        function: &Arc<FunctionId>,
         started: Instant,
         outcome: Result<u16, &'static str>,
     ) {
@@ -114,9 +113,13 @@ impl ChainRecorder {
     fn snapshot(&self) -> ChainTrace {
         let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone();
         spans.sort_by_key(|s| s.span);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ago_ms = self.started.elapsed().as_millis() as u64;
         ChainTrace {
             invocation: self.invocation.to_string(),
-            at_ms: self.at_ms,
+            at_ms: now_ms.saturating_sub(ago_ms),
             spans,
             dropped_spans: self.dropped.load(Ordering::Relaxed),
         }
@@ -130,8 +133,15 @@ pub struct RecentTraces {
 }
 
 impl RecentTraces {
+    /// Keeps `chain`, unless another thread is keeping one of this function's chains at this
+    /// very moment: then this one is dropped rather than waited for, so that a busy function's
+    /// worker threads never queue on this lock (a chain a moment later shows the same path).
     pub(crate) fn keep(&self, chain: Arc<ChainRecorder>) {
-        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        let mut chains = match self.chains.try_lock() {
+            Ok(chains) => chains,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         if chains.len() == TRACES_KEPT {
             chains.pop_front();
         }
@@ -174,13 +184,13 @@ impl RecentTraces {
 mod tests {
     use super::*;
 
-    fn id(function: &str) -> FunctionId {
+    fn id(function: &str) -> Arc<FunctionId> {
         let name = |n: &str| meshwa_manifest::Name::new(n).unwrap();
-        FunctionId {
+        Arc::new(FunctionId {
             tenant: name("acme"),
             app: name("shop"),
             function: name(function),
-        }
+        })
     }
 
     #[test]

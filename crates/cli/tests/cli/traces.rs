@@ -126,7 +126,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const ORDER: &[u8] = b"sku,qty,unit_price_cents\nwidget-1,2,150\nbolt-9,10,25\n";
+pub(super) const ORDER: &[u8] = b"sku,qty,unit_price_cents\nwidget-1,2,150\nbolt-9,10,25\n";
 
 /// The five-function `initech` chain: one trace, the public function's span the child of the
 /// caller's `traceparent`, the four in-process calls (invoke and `*.internal` wasi:http) its
