@@ -1,4 +1,5 @@
-//! The control-plane client: `meshwa deploy`, `ls`, `rm`, `invoke`, `logs`, `tenant`, `token`.
+//! The control-plane client: `meshwa deploy`, `ls`, `rm`, `invoke`, `logs`, `traces`, `tenant`,
+//! `token`.
 //!
 //! Where the server and token come from, first found wins: flags (`--server`, `--token`,
 //! `--tenant`), the environment (`MESHWA_SERVER`, `MESHWA_TOKEN`, `MESHWA_TENANT`), then the
@@ -25,7 +26,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use meshwa_api::{
     AppList, AppRemoved, CreateTenant, DeployResult, ErrorBody, IssuedToken, LogEntry, LogEvent,
-    LogList, TenantCreated, TenantDeleted, TenantList, TokenList, TokenRevoked, WhoAmI,
+    LogList, TenantCreated, TenantDeleted, TenantList, TokenList, TokenRevoked, Trace, TraceList,
+    WhoAmI,
 };
 use meshwa_manifest::Manifest;
 use serde::Serialize;
@@ -86,6 +88,18 @@ pub struct LogsArgs {
     /// Keep printing entries as they happen, until interrupted or the app is removed.
     #[arg(long, short = 'f')]
     follow: bool,
+}
+
+#[derive(Args)]
+pub struct TracesArgs {
+    /// The app, or `APP/FUNCTION` for the chains one function started.
+    target: String,
+    /// Most chains shown (the server keeps 32 per function).
+    #[arg(long, default_value_t = 5)]
+    limit: usize,
+    /// Only the chain with this invocation id.
+    #[arg(long)]
+    invocation: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -678,6 +692,78 @@ pub async fn logs(connection: Connection, args: LogsArgs) -> anyhow::Result<()> 
         lines.join("\n")
     });
     Ok(())
+}
+
+pub async fn traces(connection: Connection, args: TracesArgs) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let tenant = client.tenant().await?;
+    let (app, function) = match args.target.split_once('/') {
+        Some((app, function)) => (app, Some(function)),
+        None => (args.target.as_str(), None),
+    };
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("limit", &args.limit.to_string());
+    if let Some(function) = function {
+        query.append_pair("function", function);
+    }
+    if let Some(invocation) = &args.invocation {
+        query.append_pair("invocation", invocation);
+    }
+    let path = format!("/v1/tenants/{tenant}/apps/{app}/traces?{}", query.finish());
+    let traces: Answer<TraceList> = client.call(http::Method::GET, &path).await?;
+    client.print(&traces, |list| {
+        let chains: Vec<String> = list.traces.iter().map(waterfall).collect();
+        chains.join("\n\n")
+    });
+    Ok(())
+}
+
+/// Width of the bars of `meshwa traces`, in characters.
+const WATERFALL_WIDTH: u64 = 40;
+
+/// One chain as `meshwa traces` prints it: a line for the chain, then a line per span with its
+/// caller's indentation and a bar placed and sized on the chain's time.
+fn waterfall(trace: &Trace) -> String {
+    let end = trace
+        .spans
+        .iter()
+        .map(|s| s.start_us + s.duration_us)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut depth: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut lines = vec![format!(
+        "{} {} from {} ({} spans{})",
+        trace.at_ms,
+        trace.invocation,
+        trace.function,
+        trace.spans.len(),
+        if trace.dropped_spans > 0 {
+            format!(", {} not kept", trace.dropped_spans)
+        } else {
+            String::new()
+        }
+    )];
+    for span in &trace.spans {
+        let level = span.parent.and_then(|p| depth.get(&p)).map_or(0, |d| d + 1);
+        depth.insert(span.span, level);
+        let name = format!("{}{}/{}", "  ".repeat(level + 1), span.app, span.function);
+        let offset = (span.start_us * WATERFALL_WIDTH / end) as usize;
+        let length = ((span.duration_us * WATERFALL_WIDTH).div_ceil(end) as usize).max(1);
+        let outcome = match (&span.error, span.status) {
+            (Some(kind), _) => format!("error={kind}"),
+            (None, Some(status)) => format!("status={status}"),
+            (None, None) => String::new(),
+        };
+        lines.push(format!(
+            "{name:<32} {:>width$}{} {:>9.3} ms {outcome}",
+            "",
+            "#".repeat(length),
+            span.duration_us as f64 / 1000.0,
+            width = offset,
+        ));
+    }
+    lines.join("\n")
 }
 
 /// One log entry as `meshwa logs` prints it.

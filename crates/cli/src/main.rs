@@ -36,6 +36,8 @@ enum Command {
     Invoke(client::InvokeArgs),
     /// Recent invocations and guest log lines of an app or function.
     Logs(client::LogsArgs),
+    /// Show an app's recent call chains, each invocation's time drawn as a bar.
+    Traces(client::TracesArgs),
     /// Manage tenants (operator token).
     #[command(subcommand)]
     Tenant(client::TenantCommand),
@@ -77,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Rm(args) => client_command(client::rm(connection, args)),
         Command::Invoke(args) => client_command(client::invoke(connection, args)),
         Command::Logs(args) => client_command(client::logs(connection, args)),
+        Command::Traces(args) => client_command(client::traces(connection, args)),
         Command::Tenant(command) => client_command(client::tenant(connection, command)),
         Command::Token(command) => client_command(client::token(connection, command)),
     };

@@ -72,7 +72,8 @@ async fn screenshot(page: &Page, name: &str) {
 }
 
 /// The operator logs in and sees every tenant's apps, the pool, a latency plot and a chain's
-/// waterfall; a tenant logs in and sees only its own app; a wrong token is refused.
+/// waterfall; a tenant logs in and sees only its own app; a wrong token is refused. And the
+/// tenant's chains in the terminal, with `meshwa traces`.
 #[test]
 fn the_dashboard_shows_apps_plots_and_a_waterfall_and_a_tenant_only_its_own() {
     assert!(
@@ -102,6 +103,28 @@ fn the_dashboard_shows_apps_plots_and_a_waterfall_and_a_tenant_only_its_own() {
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(http(served.addr, "GET", "/acme/hello", b"").0, 200);
+
+    // The same chains in the terminal: `meshwa traces`, with the tenant's token.
+    let (code, out, err) = client(
+        served.admin,
+        initech.trim(),
+        &["traces", "orders", "--limit", "1"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "a chain line and five spans:\n{out}");
+    assert!(lines[0].contains("from ingest (5 spans)"), "{out}");
+    assert!(lines[1].starts_with("  orders/ingest ") && lines[1].contains("status=200"));
+    assert!(
+        lines[2].starts_with("    orders/parse "),
+        "a callee one level in:\n{out}"
+    );
+    assert!(
+        lines.iter().skip(1).all(|l| l.contains('#')),
+        "every span has a bar:\n{out}"
+    );
+    let (code, _, err) = client(served.admin, initech.trim(), &["traces", "greeter"]);
+    assert_eq!(code, 4, "another tenant's app is not found: {err}");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
