@@ -14,6 +14,10 @@ RUN_SECONDS=${2:-600}
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p "target/fuzz-corpus/$TARGET"
+# `platform` and `admin` load guest components that crates/test-programs builds.
+case $TARGET in
+    platform | admin) cargo build -q -p meshwa-test-programs ;;
+esac
 cd fuzz
 cargo +nightly fuzz run "$TARGET" "../target/fuzz-corpus/$TARGET" "corpus/$TARGET" -- \
     -max_total_time="$RUN_SECONDS" -print_final_stats=1 -close_fd_mask=3 2>&1 |

@@ -21,6 +21,10 @@ use meshwa_runtime::{EngineSettings, Runtime, Secrets};
 use meshwa_test_programs as programs;
 use serde_json::{Value, json};
 
+/// The harness of the `admin` fuzz target, whose corpus runs here.
+#[path = "harness/admin.rs"]
+mod admin_harness;
+
 const OPERATOR: &str = "operator-secret";
 /// The scrape token: `/metrics` only.
 const SCRAPER: &str = "scraper-secret";
@@ -1798,4 +1802,45 @@ async fn traces_and_traffic_show_a_tenant_its_own_chains_only() {
             .0,
         404
     );
+}
+
+/// Every request the `admin` fuzz target was seeded with or ever kept (`fuzz/corpus/admin`), sent
+/// through its harness, which checks who may get what on each answer.
+#[tokio::test]
+async fn every_request_of_the_fuzz_corpus_keeps_the_access_rules() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/admin");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "the seeds are in {}", corpus.display());
+    let harness = admin_harness::AdminHarness::new(
+        std::path::Path::new(programs::HELLO),
+        std::path::Path::new(programs::COMPILE_CACHE_DIR),
+    )
+    .await;
+    let mut statuses = BTreeMap::new();
+    for file in files {
+        let answer = harness.run(&std::fs::read(&file).unwrap()).await;
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        statuses.insert(name, answer.map(|a| a.status));
+    }
+    // The tokens reach the server (else the rules would check nothing), and the seeds get what
+    // the API promises.
+    let expected = [
+        ("whoami-tenant", 200),
+        ("whoami-wrong", 401),
+        ("tenants-operator", 200),
+        ("tenants-tenant", 403),
+        ("apps-other-tenant", 404),
+        ("pool-tenant", 403),
+        ("invoke", 200),
+        ("logs-follow", 200),
+        ("dashboard-traversal", 404),
+        ("method-not-allowed", 405),
+    ];
+    for (seed, status) in expected {
+        assert_eq!(statuses[seed], Some(status), "{seed}: {statuses:?}");
+    }
 }

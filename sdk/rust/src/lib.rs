@@ -106,6 +106,21 @@ pub struct Call<'a> {
 pub fn invoke_all<const N: usize>(
     calls: [Call<'_>; N],
 ) -> [Result<InvokeResponse, InvokeError>; N] {
+    let mut outcomes = invoke_each(calls).into_iter();
+    std::array::from_fn(|_| {
+        outcomes.next().unwrap_or_else(|| {
+            Err(InvokeError::Failed(
+                "the host answered fewer calls than were made".into(),
+            ))
+        })
+    })
+}
+
+/// [`invoke_all`] for a number of calls known only at run time: one outcome per call, in order.
+/// The host makes at most 16 calls at once; with more, each fails with `limit-exceeded`.
+pub fn invoke_each<'a>(
+    calls: impl IntoIterator<Item = Call<'a>>,
+) -> Vec<Result<InvokeResponse, InvokeError>> {
     use bindings::meshwa::platform::invoke::{CallRequest, call_all};
     let requests = calls
         .into_iter()
@@ -120,14 +135,7 @@ pub fn invoke_all<const N: usize>(
                 .collect(),
         })
         .collect();
-    let mut outcomes = call_all(requests).into_iter();
-    std::array::from_fn(|_| {
-        outcomes.next().unwrap_or_else(|| {
-            Err(InvokeError::Failed(
-                "the host answered fewer calls than were made".into(),
-            ))
-        })
-    })
+    call_all(requests)
 }
 
 /// Sends `body` as a POST to `url` with a standard `wasi:http` outgoing request and returns the

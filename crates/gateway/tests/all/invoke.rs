@@ -273,3 +273,35 @@ async fn host_buffers_count_against_the_instances_memory() {
         assert_eq!((again.status, again.body.as_str()), (200, "held 32"));
     }
 }
+
+/// The guest behind the `platform` fuzz target (`guests/platform-script`) through the server:
+/// a script's calls are answered, and a script that forges a buffer handle traps its own
+/// instance (500) while the next request is served. (The runtime's tests run its fuzz corpus.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn a_scripted_guest_that_forges_a_handle_traps_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("script.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "tenant = \"t\"\napp = \"s\"\n[[functions]]\nname = \"script\"\n\
+             component = \"{}\"\nroute = \"/script\"\n\
+             [[functions]]\nname = \"echo\"\ncomponent = \"{}\"\n",
+            programs::PLATFORM_SCRIPT,
+            programs::ECHO
+        ),
+    )
+    .unwrap();
+    let server = start(&[manifest]).await;
+    let client = crate::common::client();
+    // new buffer "hi", then call echo with it (target 1, slot 0, no headers).
+    let call = [0, 2, 0, 0, b'h', b'i', 5, 1, 0, 0];
+    let answer = crate::common::send(&client, server.addr, "POST", "/script", &call).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "new 2\n200 2"));
+    // new buffer "x", then its length through a made-up handle.
+    let forged = [0, 1, 0, 0, b'x', 7, 0xef, 0xbe, 0xad, 0xde, 0];
+    let answer = crate::common::send(&client, server.addr, "POST", "/script", &forged).await;
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    let answer = crate::common::send(&client, server.addr, "POST", "/script", &call).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}

@@ -37,6 +37,7 @@ mod every_program_has_a_test {
 mod tested {
     pub(crate) use crate::calls::a_function_calls_a_private_sibling_in_process as caller;
     pub(crate) use crate::compat::a_wasmtime_serve_component_finds_its_environment_store_and_error_codes as wstd_compat;
+    pub(crate) use crate::invoke::a_scripted_guest_that_forges_a_handle_traps_alone as platform_script;
     pub(crate) use crate::invoke::invoke_hands_a_buffer_to_a_callee_and_gets_a_buffer_back as echo;
     pub(crate) use crate::invoke::invoke_hands_a_buffer_to_a_callee_and_gets_a_buffer_back as invoker;
     pub(crate) use crate::legacy::a_c_function_calls_other_functions_in_process as c_caller;

@@ -5,4 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod loading;
+mod platform_harness;
+mod platform_script;
 mod triggers;
