@@ -210,10 +210,17 @@ impl AdminHarness {
             received
         };
         let received = tokio::time::timeout(Duration::from_secs(10), async {
-            tokio::pin!(serving, talking);
+            let mut serving = Box::pin(serving);
+            let mut talking = Box::pin(talking);
             tokio::select! {
                 received = &mut talking => received,
-                _ = &mut serving => talking.await,
+                _ = &mut serving => {
+                    // A finished connection still holds its end of the pipe: dropping it is
+                    // what tells the client there is nothing more to read (an HTTP/2 preface,
+                    // which hyper's HTTP/1 refuses, ended here and the client waited forever).
+                    drop(serving);
+                    talking.await
+                }
             }
         })
         .await
