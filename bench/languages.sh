@@ -24,4 +24,4 @@ RUST_LOG=warn target/release/meshwa-bench languages \
     --js target/guests/polyglot/js_hello.wasm \
     --sha-wasm target/guests/c/c_sha256.wasm \
     --sha-native target/guests/c/c_sha256_native \
-    --mib "$MIB" --runs "$RUNS"
+    --mib "$MIB" --runs "$RUNS" "${@:3}"

@@ -39,6 +39,12 @@ pub struct LanguagesArgs {
     /// Requests measured per hello function.
     #[arg(long, default_value_t = 300)]
     iterations: u32,
+    /// The pool's `--memory-keep-resident` in bytes (the server's default when not given).
+    #[arg(long)]
+    keep_resident: Option<usize>,
+    /// Name the guests' functions for `perf` (/tmp/perf-PID.map), to profile this run.
+    #[arg(long)]
+    perf_map: bool,
 }
 
 pub fn run(args: LanguagesArgs) -> anyhow::Result<()> {
@@ -49,14 +55,19 @@ pub fn run(args: LanguagesArgs) -> anyhow::Result<()> {
     result
 }
 
+fn settings(args: &LanguagesArgs, explain: bool) -> EngineSettings {
+    let defaults = EngineSettings::default();
+    EngineSettings {
+        max_instances: 64,
+        memory_keep_resident: args.keep_resident.unwrap_or(defaults.memory_keep_resident),
+        explain,
+        perf_map: args.perf_map,
+        ..defaults
+    }
+}
+
 fn languages_in(args: &LanguagesArgs, data: &Path) -> anyhow::Result<()> {
-    let runtime = Runtime::new(
-        EngineSettings {
-            max_instances: 64,
-            ..EngineSettings::default()
-        },
-        data,
-    )?;
+    let runtime = Runtime::new(settings(args, false), data)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -129,11 +140,12 @@ fn languages_in(args: &LanguagesArgs, data: &Path) -> anyhow::Result<()> {
         "| function | component MiB | load (compile) ms | first request ms | p50 µs | p99 µs |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
-    for (name, path) in [
+    let hellos = [
         ("Rust (guests/hello)", &args.rust),
         ("Python (componentize-py)", &args.python),
         ("JavaScript (componentize-js)", &args.js),
-    ] {
+    ];
+    for (name, path) in hellos {
         let size = std::fs::metadata(path)
             .with_context(|| format!("{}", path.display()))?
             .len();
@@ -159,5 +171,130 @@ fn languages_in(args: &LanguagesArgs, data: &Path) -> anyhow::Result<()> {
             percentile_us(&latencies, 0.99)
         );
     }
+    drop(runtime);
+    // The compile cache is warm now: the second runtime loads from it.
+    breakdown(args, &hellos, data, &tokio)
+}
+
+/// Where a fresh instance's time goes, per hello function: the runtime's `--explain` account
+/// (a runtime of its own, since the accounting itself costs a little), the process's page faults
+/// and CPU over the same requests, and what the component's layout asks of instantiation.
+fn breakdown(
+    args: &LanguagesArgs,
+    hellos: &[(&str, &PathBuf)],
+    data: &Path,
+    tokio: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let runtime = Runtime::new(settings(args, true), data)?;
+    println!(
+        "\nwhere a fresh instance's time goes (--explain on), per request, mean of {} requests after the first",
+        args.iterations
+    );
+    println!(
+        "| function | instantiate µs | guest µs | host µs (calls) | teardown µs | \
+         faults instantiate | faults teardown | faults per request (process) | CPU µs per request |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut layouts = Vec::new();
+    for &(name, path) in hellos {
+        let function = load(&runtime, path)?;
+        let (status, _) = tokio.block_on(get(&function, "/hello", "bench"))?;
+        anyhow::ensure!(status == 200, "{name}: status {status}");
+        let before = function.phases().context("explain is on")?;
+        let process_before = ProcessCounters::read()?;
+        for _ in 0..args.iterations {
+            let (status, _) = tokio.block_on(get(&function, "/hello", "bench"))?;
+            anyhow::ensure!(status == 200, "{name}: status {status}");
+        }
+        let process = ProcessCounters::read()?.since(process_before);
+        let after = function.phases().context("explain is on")?;
+        let n = after.invocations.saturating_sub(before.invocations).max(1);
+        let per = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() * 1e6 / n as f64;
+        let count = |a: u64, b: u64| a.saturating_sub(b) as f64 / n as f64;
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} ({:.0}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            per(after.instantiate, before.instantiate),
+            per(after.guest, before.guest),
+            per(
+                after.other_host + after.key_value + after.calls,
+                before.other_host + before.key_value + before.calls
+            ),
+            count(after.host_calls, before.host_calls),
+            per(after.teardown, before.teardown),
+            count(after.instantiate_faults, before.instantiate_faults),
+            count(after.teardown_faults, before.teardown_faults),
+            process.minor_faults as f64 / n as f64,
+            process.cpu.as_secs_f64() * 1e6 / n as f64,
+        );
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        layouts.push((name, crate::layout::read(&bytes)?));
+    }
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    println!("\nwhat instantiating each component has to do (read from its binary)");
+    println!(
+        "| function | core modules | core instances | memory image data MiB (segments) | \
+         image extent MiB | copy-on-write image | table entries written per instance |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: |");
+    for (name, layout) in layouts {
+        println!(
+            "| {name} | {} | {} | {:.1} ({}) | {:.1} | {} | {} |",
+            layout.core_modules,
+            layout.core_instances,
+            mib(layout.image_data_bytes),
+            layout.image_segments,
+            mib(layout.image_extent_bytes),
+            if layout.copy_on_write {
+                "yes"
+            } else {
+                "no: copied in"
+            },
+            layout.table_entries_per_instance
+        );
+    }
     Ok(())
+}
+
+/// The whole process's minor page faults (`/proc/self/stat` field 10) and the CPU time of its
+/// threads (`/proc/self/task/*/schedstat`, in nanoseconds: `stat`'s 10 ms ticks are too coarse
+/// for a few hundred requests of a small function).
+#[derive(Clone, Copy)]
+struct ProcessCounters {
+    minor_faults: u64,
+    cpu: Duration,
+}
+
+impl ProcessCounters {
+    fn read() -> anyhow::Result<ProcessCounters> {
+        let stat = std::fs::read_to_string("/proc/self/stat").context("/proc/self/stat")?;
+        // The command name (field 2) may hold spaces: count from the last `)`.
+        let minor_faults = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(7))
+            .and_then(|field| field.parse().ok())
+            .context("no minor faults in /proc/self/stat")?;
+        let mut cpu_ns = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").context("/proc/self/task")? {
+            let path = task.context("/proc/self/task")?.path().join("schedstat");
+            // A thread that ended since the listing has no file any more: it is not counted.
+            if let Ok(text) = std::fs::read_to_string(path) {
+                cpu_ns += text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|ns| ns.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(ProcessCounters {
+            minor_faults,
+            cpu: Duration::from_nanos(cpu_ns),
+        })
+    }
+
+    fn since(self, earlier: ProcessCounters) -> ProcessCounters {
+        ProcessCounters {
+            minor_faults: self.minor_faults.saturating_sub(earlier.minor_faults),
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+        }
+    }
 }

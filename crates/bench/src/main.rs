@@ -27,6 +27,7 @@ mod fresh_instance;
 mod hops;
 mod kv;
 mod languages;
+mod layout;
 mod native_servers;
 mod soak;
 

@@ -345,7 +345,13 @@ pub fn run(args: SoakArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     tokio.block_on(async {
-        let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        // The server closes a keep-alive connection idle for its header timeout (10 s). A client
+        // that reuses one at that moment sees "connection closed before message completed"; as
+        // any well-behaved client, this one retires idle connections before the server does.
+        let client: HttpClient = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(4))
+            .build_http();
         let (gateway, admin) = (server.gateway, server.admin);
         let call = |method: http::Method, path: String, body: Bytes| {
             let client = client.clone();

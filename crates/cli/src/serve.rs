@@ -121,9 +121,10 @@ pub struct ServeArgs {
     #[arg(long, value_parser = parse_size)]
     memory_reservation: Option<u64>,
 
-    /// Bytes at the start of each pooled linear memory that stay mapped between instances and
-    /// are reset by memset instead of being released (a fresh instance then takes no page
-    /// faults there). More suits functions that touch more memory per request; see
+    /// Bytes of each pooled linear memory that stay mapped between instances and are reset by
+    /// memset instead of being released (a fresh instance then takes no page faults there): the
+    /// first bytes, or on Linux 6.7+ the pages the last instance dirtied (in at most 32 runs of
+    /// pages). More suits functions that touch more memory per request; see
     /// docs/benchmarks.md.
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     memory_keep_resident: u64,
@@ -144,6 +145,12 @@ pub struct ServeArgs {
     /// every host call reads the clock twice.
     #[arg(long)]
     explain: bool,
+
+    /// Name guests' compiled functions for Linux `perf` in /tmp/perf-PID.map, so that
+    /// `perf report` on this server shows the guest functions that ran. For profiling: the file
+    /// grows with every module loaded and is left behind.
+    #[arg(long)]
+    perf_map: bool,
 
     /// Scheduler ticks between two polls for network events on a worker thread. A guest runs
     /// at most 1 ms per tick before it yields, so with CPU-bound guests on every worker, new
@@ -257,6 +264,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_instance_memory: args.max_instance_memory,
         key_value_cache: args.kv_cache,
         explain: args.explain,
+        perf_map: args.perf_map,
         compile_cache_max_size: args.compile_cache_max_size,
         max_buffered_bodies: args.max_buffered_bodies,
         memory_reservation: args.memory_reservation,

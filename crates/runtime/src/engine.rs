@@ -5,10 +5,12 @@
 //!   compilation, and the operator's `memory_reservation` if one was set.
 //! - **Pool** (unless `OnDemand`), sized from `max_instances` (n): n component instances and
 //!   stacks; up to 16 core instances, 2 memories and 4 tables per component; memories of at most
-//!   `max_instance_memory`. The first `memory_keep_resident` bytes (1 MiB) of each memory and
-//!   64 KiB of each table stay resident between instances and are reset with memset, not
-//!   released with madvise; with Linux's `PAGEMAP_SCAN` (6.7+) only the pages an instance dirtied
-//!   are reset.
+//!   `max_instance_memory`. Up to `memory_keep_resident` bytes (1 MiB) of each memory and
+//!   64 KiB of each table stay resident between instances and are reset with memset or a copy
+//!   of the image, not released with madvise: without Linux's `PAGEMAP_SCAN` (6.7+) the first
+//!   bytes of the memory; with it, the pages the instance dirtied, found from the start of the
+//!   memory up to that budget or to wasmtime's limit of 32 runs of dirty pages, whichever comes
+//!   first (a guest that dirties pages all over its image, as CPython does, keeps few).
 //! - **Probe and fallback:** creating the pooling engine reserves the whole pool, so creating it is
 //!   the probe. Under `Auto` a failure is logged and an on-demand engine is built; under `Pooling`
 //!   it is fatal. The `engine ready` log line names the allocator, MPK and the slot count. A warning
@@ -93,6 +95,10 @@ pub struct EngineSettings {
     pub pagemap_scan: bool,
     /// Account for where each invocation's time goes (see `explain`); off by default.
     pub explain: bool,
+    /// Name guests' compiled functions for `perf` in `/tmp/perf-PID.map`, so that a profile of
+    /// the server shows which guest function ran; off by default (the file grows with every
+    /// module loaded).
+    pub perf_map: bool,
     /// Largest size of the compile cache's directory; the least recently used entries go first
     /// (see `cache`).
     pub compile_cache_max_size: u64,
@@ -116,6 +122,7 @@ impl Default for EngineSettings {
             key_value_cache: 64 * 1024 * 1024,
             pagemap_scan: true,
             explain: false,
+            perf_map: false,
             compile_cache_max_size: 4 * 1024 * 1024 * 1024,
             max_buffered_bodies: 1024 * 1024 * 1024,
         }
@@ -159,6 +166,9 @@ fn base_config(settings: &EngineSettings) -> Config {
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.parallel_compilation(true);
+    if settings.perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

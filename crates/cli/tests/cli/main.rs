@@ -193,6 +193,33 @@ fn refused(manifests: &[PathBuf]) -> String {
 }
 
 #[test]
+fn perf_map_names_the_guest_functions_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = hello_manifest(dir.path(), "t", "/hello");
+    let served = serve_with(&dir.path().join("data"), &[manifest], &["--perf-map"]);
+    assert_eq!(http(served.addr, "GET", "/hello", b"").0, 200);
+    // wasmtime writes the map where perf looks for it, named after the process.
+    let map = PathBuf::from(format!("/tmp/perf-{}.map", served.child.id()));
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    drop(served);
+    let _ = std::fs::remove_file(&map);
+    // Lines are "START SIZE NAME"; the guest's own functions are named after its module.
+    let guest_functions = text
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(2)
+                .is_some_and(|name| name.starts_with("wasm["))
+        })
+        .count();
+    assert!(
+        guest_functions > 0,
+        "no guest function in {}:\n{text}",
+        map.display()
+    );
+}
+
+#[test]
 fn second_start_uses_the_compile_cache() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
