@@ -1,7 +1,8 @@
 //! `meshwa-bench languages`: the cost of legacy code and heavy runtimes. A C kernel (SHA-256)
 //! natively as a process against the same source as a meshwa CGI function (the digests must
 //! match); fresh-instance latency of the Python and JavaScript hello functions against the Rust
-//! one.
+//! one, then where each one's time goes (the `--explain` account, page faults and CPU per
+//! request) beside what its component asks of instantiation (`layout`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //!   failed requests during back-to-back redeploys under load, against a `meshwa serve` child.
 //! - `attacks`: a good tenant's latency alone and while another tenant runs each attack.
 //! - `languages`: a C kernel natively and as a CGI function; Python and JavaScript hello
-//!   functions against the Rust one.
+//!   functions against the Rust one, and where their fresh instances' time goes.
 //! - `kv`: key-value get and durable set from inside a guest against a native client of a local
 //!   `redis-server` (started and stopped by the bench).
 //! - `density`: live instances one process can hold, with their RSS and mappings.
