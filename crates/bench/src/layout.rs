@@ -22,10 +22,10 @@ struct Module {
     placed_at_run_time: u64,
     lowest: Option<u64>,
     highest: u64,
-    /// Function references written into tables by active element segments: unless the offset is
-    /// a constant and the table the module's own, wasmtime writes them at every instantiation.
+    /// Function references written into tables by active element segments at every
+    /// instantiation: all but those at a constant offset of a table the module defines, which
+    /// wasmtime sets lazily.
     table_entries_eager: u64,
-    table_entries_lazy: u64,
 }
 
 /// A component's layout, summed over its core modules.
@@ -137,9 +137,7 @@ pub fn read(bytes: &[u8]) -> anyhow::Result<Layout> {
                         ElementItems::Expressions(_, items) => u64::from(items.count()),
                     };
                     let own_table = table_index.unwrap_or(0) >= imported_tables;
-                    if own_table && constant(&offset_expr).is_some() {
-                        module.table_entries_lazy += entries;
-                    } else {
+                    if !own_table || constant(&offset_expr).is_none() {
                         module.table_entries_eager += entries;
                     }
                 }
