@@ -148,7 +148,8 @@ pub struct ServeArgs {
 
     /// Name guests' compiled functions for Linux `perf` in /tmp/perf-PID.map, so that
     /// `perf report` on this server shows the guest functions that ran. For profiling: the file
-    /// grows with every module loaded and is left behind.
+    /// grows with every module loaded, is left behind, and names tenants' functions for anyone
+    /// who can read /tmp.
     #[arg(long)]
     perf_map: bool,
 
