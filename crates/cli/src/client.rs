@@ -52,7 +52,8 @@ pub struct Connection {
 
 #[derive(Args)]
 pub struct DeployArgs {
-    /// Directory with the app's meshwa.toml (component paths in it are relative to it).
+    /// Directory with the app's meshwa.toml, or a Spin app's spin.toml (component paths in it
+    /// are relative to it).
     #[arg(default_value = ".")]
     dir: PathBuf,
 }
@@ -510,9 +511,56 @@ fn package(dir: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
     Ok((manifest, archive))
 }
 
+/// Packs a Spin app's directory for `tenant`: `spin.toml` unchanged, with every component file
+/// at its path relative to the directory (so the paths in `spin.toml` still name them).
+fn package_spin(dir: &Path, tenant: &str) -> anyhow::Result<(Manifest, Vec<u8>)> {
+    let path = dir.join(meshwa_manifest::SPIN_MANIFEST);
+    let tenant = meshwa_manifest::Name::new(tenant).map_err(|e| fail(2, e.to_string()))?;
+    let manifest = Manifest::load_spin(&path, Some(&tenant)).map_err(|e| fail(1, e.to_string()))?;
+    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut files = BTreeMap::from([(meshwa_manifest::SPIN_MANIFEST.to_owned(), text)]);
+    for spec in &manifest.functions {
+        let relative = spec
+            .component
+            .strip_prefix(dir)
+            .ok()
+            .filter(|p| {
+                p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .ok_or_else(|| {
+                fail(
+                    1,
+                    format!(
+                        "{}: component `{}`: its source {} is outside the app's directory;                          deploying sends the directory, so the component must be in it",
+                        path.display(),
+                        spec.name,
+                        spec.component.display()
+                    ),
+                )
+            })?;
+        let name = relative.to_string_lossy().replace('\\', "/");
+        if let std::collections::btree_map::Entry::Vacant(entry) = files.entry(name) {
+            let bytes = std::fs::read(&spec.component)
+                .with_context(|| format!("cannot read {}", spec.component.display()))?;
+            entry.insert(bytes);
+        }
+    }
+    let archive = meshwa_control::archive::pack(&files).context("packing the app")?;
+    Ok((manifest, archive))
+}
+
 pub async fn deploy(connection: Connection, args: DeployArgs) -> anyhow::Result<()> {
     let client = Client::new(connection)?;
-    let (manifest, archive) = package(&args.dir)?;
+    // A Spin app names no tenant: it goes to --tenant, or the token's own.
+    let is_spin = !args.dir.join(meshwa_manifest::MESHWA_MANIFEST).exists()
+        && args.dir.join(meshwa_manifest::SPIN_MANIFEST).is_file();
+    let (manifest, archive) = if is_spin {
+        let tenant = client.tenant().await?;
+        package_spin(&args.dir, &tenant)?
+    } else {
+        package(&args.dir)?
+    };
     let (tenant, app) = (manifest.tenant.to_string(), manifest.app.to_string());
     let bar = indicatif::ProgressBar::new(archive.len() as u64);
     bar.set_style(

@@ -23,10 +23,11 @@ struct Cli {
     reason = "parsed once at startup; `serve`'s flags are simply the most numerous"
 )]
 enum Command {
-    /// Serve the functions of one or more apps (each a meshwa.toml) over HTTP.
+    /// Serve the functions of one or more apps (each a meshwa.toml, or a Spin app's spin.toml)
+    /// over HTTP.
     Serve(serve::ServeArgs),
-    /// Deploy (or redeploy) the app in a directory: uploads its meshwa.toml, components and
-    /// preload files.
+    /// Deploy (or redeploy) the app in a directory: uploads its meshwa.toml (or a Spin app's
+    /// spin.toml), components and preload files.
     Deploy(client::DeployArgs),
     /// List the tenant's apps.
     Ls,

@@ -19,8 +19,10 @@ use meshwa_runtime::{
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Apps to serve from the start: paths to meshwa.toml files, one per tenant app. They are
-    /// the operator's (read-only for the control plane); tenants deploy theirs through it.
+    /// Apps to serve from the start: paths to meshwa.toml files, one per tenant app, or to Spin
+    /// apps' spin.toml files (served as the tenant `[application.tool.meshwa] tenant` names, or
+    /// `local`). They are the operator's (read-only for the control plane); tenants deploy
+    /// theirs through it.
     #[arg(value_name = "MANIFEST")]
     manifests: Vec<PathBuf>,
 

@@ -1,10 +1,11 @@
-//! Uploads: an app is deployed as one tar archive holding `meshwa.toml` and the component files
-//! it names, with paths relative to the archive's root (`meshwa deploy` builds it).
+//! Uploads: an app is deployed as one tar archive holding its manifest (`meshwa.toml`, or a Spin
+//! app's `spin.toml`) and the files it names, with paths relative to the archive's root
+//! (`meshwa deploy` builds it).
 //!
 //! The archive is untrusted input. Only regular files and directories are accepted; paths must
 //! be plain relative paths (no `..`, no absolute paths, no links), each at most once and never
-//! both a file and a directory; there are at most [`MAX_ENTRIES`] entries and `meshwa.toml` is
-//! at most [`MAX_MANIFEST`] bytes. The archive is read as a stream and each file handed to a
+//! both a file and a directory; there are at most [`MAX_ENTRIES`] entries, one manifest, and it
+//! is at most [`MAX_MANIFEST`] bytes. The archive is read as a stream and each file handed to a
 //! writer as it comes, so an upload is never held in memory whole; its files add up to no more
 //! than the archive that holds them (sparse entries, which could, are refused).
 
@@ -15,13 +16,38 @@ use std::path::{Component, Path};
 /// Most entries an archive may hold.
 pub const MAX_ENTRIES: usize = 256;
 
-/// Largest `meshwa.toml` an archive may hold (it is read into memory to be checked).
+/// Largest manifest an archive may hold (it is read into memory to be checked).
 pub const MAX_MANIFEST: u64 = 1024 * 1024;
+
+/// Which manifest an upload carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// `meshwa.toml`.
+    Meshwa,
+    /// A Spin app's `spin.toml`.
+    Spin,
+}
+
+impl ManifestKind {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ManifestKind::Meshwa => meshwa_manifest::MESHWA_MANIFEST,
+            ManifestKind::Spin => meshwa_manifest::SPIN_MANIFEST,
+        }
+    }
+
+    fn of(path: &str) -> Option<ManifestKind> {
+        [ManifestKind::Meshwa, ManifestKind::Spin]
+            .into_iter()
+            .find(|kind| kind.file_name() == path)
+    }
+}
 
 /// What an unpacked upload holds: its manifest, and the size of every file written.
 pub struct Unpacked {
     pub manifest: String,
-    /// Path in the archive → its size in bytes, `meshwa.toml` included.
+    pub kind: ManifestKind,
+    /// Path in the archive → its size in bytes, the manifest included.
     pub files: BTreeMap<String, u64>,
 }
 
@@ -47,11 +73,13 @@ pub enum ArchiveError {
     Conflict(String),
     #[error("the archive has more than {MAX_ENTRIES} entries")]
     TooManyEntries,
-    #[error("the archive has no meshwa.toml at its root")]
+    #[error("the archive has no meshwa.toml (or a Spin app's spin.toml) at its root")]
     NoManifest,
-    #[error("meshwa.toml is larger than {MAX_MANIFEST} bytes")]
+    #[error("the archive has both a meshwa.toml and a spin.toml: an app has one manifest")]
+    TwoManifests,
+    #[error("the manifest is larger than {MAX_MANIFEST} bytes")]
     ManifestTooLarge,
-    #[error("meshwa.toml is not UTF-8")]
+    #[error("the manifest is not UTF-8")]
     ManifestEncoding,
 }
 
@@ -97,7 +125,10 @@ pub fn unpack<E>(
         if conflicts(&files, &path) {
             return Err(ArchiveError::Conflict(shown).into());
         }
-        let size = if path == "meshwa.toml" {
+        let size = if let Some(kind) = ManifestKind::of(&path) {
+            if manifest.is_some() {
+                return Err(ArchiveError::TwoManifests.into());
+            }
             let mut text = Vec::new();
             (&mut entry)
                 .take(MAX_MANIFEST + 1)
@@ -107,7 +138,8 @@ pub fn unpack<E>(
                 return Err(ArchiveError::ManifestTooLarge.into());
             }
             let size = write(&path, &mut text.as_slice()).map_err(UnpackError::Write)?;
-            manifest = Some(String::from_utf8(text).map_err(|_| ArchiveError::ManifestEncoding)?);
+            let text = String::from_utf8(text).map_err(|_| ArchiveError::ManifestEncoding)?;
+            manifest = Some((text, kind));
             size
         } else {
             // A failed read is the archive's fault (cut short, say), a failed write the writer's.
@@ -124,8 +156,12 @@ pub fn unpack<E>(
         };
         files.insert(path, size);
     }
-    let manifest = manifest.ok_or(ArchiveError::NoManifest)?;
-    Ok(Unpacked { manifest, files })
+    let (manifest, kind) = manifest.ok_or(ArchiveError::NoManifest)?;
+    Ok(Unpacked {
+        manifest,
+        kind,
+        files,
+    })
 }
 
 /// A reader that remembers its first error.

@@ -114,7 +114,13 @@ impl ControlPlane {
             let dir = self
                 .store
                 .app_dir(&record.tenant, &record.app, record.version);
-            let outcome = match Manifest::load(&dir.join("meshwa.toml")) {
+            let manifest = meshwa_manifest::Name::new(&record.tenant)
+                .map_err(|e| meshwa_manifest::ManifestError::Syntax {
+                    path: dir.clone(),
+                    message: e.to_string(),
+                })
+                .and_then(|tenant| Manifest::load_dir(&dir, &tenant));
+            let outcome = match manifest {
                 Err(error) => Err(vec![error.to_string()]),
                 Ok(manifest) => match self.registry.prepare_off_thread(manifest).await {
                     Ok((manifest, prepared)) => {

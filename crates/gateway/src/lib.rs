@@ -253,7 +253,11 @@ where
                 // Silent past the timeout, closed, or failed: drop the connection.
                 _ => return,
             }
-            let service = hyper::service::service_fn(move |request| {
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                // Who sent it, for functions that are told (Spin's `spin-client-addr`).
+                request
+                    .extensions_mut()
+                    .insert(meshwa_runtime::ClientAddr(peer));
                 let answer = handler(request);
                 async move { Ok::<_, Infallible>(answer.await) }
             });

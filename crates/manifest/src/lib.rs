@@ -6,6 +6,10 @@
 //! names the manifest file and, where there is one, the line. Nothing here touches wasmtime: this
 //! crate is pure validation so that it can run at deploy time, in tests and in tools alike.
 //!
+//! A Spin app's `spin.toml` is read into the same model (module `spin`, [`Manifest::load_spin`]):
+//! what meshwa adds for it (Spin routes for its headers, variables, `*.spin.internal` calls) is
+//! a function's [`SpinFunction`].
+//!
 //! ```toml
 //! tenant = "acme"
 //! app = "greeter"
@@ -57,6 +61,7 @@ mod outbound;
 mod policy;
 mod raw;
 mod routes;
+mod spin;
 mod units;
 
 use std::fmt;
@@ -68,6 +73,7 @@ pub use names::{Name, NameError, StoreName};
 pub use outbound::OutboundRule;
 pub use policy::{MAX_TIMEOUT, Policy, PolicyError, TenantPolicy, TenantUsage};
 pub use routes::{Route, RouteError, check_route_collisions};
+pub use spin::{DEFAULT_SPIN_TENANT, InternalCalls, SpinFunction, TemplatePart};
 /// The conventions' human-readable sizes and durations, for flags as well as manifests.
 pub use units::{parse_duration, parse_size};
 
@@ -175,6 +181,9 @@ pub struct FunctionSpec {
     /// configuration only: a manifest is not a place for secrets (those come from the
     /// operator's secrets file, through `wasi:config`).
     pub env: Vec<(String, String)>,
+    /// For a function of a Spin app (`spin.toml`): its Spin route, variables and in-process
+    /// calls, which meshwa's own manifest has no words for.
+    pub spin: Option<SpinFunction>,
 }
 
 /// How the host runs a function's code.
@@ -243,9 +252,40 @@ impl Manifest {
         }
     }
 
-    /// Reads and validates the manifest at `path`. Component paths are resolved relative to the
-    /// manifest's directory and must name existing files.
+    /// Reads and validates the manifest at `path`: a `meshwa.toml`, or a Spin app's `spin.toml`
+    /// (by its file name; served as the tenant its `[application.tool.meshwa]` table names, see
+    /// [`Manifest::load_spin`]). Component paths are resolved relative to the manifest's
+    /// directory and must name existing files.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        if path.file_name() == Some(std::ffi::OsStr::new(SPIN_MANIFEST)) {
+            return Self::load_spin(path, None);
+        }
+        Self::load_with(path, |text, base| Self::parse(text, path, base))
+    }
+
+    /// Reads the manifest of the app directory `dir` deployed into `tenant`: its `meshwa.toml`,
+    /// or, if it has none, a Spin app's `spin.toml`.
+    pub fn load_dir(dir: &Path, tenant: &Name) -> Result<Manifest, ManifestError> {
+        let meshwa = dir.join(MESHWA_MANIFEST);
+        let spin = dir.join(SPIN_MANIFEST);
+        if !meshwa.exists() && spin.is_file() {
+            return Self::load_spin(&spin, Some(tenant));
+        }
+        Self::load(&meshwa)
+    }
+
+    /// Reads a Spin app's `spin.toml` as a meshwa app of `tenant` (`None`: the tenant its
+    /// `[application.tool.meshwa]` table names, else [`DEFAULT_SPIN_TENANT`]).
+    pub fn load_spin(path: &Path, tenant: Option<&Name>) -> Result<Manifest, ManifestError> {
+        Self::load_with(path, |text, base| {
+            Self::parse_spin(text, path, base, tenant)
+        })
+    }
+
+    fn load_with(
+        path: &Path,
+        parse: impl FnOnce(&str, &Path) -> Result<Manifest, ManifestError>,
+    ) -> Result<Manifest, ManifestError> {
         let read_error = |source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
@@ -259,7 +299,7 @@ impl Manifest {
         }
         let text = std::fs::read_to_string(path).map_err(read_error)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let manifest = Self::parse(&text, path, base)?;
+        let manifest = parse(&text, base)?;
         for function in &manifest.functions {
             if !function.component.is_file() {
                 return Err(ManifestError::MissingComponent {
@@ -288,7 +328,22 @@ impl Manifest {
     pub fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, ManifestError> {
         raw::parse(text, source, base)
     }
+
+    /// Parses a Spin app's manifest text (see the `spin` module for what maps to what).
+    pub fn parse_spin(
+        text: &str,
+        source: &Path,
+        base: &Path,
+        tenant: Option<&Name>,
+    ) -> Result<Manifest, ManifestError> {
+        spin::parse(text, source, base, tenant)
+    }
 }
+
+/// The file name of a Spin app's manifest.
+pub const SPIN_MANIFEST: &str = "spin.toml";
+/// The file name of meshwa's own manifest.
+pub const MESHWA_MANIFEST: &str = "meshwa.toml";
 
 /// Why a manifest was refused. Every variant is the fault of whoever wrote the manifest.
 #[derive(Debug, thiserror::Error)]

@@ -149,12 +149,12 @@ const MAX_CONFIG_VALUE: usize = 64 * 1024;
 const MAX_FUNCTIONS: usize = 256;
 
 /// Turns byte offsets into 1-based line numbers for error messages.
-struct Lines<'a> {
-    text: &'a str,
+pub(crate) struct Lines<'a> {
+    pub(crate) text: &'a str,
 }
 
 impl Lines<'_> {
-    fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -403,6 +403,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             kind: raw_fn.kind,
             imports,
             env,
+            spin: None,
         });
     }
 
@@ -473,7 +474,7 @@ type Invalid<'a> = dyn Fn(&str, std::ops::Range<usize>, String) -> ManifestError
 
 /// A function's environment: names a C program's `getenv` can see (no `=`, no NUL), values
 /// without NUL, bounded in count and bytes (they are copied into every instance).
-fn parse_env(
+pub(crate) fn parse_env(
     table: &Spanned<BTreeMap<String, Spanned<String>>>,
     invalid: &Invalid<'_>,
 ) -> Result<Vec<(String, String)>, ManifestError> {

@@ -478,11 +478,9 @@ fn fuzz_corpus(name: &str) -> Vec<Vec<u8>> {
 #[test]
 fn fuzz_corpora_parse_without_panicking() {
     for input in fuzz_corpus("manifest") {
-        let _ = Manifest::parse(
-            &String::from_utf8_lossy(&input),
-            Path::new("meshwa.toml"),
-            Path::new(""),
-        );
+        let text = String::from_utf8_lossy(&input);
+        let _ = Manifest::parse(&text, Path::new("meshwa.toml"), Path::new(""));
+        let _ = Manifest::parse_spin(&text, Path::new("spin.toml"), Path::new(""), None);
     }
     for input in fuzz_corpus("policy") {
         let _ = Policy::parse(&String::from_utf8_lossy(&input));

@@ -65,12 +65,22 @@ pub enum LoadError {
     },
     /// The component imports a service its function was not granted.
     #[error(
-        "{function}: the component imports `{import}`, which the function is not granted; add `{grant}` under [functions.grants] in its manifest"
+        "{function}: the component imports `{import}`, which the function is not granted; {grant}"
     )]
     NotGranted {
         function: FunctionId,
         import: String,
-        grant: &'static str,
+        /// What to write, and where.
+        grant: String,
+    },
+    /// The component was built against a pre-release WASI (`0.2.0-rc-...`, as spin-sdk 2.x and
+    /// other 2023 toolchains emit), which meshwa does not link.
+    #[error(
+        "{function}: the component imports `{import}`, a pre-release of WASI 0.2 that meshwa does not provide; rebuild it with a toolchain for WASI 0.2.0 or later (spin-sdk 3 or later, cargo-component 0.5 or later, wit-bindgen 0.17 or later)"
+    )]
+    PreReleaseWasi {
+        function: FunctionId,
+        import: String,
     },
     /// The app declares a secret the server's secrets file does not supply.
     #[error(

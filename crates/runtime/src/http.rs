@@ -19,6 +19,11 @@ use crate::instance::Instance;
 use crate::response::{GuestRun, GuestState, ResponseBody, streaming};
 use crate::state::InstanceState;
 
+/// The address of the client that sent a request, when the trigger knows it (the gateway puts
+/// it in the request's extensions); Spin functions see it as `spin-client-addr`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// Serves `request` in a fresh instance of `function`'s `wasi:http` handler. Returns as soon as
 /// the guest has set the response head; the body then streams from the guest.
 pub(crate) async fn run<B>(
@@ -35,6 +40,11 @@ where
 {
     let invocation = call.invocation.clone();
     let connect = request.method() == http::Method::CONNECT;
+    let mut request = request;
+    if let Some(spin) = &function.services().spin {
+        let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+        crate::services::spin::set_headers(spin, &mut request, client);
+    }
     let mut instance = Instance::start(function, call, entry, None).await?;
 
     let (sender, mut receiver) = oneshot::channel();

@@ -57,6 +57,7 @@ pub use engine::{
 pub use error::{EngineError, Fault, InvokeError, LoadError, TypedImportRefused};
 pub use explain::PhaseTotals;
 pub use function::Function;
+pub use http::ClientAddr;
 pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };

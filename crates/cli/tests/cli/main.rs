@@ -1194,3 +1194,74 @@ fn client_commands_read_typed_answers() {
     let (code, out, _) = client(admin, "op-token", &["tenant", "rm", "acme"]);
     assert_eq!((code, out.trim()), (0, "deleted tenant acme"));
 }
+
+/// A Spin app: `meshwa serve spin.toml` serves it as the tenant its tool table names, and
+/// `meshwa deploy` of its directory sends `spin.toml` unchanged with the components it names,
+/// into the deploying tenant; a restart restores the deployed app.
+#[test]
+fn spin_apps_are_served_and_deployed_from_their_spin_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let spin_toml = Path::new(programs::EXAMPLES_DIR).join("../guests/spin-front/spin.toml");
+    let data = dir.path().join("served");
+    let served = serve(&data, &[spin_toml]);
+    let (status, body) = http(served.addr, "GET", "/spin/chain", b"");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "front > middle/spin-middle/hop > back says hello, says the back"
+        )
+    );
+    drop(served);
+
+    // A Spin app directory, its component inside it, under the tenant's route prefix.
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(app.join("target")).unwrap();
+    std::fs::copy(programs::SPIN_BACK, app.join("target/back.wasm")).unwrap();
+    std::fs::write(
+        app.join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"spun\"\n\
+         [variables]\nwho = { default = \"acme\" }\n\
+         [[trigger.http]]\nroute = \"/acme/back/...\"\ncomponent = \"back\"\n\
+         [component.back]\nsource = \"target/back.wasm\"\n\
+         [component.back.variables]\ngreeting = \"hi from {{ who }}\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--operator-token", "op-token"];
+    let served = serve_with(&data, &[], &flags);
+    let token = acme_with_a_token(served.admin);
+    let token = token
+        .trim()
+        .trim_start_matches("authorization: Bearer ")
+        .to_owned();
+    let (code, out, err) = client(served.admin, &token, &["deploy", app.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deployed acme/spun version"), "{out}");
+    let (status, body) = http(served.addr, "GET", "/acme/back/x", b"");
+    assert_eq!((status, body.as_str()), (200, "back says hi from acme"));
+
+    // A component outside the directory cannot travel with it: refused before uploading.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"spun\"\n\
+             [[trigger.http]]\nroute = \"/acme/back\"\ncomponent = \"back\"\n\
+             [component.back]\nsource = \"{}\"\n",
+            programs::SPIN_BACK
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = client(served.admin, &token, &["deploy", outside.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("outside the app's directory"), "{err}");
+
+    drop(served);
+    let restarted = serve_with(&data, &[], &flags);
+    let log = restarted.log_with("startup complete");
+    assert!(log.contains("restored=1"), "{log}");
+    let (status, body) = http(restarted.addr, "GET", "/acme/back/y", b"");
+    assert_eq!((status, body.as_str()), (200, "back says hi from acme"));
+}

@@ -23,13 +23,13 @@ use http::{Request, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshwa_api::{DeployResult, DeployedFunction};
-use meshwa_manifest::{Manifest, ManifestError, Policy};
+use meshwa_manifest::{Manifest, ManifestError, Name, Policy};
 use meshwa_runtime::{CacheOutcome, Fault, PreparedApp};
 use tokio::io::AsyncWriteExt;
 
 use super::{ApiError, Call, Reply, ok};
 use crate::ControlPlane;
-use crate::archive::{self, UnpackError, Unpacked};
+use crate::archive::{self, ManifestKind, UnpackError, Unpacked};
 use crate::registry::Origin;
 use crate::store::{Staged, StoreError};
 
@@ -61,7 +61,7 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
     .await
     .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??;
     let version = staged.version;
-    let (manifest, prepared) = prepare(control, &staged.dir).await?;
+    let (manifest, prepared) = prepare(control, &staged.dir, &tenant).await?;
     let functions: Vec<DeployedFunction> = manifest
         .functions
         .iter()
@@ -167,18 +167,35 @@ fn check_upload(
     app: &str,
     policy: &Policy,
 ) -> Result<(), ApiError> {
-    let manifest = Manifest::parse(&bundle.manifest, Path::new("meshwa.toml"), Path::new(""))
-        .map_err(|e| ApiError::Invalid(vec![e.to_string()]))?;
+    let file = bundle.kind.file_name();
+    let manifest = match bundle.kind {
+        ManifestKind::Meshwa => Manifest::parse(&bundle.manifest, Path::new(file), Path::new("")),
+        // A Spin app names no tenant: it is deployed into this one.
+        ManifestKind::Spin => Name::new(tenant)
+            .map_err(|e| ManifestError::Syntax {
+                path: file.into(),
+                message: e.to_string(),
+            })
+            .and_then(|tenant| {
+                Manifest::parse_spin(
+                    &bundle.manifest,
+                    Path::new(file),
+                    Path::new(""),
+                    Some(&tenant),
+                )
+            }),
+    }
+    .map_err(|e| ApiError::Invalid(vec![e.to_string()]))?;
     let mut errors = Vec::new();
     if manifest.tenant.as_str() != tenant {
         errors.push(format!(
-            "meshwa.toml is for tenant `{}`, but this is tenant `{tenant}`",
+            "{file} is for tenant `{}`, but this is tenant `{tenant}`",
             manifest.tenant
         ));
     }
     if manifest.app.as_str() != app {
         errors.push(format!(
-            "meshwa.toml is for app `{}`, but the upload is for app `{app}`",
+            "{file} is for app `{}`, but the upload is for app `{app}`",
             manifest.app
         ));
     }
@@ -220,11 +237,16 @@ fn check_upload(
 
 /// Loads the staged manifest (its component paths now resolve to the staged files) and
 /// prepares every function.
-async fn prepare(control: &ControlPlane, dir: &Path) -> Result<(Manifest, PreparedApp), ApiError> {
+async fn prepare(
+    control: &ControlPlane,
+    dir: &Path,
+    tenant: &str,
+) -> Result<(Manifest, PreparedApp), ApiError> {
+    let tenant = Name::new(tenant).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // What the tenant reads names its files as in its upload, never where the server keeps them.
     let staged = format!("{}/", dir.display());
     let relative = |message: String| message.replace(&staged, "");
-    let manifest = Manifest::load(&dir.join("meshwa.toml")).map_err(|error| match error {
+    let manifest = Manifest::load_dir(dir, &tenant).map_err(|error| match error {
         // The upload was written a moment ago: failing to read it back is the host's fault.
         ManifestError::Read { .. } => ApiError::Host(error.to_string()),
         _ => ApiError::Invalid(vec![relative(error.to_string())]),

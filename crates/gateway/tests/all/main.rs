@@ -16,6 +16,7 @@ mod programs;
 mod quotas;
 mod services;
 mod serving;
+mod spin;
 mod typed;
 
 /// Every guest program and example component has a test: `foreach_program!` names each one
@@ -66,6 +67,10 @@ mod tested {
     pub(crate) use crate::serving::the_orders_pipeline_runs_five_functions_in_process as orders_render;
     pub(crate) use crate::serving::the_orders_pipeline_runs_five_functions_in_process as orders_validate;
     pub(crate) use crate::serving::two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance as hello;
+    pub(crate) use crate::spin::a_spin_app_runs_from_its_spin_toml as spin_back;
+    pub(crate) use crate::spin::a_spin_app_runs_from_its_spin_toml as spin_front;
+    pub(crate) use crate::spin::a_spin_app_runs_from_its_spin_toml as spin_middle;
+    pub(crate) use crate::spin::a_spin_sdk_2_component_is_refused_with_a_clear_error as spin2_hello;
     pub(crate) use crate::typed::typed_calls_carry_every_kind_of_value_intact as typed_hopper;
     pub(crate) use crate::typed::typed_calls_carry_every_kind_of_value_intact as typed_sink;
     pub(crate) use crate::typed::typed_imports_that_cannot_be_linked_are_refused_at_load as typed_impostor;

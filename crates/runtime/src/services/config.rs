@@ -12,6 +12,7 @@ use crate::state::InstanceState;
 pub(crate) const SERVICE: HostService = HostService {
     prefix: "wasi:config/",
     grant: "config = [\"<key>\"]",
+    spin_grant: None,
     granted: |grants| !grants.config.is_empty(),
     add_to_linker,
 };

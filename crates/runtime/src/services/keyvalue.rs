@@ -49,6 +49,12 @@ pub struct Bucket {
     quota: StoreQuota,
 }
 
+impl AsRef<Bucket> for Bucket {
+    fn as_ref(&self) -> &Bucket {
+        self
+    }
+}
+
 /// A store a function was granted, resolved at load.
 pub(crate) struct GrantedStore {
     pub(crate) id: StoreId,
@@ -66,16 +72,20 @@ pub(crate) struct KeyValueGrant {
 type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
 impl InstanceState {
-    fn bucket(
+    /// The backend, store and quota behind an open bucket (of either WIT dialect).
+    pub(crate) fn bucket<B>(
         &mut self,
-        bucket: &Resource<Bucket>,
-    ) -> wasmtime::Result<(Arc<dyn KeyValueBackend>, StoreId, StoreQuota)> {
+        bucket: &Resource<B>,
+    ) -> wasmtime::Result<(Arc<dyn KeyValueBackend>, StoreId, StoreQuota)>
+    where
+        B: AsRef<Bucket> + 'static,
+    {
         let backend = match &self.services().key_value {
             Some(grant) => grant.backend.clone(),
             // A bucket exists only if `open` found a grant, so this cannot happen.
             None => wasmtime::bail!("key-value bucket without a key-value grant"),
         };
-        let bucket = self.table().get(bucket)?;
+        let bucket = self.table().get(bucket)?.as_ref();
         Ok((backend, bucket.store.clone(), bucket.quota))
     }
 
@@ -87,23 +97,56 @@ impl InstanceState {
         result: Result<T, KvError>,
     ) -> Result<T, store::Error> {
         self.key_value_call_ended(started);
-        result.map_err(|error| match error {
+        result.map_err(|error| store::Error::Other(self.kv_failure(error)))
+    }
+
+    /// What a guest is told of a failed key-value call (`other(...)` in both WIT dialects);
+    /// backend failures are logged with the function's identity and told without host details.
+    pub(crate) fn kv_failure(&self, error: KvError) -> String {
+        match error {
             KvError::Backend(_) => {
                 tracing::error!(function = %self.services().id, %error, "key-value backend failed");
-                store::Error::Other("internal error".to_owned())
+                "internal error".to_owned()
             }
             // The host's fault too, but the function may know: it can answer "try later".
             KvError::StorageFull => {
                 tracing::error!(function = %self.services().id, %error, "key-value write refused: no space left on the disk");
-                store::Error::Other(error.to_string())
+                error.to_string()
             }
-            quota_or_data => store::Error::Other(quota_or_data.to_string()),
-        })
+            quota_or_data => quota_or_data.to_string(),
+        }
+    }
+
+    /// The store `name` as a bucket, if the function was granted it.
+    pub(crate) fn open_bucket(&self, name: &str) -> Result<Bucket, OpenRefused> {
+        let grant = self
+            .services()
+            .key_value
+            .as_ref()
+            .ok_or(OpenRefused::NoSuchStore)?;
+        match grant.granted.iter().find(|s| s.id.store.as_str() == name) {
+            Some(found) => Ok(Bucket {
+                store: found.id.clone(),
+                quota: found.quota,
+            }),
+            None if grant.declared.iter().any(|n| n.as_str() == name) => {
+                Err(OpenRefused::AccessDenied)
+            }
+            None => Err(OpenRefused::NoSuchStore),
+        }
     }
 }
 
+/// Why a store could not be opened.
+pub(crate) enum OpenRefused {
+    /// A store of the app that the function was not granted.
+    AccessDenied,
+    /// No store of that name in the app.
+    NoSuchStore,
+}
+
 /// Runs a write on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     write: impl FnOnce() -> Result<T, KvError> + Send + 'static,
 ) -> Result<T, KvError> {
     tokio::task::spawn_blocking(write)
@@ -113,26 +156,11 @@ async fn blocking<T: Send + 'static>(
 
 impl store::Host for InstanceState {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        let Some(grant) = &self.services().key_value else {
-            return Ok(Err(store::Error::NoSuchStore));
-        };
-        let Some(found) = grant
-            .granted
-            .iter()
-            .find(|s| s.id.store.as_str() == identifier)
-        else {
-            let declared = grant.declared.iter().any(|n| n.as_str() == identifier);
-            return Ok(Err(if declared {
-                store::Error::AccessDenied
-            } else {
-                store::Error::NoSuchStore
-            }));
-        };
-        let bucket = Bucket {
-            store: found.id.clone(),
-            quota: found.quota,
-        };
-        Ok(Ok(self.table().push(bucket)?))
+        Ok(match self.open_bucket(&identifier) {
+            Ok(bucket) => Ok(self.table().push(bucket)?),
+            Err(OpenRefused::AccessDenied) => Err(store::Error::AccessDenied),
+            Err(OpenRefused::NoSuchStore) => Err(store::Error::NoSuchStore),
+        })
     }
 }
 
@@ -238,6 +266,7 @@ impl batch::Host for InstanceState {
 pub(crate) const SERVICE: super::HostService = super::HostService {
     prefix: "wasi:keyvalue/",
     grant: "key-value = [\"<store>\"]",
+    spin_grant: Some("key_value_stores = [\"<label>\"]"),
     granted: |grants| !grants.key_value.is_empty(),
     add_to_linker,
 };

@@ -62,6 +62,7 @@ pub(crate) enum Source {
 pub(crate) const SERVICE: super::HostService = super::HostService {
     prefix: "wasi:logging/",
     grant: "logging = true",
+    spin_grant: None,
     granted: |grants| grants.logging,
     add_to_linker: |linker| {
         bindings::wasi::logging::logging::add_to_linker::<_, wasmtime::component::HasSelf<_>>(

@@ -25,6 +25,7 @@ pub(crate) mod logging;
 pub(crate) mod outbound;
 pub(crate) mod recent;
 mod secrets;
+pub(crate) mod spin;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +46,10 @@ pub use secrets::{Secrets, SecretsError};
 pub(crate) struct HostService {
     /// The imports it provides: every interface whose name starts with this.
     pub(crate) prefix: &'static str,
-    /// What to write in the manifest to grant it (named when an import is refused).
+    /// What to write in a `meshwa.toml` to grant it (named when an import is refused).
     pub(crate) grant: &'static str,
+    /// What to write in a `spin.toml` instead, if a Spin app can grant it at all.
+    pub(crate) spin_grant: Option<&'static str>,
     /// Whether a function's grants include it.
     pub(crate) granted: fn(&Grants) -> bool,
     pub(crate) add_to_linker: fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>,
@@ -54,7 +57,13 @@ pub(crate) struct HostService {
 
 /// Every service that needs a grant. (WASI itself, outbound `wasi:http` and `meshwa:platform`
 /// are linked for every function: their policy is inside, see `state` and `outbound`.)
-pub(crate) const SERVICES: &[HostService] = &[keyvalue::SERVICE, config::SERVICE, logging::SERVICE];
+pub(crate) const SERVICES: &[HostService] = &[
+    keyvalue::SERVICE,
+    config::SERVICE,
+    logging::SERVICE,
+    spin::KEY_VALUE,
+    spin::VARIABLES,
+];
 
 /// What one function may use, resolved at load and shared by all its instances.
 pub(crate) struct FunctionServices {
@@ -72,6 +81,8 @@ pub(crate) struct FunctionServices {
     pub(crate) env: Vec<(String, String)>,
     /// Bytes its instances copied into and out of host buffers.
     pub(crate) buffers: crate::platform::BufferMeter,
+    /// For a function of a Spin app: its variables, headers and `*.spin.internal` calls.
+    pub(crate) spin: Option<spin::SpinServices>,
 }
 
 /// What a service's resolution may look at: the function, its app, the operator's secrets.
@@ -111,6 +122,7 @@ impl FunctionServices {
             max_outbound_response: spec.limits.max_outbound_response,
             env: spec.env.clone(),
             buffers: Default::default(),
+            spin: spin::resolve(&resolving)?,
             id,
         })
     }
@@ -125,14 +137,30 @@ pub(crate) fn check_imports(
     id: &FunctionId,
 ) -> Result<(), LoadError> {
     for (import, _) in component.component_type().imports(engine) {
+        if import.contains("@0.2.0-rc-") {
+            return Err(LoadError::PreReleaseWasi {
+                function: id.clone(),
+                import: import.to_owned(),
+            });
+        }
         let ungranted = SERVICES
             .iter()
             .find(|s| import.starts_with(s.prefix) && !(s.granted)(&spec.grants));
         if let Some(service) = ungranted {
+            let grant = match (&spec.spin, service.spin_grant) {
+                (None, _) => format!(
+                    "add `{}` under [functions.grants] in its manifest",
+                    service.grant
+                ),
+                (Some(_), Some(spin)) => {
+                    format!("add `{spin}` under [component.{}] in spin.toml", spec.name)
+                }
+                (Some(_), None) => "a Spin app's manifest cannot grant it".to_owned(),
+            };
             return Err(LoadError::NotGranted {
                 function: id.clone(),
                 import: import.to_owned(),
-                grant: service.grant,
+                grant,
             });
         }
     }

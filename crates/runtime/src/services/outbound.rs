@@ -2,6 +2,8 @@
 //!
 //! - `http://<function>.<app>.internal/...` is an in-process call to a sibling function (see
 //!   `calls`); it needs no grant, the call rules decide.
+//! - For a function of a Spin app, `http://<component>.spin.internal/...` is the same call to
+//!   the component of its app, allowed by `allowed_outbound_hosts` in `spin.toml` as in Spin.
 //! - Any other URL is sent only if its origin matches one of the function's `grants.outbound`
 //!   rules. Default is deny: the guest gets wasi:http's standard `HTTP-request-denied` error
 //!   code (what `wasmtime serve` and other hosts answer, so components that check for it work
@@ -27,6 +29,12 @@ const DENIED_BODY_READ: usize = 64 * 1024;
 
 type ResponseFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
+/// `<component>.spin.internal` → `component`: how Spin components call each other.
+fn spin_internal_target(host: &str) -> Option<&str> {
+    host.strip_suffix(".spin.internal")
+        .filter(|component| !component.contains('.'))
+}
+
 /// The `wasi:http` hooks of one instance.
 pub(crate) struct OutboundPolicy {
     pub(crate) call: CallContext,
@@ -45,11 +53,24 @@ impl WasiHttpHooks for OutboundPolicy {
         dyn Future<Output = Result<(http::Response<HyperOutgoingBody>, ResponseFuture), Error>>
             + Send,
     > {
-        let internal = request
-            .uri()
-            .host()
-            .and_then(internal_target)
-            .map(|(function, app)| (function.to_owned(), app.to_owned()));
+        let host = request.uri().host().unwrap_or_default();
+        let internal = match (spin_internal_target(host), &self.services.spin) {
+            // A Spin component calls its app's components by their Spin name, if it may.
+            (Some(component), Some(spin)) if spin.may_call(component) => {
+                Some((component.to_owned(), self.call.caller.app.to_string()))
+            }
+            (Some(_), Some(_)) => {
+                tracing::info!(
+                    target: "meshwa::outbound",
+                    function = %self.services.id,
+                    invocation = %self.call.invocation,
+                    %host,
+                    "outbound HTTP denied: not in the component's allowed_outbound_hosts (spin.toml)"
+                );
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
+            _ => internal_target(host).map(|(function, app)| (function.to_owned(), app.to_owned())),
+        };
         if let Some((function, app)) = internal {
             let call = calls::call(self.call.clone(), function, app, request);
             let waiting = crate::explain::Waiting::start(self.calls_meter.as_ref());
