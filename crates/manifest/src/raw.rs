@@ -149,12 +149,12 @@ const MAX_CONFIG_VALUE: usize = 64 * 1024;
 const MAX_FUNCTIONS: usize = 256;
 
 /// Turns byte offsets into 1-based line numbers for error messages.
-pub(crate) struct Lines<'a> {
-    pub(crate) text: &'a str,
+struct Lines<'a> {
+    text: &'a str,
 }
 
 impl Lines<'_> {
-    pub(crate) fn line_of(&self, offset: usize) -> usize {
+    fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -164,19 +164,37 @@ impl Lines<'_> {
     }
 }
 
-pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, ManifestError> {
-    let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::Syntax {
+/// Reads `text` as TOML into `T`: syntax, unknown keys, missing keys and wrong types are
+/// errors that name `source`.
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source: &Path,
+) -> Result<T, ManifestError> {
+    toml::from_str(text).map_err(|e| ManifestError::Syntax {
         path: source.to_path_buf(),
         message: e.to_string().trim_end().to_owned(),
-    })?;
+    })
+}
+
+/// The error for a value of `text` (read from `source`) that parsed but is not acceptable: the
+/// file, the line of its span, its key and why.
+pub(crate) fn invalid_in<'a>(
+    text: &'a str,
+    source: &'a Path,
+) -> impl Fn(&str, std::ops::Range<usize>, String) -> ManifestError + 'a {
     let lines = Lines { text };
-    let invalid =
-        |key: &str, span: std::ops::Range<usize>, message: String| ManifestError::Invalid {
-            path: source.to_path_buf(),
-            line: lines.line_of(span.start),
-            key: key.to_owned(),
-            message,
-        };
+    move |key, span, message| ManifestError::Invalid {
+        path: source.to_path_buf(),
+        line: lines.line_of(span.start),
+        key: key.to_owned(),
+        message,
+    }
+}
+
+pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, ManifestError> {
+    let raw: RawManifest = from_toml(text, source)?;
+    let lines = Lines { text };
+    let invalid = invalid_in(text, source);
     let name = |key: &str, value: &Spanned<String>| {
         Name::new(value.get_ref()).map_err(|e| invalid(key, value.span(), e.to_string()))
     };

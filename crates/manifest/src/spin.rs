@@ -248,18 +248,8 @@ pub(crate) fn parse(
     base: &Path,
     tenant: Option<&Name>,
 ) -> Result<Manifest, ManifestError> {
-    let raw: RawSpin = toml::from_str(text).map_err(|e| ManifestError::Syntax {
-        path: source.to_path_buf(),
-        message: e.to_string().trim_end().to_owned(),
-    })?;
-    let lines = crate::raw::Lines { text };
-    let invalid =
-        |key: &str, span: std::ops::Range<usize>, message: String| ManifestError::Invalid {
-            path: source.to_path_buf(),
-            line: lines.line_of(span.start),
-            key: key.to_owned(),
-            message,
-        };
+    let raw: RawSpin = crate::raw::from_toml(text, source)?;
+    let invalid = crate::raw::invalid_in(text, source);
 
     let version = &raw.spin_manifest_version;
     if version.get_ref().as_integer() != Some(2) {

@@ -17,6 +17,25 @@ fn spin_toml() -> PathBuf {
     Path::new(programs::EXAMPLES_DIR).join("../guests/spin-front/spin.toml")
 }
 
+/// A runtime of its own (data in `dir`), for apps that must fail to load.
+fn runtime(dir: &Path) -> meshwa_runtime::Runtime {
+    meshwa_runtime::Runtime::with_cache_dir(
+        meshwa_runtime::EngineSettings::default(),
+        dir,
+        Path::new(programs::COMPILE_CACHE_DIR),
+    )
+    .unwrap()
+}
+
+/// Why the app at `path` does not load.
+fn refusal(runtime: &meshwa_runtime::Runtime, path: &Path, secrets: &Secrets) -> String {
+    runtime
+        .load_app(&Manifest::load(path).unwrap(), secrets)
+        .err()
+        .expect("the app is refused")
+        .to_string()
+}
+
 async fn put(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
     let answer = send(&client(), addr, "PUT", path, body.as_bytes()).await;
     (answer.status, answer.body)
@@ -138,18 +157,8 @@ greeting = "token {{{{ api_token }}}}"
     std::fs::write(&path, text).unwrap();
 
     // Without the secret, the app does not load.
-    let manifest = Manifest::load(&path).unwrap();
-    let runtime = meshwa_runtime::Runtime::with_cache_dir(
-        meshwa_runtime::EngineSettings::default(),
-        dir.path(),
-        Path::new(programs::COMPILE_CACHE_DIR),
-    )
-    .unwrap();
-    let refused = runtime
-        .load_app(&manifest, &Secrets::default())
-        .err()
-        .expect("a missing secret refuses the app")
-        .to_string();
+    let runtime = runtime(dir.path());
+    let refused = refusal(&runtime, &path, &Secrets::default());
     assert!(refused.contains("api-token"), "{refused}");
 
     let secrets = Secrets::parse(
@@ -179,12 +188,7 @@ greeting = "token {{{{ api_token }}}}"
         .unwrap()
         .replace("key_value_stores = [\"other\"]\n", "");
     std::fs::write(&path, ungranted).unwrap();
-    let manifest = Manifest::load(&path).unwrap();
-    let refused = runtime
-        .load_app(&manifest, &secrets)
-        .err()
-        .expect("an ungranted import refuses the app")
-        .to_string();
+    let refused = refusal(&runtime, &path, &secrets);
     assert!(
         refused.contains("fermyon:spin/key-value") && refused.contains("key_value_stores"),
         "{refused}"
@@ -204,17 +208,7 @@ pub(crate) async fn a_spin_sdk_2_component_is_refused_with_a_clear_error() {
         programs::SPIN2_HELLO
     );
     std::fs::write(&path, text).unwrap();
-    let runtime = meshwa_runtime::Runtime::with_cache_dir(
-        meshwa_runtime::EngineSettings::default(),
-        dir.path(),
-        Path::new(programs::COMPILE_CACHE_DIR),
-    )
-    .unwrap();
-    let refused = runtime
-        .load_app(&Manifest::load(&path).unwrap(), &Secrets::default())
-        .err()
-        .expect("a pre-release WASI component is refused")
-        .to_string();
+    let refused = refusal(&runtime(dir.path()), &path, &Secrets::default());
     assert!(
         refused.contains("0.2.0-rc-2023-10-18") && refused.contains("spin-sdk 3"),
         "{refused}"
