@@ -58,11 +58,10 @@ impl AsRef<Bucket> for SpinStore {
 pub(crate) struct SpinServices {
     variables: HashMap<String, String>,
     internal_calls: InternalCalls,
-    /// The trigger's route as written (`/a/...`), or `None` for a private component.
-    raw_route: Option<String>,
-    /// The route without `/...`.
+    /// The route without `/...` (what `spin-path-info` is relative to).
     component_route: String,
-    base: String,
+    /// The headers that are the same on every request, made once.
+    fixed_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl SpinServices {
@@ -96,12 +95,26 @@ pub(crate) fn resolve(resolving: &Resolving<'_>) -> Result<Option<SpinServices>,
         }
         values.insert(name.clone(), value);
     }
+    // The trigger's route as written (`/a/...`); empty for a private component.
+    let raw_route = raw_route.as_deref().unwrap_or_default();
+    let fixed_headers = [
+        ("spin-matched-route", raw_route),
+        ("spin-raw-component-route", raw_route),
+        ("spin-component-route", spin.component_route()),
+        ("spin-base-path", base.as_str()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        // Routes are checked ASCII paths, so every value is a valid header value.
+        let value = http::HeaderValue::from_str(value).ok()?;
+        Some((http::HeaderName::from_static(name), value))
+    })
+    .collect();
     Ok(Some(SpinServices {
         variables: values,
         internal_calls: internal_calls.clone(),
         component_route: spin.component_route().to_owned(),
-        raw_route: raw_route.clone(),
-        base: base.clone(),
+        fixed_headers,
     }))
 }
 
@@ -112,47 +125,39 @@ pub(crate) fn set_headers(
     request: &mut http::Request<impl Sized>,
     client: Option<std::net::SocketAddr>,
 ) {
-    let path = request.uri().path().to_owned();
-    let path_info = path
+    let uri = request.uri();
+    let path_info = uri
+        .path()
         .strip_prefix(spin.component_route.as_str())
-        .unwrap_or(&path)
-        .to_owned();
-    let host = request
-        .uri()
+        .unwrap_or(uri.path());
+    // A gateway request names its host in `Host`; an in-process call in its URL.
+    let host = uri
         .authority()
-        .map(|a| a.as_str().to_owned())
+        .map(|a| a.as_str())
         .or_else(|| {
-            request
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
+            let host = request.headers().get(http::header::HOST)?;
+            host.to_str().ok()
         })
-        .unwrap_or_else(|| "localhost".to_owned());
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+        .unwrap_or("localhost");
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let full_url = format!("http://{host}{path_and_query}");
-    let raw_route = spin.raw_route.clone().unwrap_or_default();
+    let client = client.map(|addr| addr.to_string()).unwrap_or_default();
+    // Values that are not representable (a host with control characters) are left out, not
+    // taken from the client.
+    let per_request = [
+        ("spin-full-url", http::HeaderValue::from_str(&full_url)),
+        ("spin-path-info", http::HeaderValue::from_str(path_info)),
+        ("spin-client-addr", http::HeaderValue::from_str(&client)),
+    ];
     let headers = request.headers_mut();
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = http::HeaderValue::from_str(value) {
-            headers.insert(http::HeaderName::from_static(name), value);
-        } else {
-            headers.remove(name);
-        }
-    };
-    set("spin-full-url", &full_url);
-    set("spin-path-info", &path_info);
-    set("spin-matched-route", &raw_route);
-    set("spin-base-path", &spin.base);
-    set("spin-component-route", &spin.component_route);
-    set("spin-raw-component-route", &raw_route);
-    match client {
-        Some(addr) => set("spin-client-addr", &addr.to_string()),
-        None => set("spin-client-addr", ""),
+    for (name, value) in &spin.fixed_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in per_request {
+        match value {
+            Ok(value) => headers.insert(name, value),
+            Err(_) => headers.remove(name),
+        };
     }
 }
 
