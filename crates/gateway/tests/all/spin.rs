@@ -214,3 +214,32 @@ pub(crate) async fn a_spin_sdk_2_component_is_refused_with_a_clear_error() {
         "{refused}"
     );
 }
+
+/// The same spin-sdk component served from a meshwa.toml: its router and Spin's key-value
+/// interface work (granted as any store is); there are no Spin variables or headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn spin_components_also_run_from_a_meshwa_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meshwa.toml");
+    let text = format!(
+        "tenant = \"spin\"\napp = \"plain\"\n[[functions]]\nname = \"front\"\n\
+         component = \"{}\"\nroute = \"/spin\"\ngrants = {{ key-value = [\"default\"] }}\n\
+         [key-value.default]\n",
+        programs::SPIN_FRONT
+    );
+    std::fs::write(&path, text).unwrap();
+    let server = start(&[path]).await;
+    let hello = get(server.addr, "/spin/hello/bo").await;
+    assert_eq!((hello.status, hello.body.as_str()), (200, "hello, bo"));
+    let (status, body) = put(server.addr, "/spin/kv/k", "v").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(server.addr, "/spin/kv/k").await.body, "v");
+    let undefined = get(server.addr, "/spin/variable/message").await;
+    assert_eq!(undefined.status, 404, "{}", undefined.body);
+    let headers = get(server.addr, "/spin/headers/x").await;
+    assert!(
+        headers.body.contains("spin-path-info: (none)"),
+        "{}",
+        headers.body
+    );
+}
