@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Builds the Python and JavaScript "hello" components:
+# Builds the Python and JavaScript components: the "hello" guests and the wonka-orders example:
 #
-#   guests/polyglot/build.sh OUT_DIR    ->  OUT_DIR/python_hello.wasm, OUT_DIR/js_hello.wasm
+#   guests/polyglot/build.sh OUT_DIR    ->  OUT_DIR/python_hello.wasm, OUT_DIR/js_hello.wasm,
+#                                           OUT_DIR/wonka_orders.wasm, OUT_DIR/wonka_pricing.wasm
 #
 # Installs its pinned tools first (once) into $MESHWA_TOOLS_DIR (default <repo>/target/tools):
 # a Python venv with componentize-py, an npm prefix with @bytecodealliance/componentize-js.
 # Rebuilds a component only when its source, this script, the WIT or the tool is newer than it.
-# Both are built against wit/world.wit (wasi:http/proxy@0.2.12) and the repo's vendored WASI WIT.
+# They are built against wit/world.wit (wasi:http/proxy@0.2.12, and wasi:keyvalue for the
+# example) and the repo's vendored WASI WIT.
 set -euo pipefail
 
 COMPONENTIZE_PY_VERSION=0.25.1
 COMPONENTIZE_JS_VERSION=0.23.0
-WASI_PACKAGES=(cli clocks filesystem http io random sockets)
-WORLD=http-hello
+WASI_PACKAGES=(cli clocks filesystem http io random sockets keyvalue)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -134,11 +135,11 @@ is_component() {
     [[ $(head -c 8 "$1" | od -An -tx1 | tr -d ' \n') == 0061736d0d000100 ]]
 }
 
-# build NAME TOOL TOOL_STAMP SOURCE BUILDER: when OUT_DIR/NAME.wasm is stale, runs
-# `BUILDER SOURCE TMP` (which must write the component to TMP) and moves TMP into place, so a
-# failed or interrupted build never leaves a partial NAME.wasm.
+# build NAME TOOL TOOL_STAMP SOURCE BUILDER WORLD: when OUT_DIR/NAME.wasm is stale, runs
+# `BUILDER SOURCE TMP WORLD` (which must write the component to TMP) and moves TMP into place, so
+# a failed or interrupted build never leaves a partial NAME.wasm.
 build() {
-    local name=$1 tool=$2 tool_stamp=$3 source=$4 builder=$5
+    local name=$1 tool=$2 tool_stamp=$3 source=$4 builder=$5 world=$6
     local out="$OUT/$name.wasm" tmp="$OUT/.$name.wasm.tmp.$$"
     [[ -f $source ]] || die "missing source $source"
     if ! stale "$out" "$source" "$SCRIPT" "$tool_stamp" "${WIT_INPUTS[@]}"; then
@@ -148,25 +149,29 @@ build() {
     rm -f "$tmp"
     local t0; t0=$(now)
     note "building $name.wasm with $tool"
-    "$builder" "$source" "$tmp" || die "$tool failed to build $name.wasm from $source (see its output above)"
+    "$builder" "$source" "$tmp" "$world" || die "$tool failed to build $name.wasm from $source (see its output above)"
     [[ -s $tmp ]] || die "$tool exited 0 but wrote no $name.wasm"
     is_component "$tmp" || die "$tool wrote $name.wasm, but it is not a WebAssembly component"
     mv -f "$tmp" "$out"
     note "built $out ($(stat -c %s "$out") bytes) in $(since "$t0")"
 }
 
-build_python() { # SOURCE TMP
+build_python() { # SOURCE TMP WORLD
     # Build from a copy so that no __pycache__ lands in the source tree.
     local app="$STAGE/python"
+    rm -rf "$app"
     mkdir -p "$app"
     cp "$1" "$app/app.py"
-    PYTHONDONTWRITEBYTECODE=1 "$COMPONENTIZE_PY" --quiet -d "$STAGE/wit" -w "$WORLD" \
+    PYTHONDONTWRITEBYTECODE=1 "$COMPONENTIZE_PY" --quiet -d "$STAGE/wit" -w "$3" \
         componentize --python-path "$app" app -o "$2"
 }
 
-build_js() { # SOURCE TMP
-    "$COMPONENTIZE_JS" --wit "$STAGE/wit" --world-name "$WORLD" -o "$2" "$1"
+build_js() { # SOURCE TMP WORLD
+    "$COMPONENTIZE_JS" --wit "$STAGE/wit" --world-name "$3" -o "$2" "$1"
 }
 
-build python_hello componentize-py "$PY_STAMP" "$HERE/python-hello/app.py" build_python
-build js_hello componentize-js "$JS_STAMP" "$HERE/js-hello/app.js" build_js
+EXAMPLE="$REPO/examples/wonka-orders"
+build python_hello componentize-py "$PY_STAMP" "$HERE/python-hello/app.py" build_python http-hello
+build js_hello componentize-js "$JS_STAMP" "$HERE/js-hello/app.js" build_js http-hello
+build wonka_orders componentize-py "$PY_STAMP" "$EXAMPLE/orders.py" build_python http-kv
+build wonka_pricing componentize-js "$JS_STAMP" "$EXAMPLE/pricing.js" build_js http-kv

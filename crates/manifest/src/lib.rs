@@ -21,6 +21,7 @@
 //! route = "/acme/hello"            # path prefix; omit for a function with no public route
 //! limits = { max-memory = "16MiB", timeout = "2s", max-request-body = "1MiB", max-outbound-response = "16MiB" }
 //! env = { GREETING_STYLE = "short" } # environment variables (wasi:cli/environment); never secrets
+//! pre-initialize = false           # default true: snapshot `wizer-initialize` at load, if exported
 //!
 //! [[functions]]
 //! name = "render"                  # no route: private, reachable only in-process
@@ -181,6 +182,10 @@ pub struct FunctionSpec {
     /// configuration only: a manifest is not a place for secrets (those come from the
     /// operator's secrets file, through `wasi:config`).
     pub env: Vec<(String, String)>,
+    /// Whether a component that offers an initialization function (`wizer-initialize`) is
+    /// pre-initialized at load: the function runs once and fresh instances start from the
+    /// snapshot of its state (`pre-initialize = false` turns it off).
+    pub pre_initialize: bool,
     /// For a function of a Spin app (`spin.toml`): its Spin route, variables and in-process
     /// calls, which meshwa's own manifest has no words for.
     pub spin: Option<SpinFunction>,

@@ -76,6 +76,13 @@ struct RawFunction {
     /// Environment variables: name → value.
     #[serde(default)]
     env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// Whether to snapshot the component's `wizer-initialize` at load (default: yes).
+    #[serde(default = "yes", rename = "pre-initialize")]
+    pre_initialize: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One entry of `[functions.imports]`: the exporter's name (composed), or a table
@@ -421,6 +428,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             kind: raw_fn.kind,
             imports,
             env,
+            pre_initialize: raw_fn.pre_initialize,
             spin: None,
         });
     }

@@ -562,6 +562,7 @@ pub(crate) fn parse(
             kind,
             imports: Vec::new(),
             env,
+            pre_initialize: true,
             spin: Some(SpinFunction {
                 raw_route,
                 base: base_path.clone(),

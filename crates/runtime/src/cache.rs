@@ -31,6 +31,9 @@
 //!   mapping keeps the file alive. Several processes sharing the directory may evict each
 //!   other's entries; that costs a recompile, never a wrong load.
 //!
+//! - **Snapshots:** a pre-initialized component (`preinit`) is kept here too, as
+//!   `<sha256(wizer version, tenant, bytes)>.preinit.wasm`, under the same size bound.
+//!
 //! We keep our own cache instead of wasmtime's `cache` feature so that hits and misses are
 //! observable per component (the `function loaded` log line, the startup counts and the
 //! `meshwa_functions_loaded` metric) and writes are atomic renames.
@@ -111,7 +114,12 @@ impl CompileCache {
         };
         let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = listing
             .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            // Compiled entries, and pre-initialized snapshots (`*.preinit.wasm`).
+            .filter(|e| {
+                e.path()
+                    .extension()
+                    .is_some_and(|x| x == "cwasm" || x == "wasm")
+            })
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
                 Some((meta.modified().ok()?, meta.len(), e.path()))
@@ -210,6 +218,42 @@ impl CompileCache {
             outcome: CacheOutcome::Compiled,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Where the pre-initialized snapshot of `bytes` (`preinit`) is kept: keyed like a compiled
+    /// entry by tenant and bytes, and by Wizer's version instead of the engine's (a snapshot is
+    /// a component, compiled through [`CompileCache::load`] like any other).
+    pub(crate) fn snapshot_path(&self, tenant: &str, bytes: &[u8]) -> PathBuf {
+        let mut digest = Sha256::new();
+        digest.update(b"preinit\0wasmtime-wizer 48.0.8\0");
+        digest.update(tenant.as_bytes());
+        digest.update([0]);
+        digest.update(bytes);
+        self.dir
+            .join(format!("{}.preinit.wasm", hex(&digest.finalize())))
+    }
+
+    /// A snapshot kept before, marked used (eviction is least recently used first).
+    pub(crate) fn read_snapshot(&self, entry: &Path) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(entry).ok()?;
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(entry)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+        Some(bytes)
+    }
+
+    /// Keeps a snapshot for the next load (atomically, as compiled entries); a failure costs
+    /// only a new snapshot next time.
+    pub(crate) fn write_snapshot(&self, entry: &Path, snapshot: &[u8]) {
+        let written = tempfile_in(&self.dir).and_then(|tmp| {
+            std::fs::write(&tmp, snapshot)?;
+            std::fs::rename(&tmp, entry)
+        });
+        if let Err(error) = written {
+            tracing::warn!(entry = %entry.display(), %error, "cannot write pre-initialized snapshot");
+        }
+        self.evict();
     }
 
     fn store(&self, entry: &Path, component: &Component) -> anyhow::Result<()> {

@@ -56,6 +56,8 @@ pub struct Function {
     traces: RecentTraces,
     /// `id`, shared by the spans it records (a clone is a count, not three strings).
     shared_id: Arc<FunctionId>,
+    /// Whether it is served from a snapshot of its initialization (`preinit`).
+    pre_initialization: crate::PreInitialization,
 }
 
 impl Function {
@@ -90,7 +92,24 @@ impl Function {
             traffic: Traffic::default(),
             traces: RecentTraces::default(),
             shared_id,
+            pre_initialization: crate::PreInitialization::NotOffered,
         }
+    }
+
+    /// With what became of its offer to be pre-initialized.
+    pub(crate) fn with_pre_initialization(
+        self,
+        pre_initialization: crate::PreInitialization,
+    ) -> Function {
+        Function {
+            pre_initialization,
+            ..self
+        }
+    }
+
+    /// Whether it is served from a snapshot of its initialization, and why (not).
+    pub fn pre_initialization(&self) -> &crate::PreInitialization {
+        &self.pre_initialization
     }
 
     /// With host-linked typed imports (`host_link`), connected once its app is prepared.

@@ -28,6 +28,7 @@ mod http;
 mod http_errors;
 mod instance;
 mod platform;
+mod preinit;
 mod recent_traces;
 mod response;
 mod services;
@@ -62,6 +63,7 @@ pub use http_errors::{
     ERROR_ID_HEADER, error_response, failure_response, public_message, status_for,
 };
 pub use platform::{BufferCounters, MAX_INVOKE_RESPONSE};
+pub use preinit::{INIT_BUDGET, INIT_FUNCTION, PreInitialization};
 pub use recent_traces::{ChainTrace, MAX_SPANS, RecentTraces, SpanRecord, TRACES_KEPT};
 pub use response::{BodyEnd, ResponseBody};
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
@@ -410,6 +412,40 @@ impl Runtime {
         Ok(backend)
     }
 
+    /// The component a function is served from: the snapshot of its initialization (see
+    /// `preinit`), from the cache or taken now, when it offers one and may; else its own bytes.
+    fn pre_initialize(
+        &self,
+        spec: &FunctionSpec,
+        id: &FunctionId,
+        tenant: &str,
+        bytes: Vec<u8>,
+        format: adapt::SourceFormat,
+    ) -> (Vec<u8>, PreInitialization) {
+        if format != adapt::SourceFormat::Component || !preinit::offered(&bytes) {
+            return (bytes, PreInitialization::NotOffered);
+        }
+        if !spec.pre_initialize {
+            return (bytes, PreInitialization::Off);
+        }
+        let entry = self.cache.snapshot_path(tenant, &bytes);
+        if let Some(snapshot) = self.cache.read_snapshot(&entry) {
+            return (snapshot, PreInitialization::Snapshot { cached: true });
+        }
+        let started = std::time::Instant::now();
+        match preinit::snapshot(&self.engine, &bytes, spec.limits.max_memory) {
+            Ok(snapshot) => {
+                tracing::info!(function = %id, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "pre-initialized: snapshot taken");
+                self.cache.write_snapshot(&entry, &snapshot);
+                (snapshot, PreInitialization::Snapshot { cached: false })
+            }
+            Err(reason) => {
+                tracing::warn!(function = %id, %reason, "not pre-initialized: serving the component as it is");
+                (bytes, PreInitialization::Refused(reason))
+            }
+        }
+    }
+
     /// Compiles (or loads from cache), checks grants, links and pre-instantiates one function.
     fn prepare(
         &self,
@@ -437,19 +473,21 @@ impl Runtime {
             reason,
         };
         let format = adapt::SourceFormat::detect(&bytes, spec.kind).map_err(invalid)?;
-        let bytes = if spec.imports.is_empty() {
-            bytes
+        let tenant = manifest.tenant.as_str();
+        let (bytes, pre_initialization) = if spec.imports.is_empty() {
+            self.pre_initialize(spec, &id, tenant, bytes, format)
         } else {
             if format != adapt::SourceFormat::Component {
                 return Err(invalid(
                     "a function with typed imports must be a component".to_owned(),
                 ));
             }
-            compose::link_typed_imports(manifest, spec, &id, bytes)?
+            let composed = compose::link_typed_imports(manifest, spec, &id, bytes)?;
+            (composed, PreInitialization::NotOffered)
         };
         let compiled = self
             .cache
-            .load(&self.engine, manifest.tenant.as_str(), &bytes, format)
+            .load(&self.engine, tenant, &bytes, format)
             .map_err(|e| invalid(format!("{e:#}")))?;
         services::check_imports(&self.engine, &compiled.component, spec, &id)?;
         // Host-linked imports are host functions of this function's own copy of the linker.
@@ -505,6 +543,7 @@ impl Runtime {
             source = format.cache_tag(),
             cache = ?compiled.outcome,
             elapsed_ms = compiled.elapsed.as_secs_f64() * 1000.0,
+            pre_initialization = ?pre_initialization,
             "function loaded"
         );
         Ok(Arc::new(
@@ -517,7 +556,8 @@ impl Runtime {
                 services,
                 self.settings.explain,
             )
-            .with_host_links(host_links),
+            .with_host_links(host_links)
+            .with_pre_initialization(pre_initialization),
         ))
     }
 

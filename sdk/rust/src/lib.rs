@@ -39,6 +39,13 @@
 //! request: every request has a fresh instance, so nothing needs to be freed for long, and a bump
 //! allocator is cheaper than the standard one.
 //!
+//! [`pre_initialize!`] names a function that does your start-up work (build a table, parse
+//! embedded data): meshwa runs it once when the function is loaded and serves every request
+//! from a snapshot of the state it leaves, so no request pays for it. It may compute only: it
+//! runs without any import (no randomness, clock, environment, config or I/O), and if it reaches
+//! for one, meshwa serves the function without the snapshot. Write the handler so that it does
+//! the same work itself when it finds it not done (a `OnceLock`), and it is correct either way.
+//!
 //! Link your function with a small shadow stack (`-C link-arg=-zstack-size=65536` in
 //! `.cargo/config.toml`): every request gets a fresh instance, and a smaller stack makes that
 //! several times cheaper (see meshwa's `docs/benchmarks.md`).
@@ -49,6 +56,35 @@ mod bindings {
         world: "meshwa:platform/function",
         generate_all,
     });
+}
+
+/// The export meshwa pre-initializes a component with (`wizer-initialize`): see
+/// [`pre_initialize!`].
+#[doc(hidden)]
+pub mod init {
+    wit_bindgen::generate!({
+        inline: "package meshwa:init; world pre-initialize { export wizer-initialize: func(); }",
+        pub_export_macro: true,
+        export_macro_name: "__export_pre_initialize",
+        default_bindings_module: "meshwa_sdk::init",
+    });
+}
+
+/// Exports `init` (a `fn()`) as the component's `wizer-initialize`: meshwa runs it once at load
+/// and serves fresh instances of the state it leaves (see the crate's docs for what it may do).
+#[macro_export]
+macro_rules! pre_initialize {
+    ($init:path) => {
+        struct __MeshwaInit;
+
+        impl $crate::init::Guest for __MeshwaInit {
+            fn wizer_initialize() {
+                $init()
+            }
+        }
+
+        $crate::init::__export_pre_initialize!(__MeshwaInit with_types_in $crate::init);
+    };
 }
 
 #[cfg(target_arch = "wasm32")]

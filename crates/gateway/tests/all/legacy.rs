@@ -338,6 +338,69 @@ limits = {{ max-memory = "64MiB", timeout = "10s" }}
     }
 }
 
+/// The Python and JavaScript example app (`examples/wonka-orders`): Python parses the order,
+/// calls its JavaScript sibling in-process for a quote (which reads the preloaded price list),
+/// and keeps the order in a store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn the_python_and_javascript_example_app_prices_and_keeps_orders() {
+    let server = start(&[programs::example_manifest("wonka-orders")]).await;
+    let client = client();
+    let order = |body: &'static str| {
+        send(
+            &client,
+            server.addr,
+            "POST",
+            "/wonka/orders",
+            body.as_bytes(),
+        )
+    };
+    let json = |answer: &Answer| -> serde_json::Value {
+        serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body))
+    };
+
+    let first = order(r#"{"customer": "ada", "items": [{"sku": "fudge", "qty": 2}, {"sku": "gobstopper", "qty": 1}]}"#).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.headers["content-type"], "application/json");
+    let first = json(&first);
+    assert_eq!(first["order"], 1);
+    assert_eq!(first["total_cents"], 575);
+    assert_eq!(first["lines"][0]["unit_cents"], 250);
+    let second = order(r#"{"customer": "ada", "items": [{"sku": "wonkabar", "qty": 3}]}"#).await;
+    assert_eq!(
+        (second.status, json(&second)["order"].clone()),
+        (201, 2.into())
+    );
+
+    let history = get(server.addr, "/wonka/orders?customer=ada").await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    let history = json(&history);
+    assert_eq!(history["orders"], 2);
+    assert_eq!(history["last"]["total_cents"], 360);
+
+    // Bad input: a clear JSON error from whichever function found it.
+    let not_json = order("{not json").await;
+    assert_eq!(not_json.status, 400, "{}", not_json.body);
+    assert!(
+        json(&not_json)["error"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON")
+    );
+    let unknown = order(r#"{"customer": "bo", "items": [{"sku": "snozzberry", "qty": 1}]}"#).await;
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(
+        json(&unknown)["error"]
+            .as_str()
+            .unwrap()
+            .contains("snozzberry")
+    );
+    let bad_qty = order(r#"{"customer": "bo", "items": [{"sku": "fudge", "qty": 0}]}"#).await;
+    assert_eq!(bad_qty.status, 400, "{}", bad_qty.body);
+    // Nothing was recorded for the refused orders.
+    let bo = get(server.addr, "/wonka/orders?customer=bo").await;
+    assert_eq!(json(&bo)["orders"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 pub(crate) async fn a_c_function_calls_other_functions_in_process() {
     let dir = tempfile::tempdir().unwrap();

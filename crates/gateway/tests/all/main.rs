@@ -12,6 +12,7 @@ mod calls;
 mod compat;
 mod invoke;
 mod legacy;
+mod preinit;
 mod programs;
 mod quotas;
 mod services;
@@ -48,6 +49,10 @@ mod tested {
     pub(crate) use crate::legacy::memory_unsafe_c_is_contained_while_another_tenant_is_served as c_unsafe;
     pub(crate) use crate::legacy::python_and_javascript_functions_answer as js_hello;
     pub(crate) use crate::legacy::python_and_javascript_functions_answer as python_hello;
+    pub(crate) use crate::legacy::the_python_and_javascript_example_app_prices_and_keeps_orders as wonka_orders;
+    pub(crate) use crate::legacy::the_python_and_javascript_example_app_prices_and_keeps_orders as wonka_pricing;
+    pub(crate) use crate::preinit::a_pre_initialized_function_starts_every_request_from_its_snapshot as preinit;
+    pub(crate) use crate::preinit::a_pre_initialized_function_starts_every_request_from_its_snapshot as preinit_random;
     pub(crate) use crate::programs::the_c_sha256_kernel_hashes_the_body as c_sha256;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_services;
