@@ -490,6 +490,11 @@ impl Runtime {
             .load(&self.engine, tenant, &bytes, format)
             .map_err(|e| invalid(format!("{e:#}")))?;
         services::check_imports(&self.engine, &compiled.component, spec, &id)?;
+        // The copy-on-write memory images are made now, at load, rather than by the first
+        // request (wasmtime would make them lazily, at the first instantiation).
+        if let Err(error) = compiled.component.initialize_copy_on_write_image() {
+            tracing::warn!(function = %id, %error, "memory images not prepared at load; the first request will make them");
+        }
         // Host-linked imports are host functions of this function's own copy of the linker.
         let mut host_links = Vec::new();
         let own_linker;
