@@ -37,8 +37,22 @@ pub fn load_with(
     kind: &str,
     limits: &str,
 ) -> anyhow::Result<Arc<Function>> {
+    load_function(
+        runtime,
+        component,
+        &format!("kind = \"{kind}\"\nlimits = {{ {limits} }}"),
+    )
+}
+
+/// Loads `component` as the only function of a bench app, with `fields` (TOML lines of its
+/// `[[functions]]` table besides its name and component).
+pub fn load_function(
+    runtime: &Runtime,
+    component: &Path,
+    fields: &str,
+) -> anyhow::Result<Arc<Function>> {
     let text = format!(
-        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\nkind = \"{kind}\"\ncomponent = {:?}\nlimits = {{ {limits} }}\n",
+        "tenant = \"bench\"\napp = \"bench\"\n[[functions]]\nname = \"f\"\ncomponent = {:?}\n{fields}\n",
         component.display().to_string()
     );
     let manifest = Manifest::parse(&text, Path::new("bench"), Path::new("."))?;

@@ -146,7 +146,7 @@ fn density_in(args: &DensityArgs, data: &Path) -> anyhow::Result<()> {
 /// pool (`memory_pool.rs`, `calculate`): without keys a slot is its reservation plus a guard;
 /// with them, neighbouring slots of other keys serve as the guard, so the slot shrinks by the
 /// number of stripes, but never below the memory's maximum size.
-fn mpk_slot_bytes(max_memory: u64, reservation: u64) -> (u64, u64, u64) {
+pub(crate) fn mpk_slot_bytes(max_memory: u64, reservation: u64) -> (u64, u64, u64) {
     let faulting = reservation.max(max_memory) + GUARD_BYTES;
     let stripes = faulting.div_ceil(max_memory.max(1)).min(MPK_STRIPES_MAX);
     let striped = (faulting / stripes).max(max_memory);
@@ -154,7 +154,7 @@ fn mpk_slot_bytes(max_memory: u64, reservation: u64) -> (u64, u64, u64) {
 }
 
 /// The largest `max_instances` whose pool can be reserved (0 if none).
-fn largest_pool(settings: &EngineSettings, ceiling: u32) -> u32 {
+pub(crate) fn largest_pool(settings: &EngineSettings, ceiling: u32) -> u32 {
     let fits = |n: u32| {
         build_engine(&EngineSettings {
             max_instances: n,

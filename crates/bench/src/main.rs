@@ -24,6 +24,7 @@ mod common;
 mod density;
 mod deploy;
 mod fresh_instance;
+mod hardware;
 mod hops;
 mod kv;
 mod languages;
@@ -62,6 +63,10 @@ enum Command {
     /// Cost of legacy code and heavy runtimes: a C kernel natively vs as a meshwa CGI function,
     /// and fresh-instance latency of the Python and JavaScript hello functions vs the Rust one.
     Languages(languages::LanguagesArgs),
+    /// What memory safety costs in software here and what hardware would buy back: bounds
+    /// checks against guard regions, the page-table work of a fresh instance, protection keys;
+    /// writes docs/hardware.md and its chart.
+    Hardware(hardware::HardwareArgs),
     /// Key-value get and durable set latency from inside a guest (wasi:keyvalue on the embedded
     /// store) against a native Redis client over loopback (`appendfsync always`).
     Kv(kv::KvArgs),
@@ -100,6 +105,7 @@ fn main() -> std::process::ExitCode {
         Command::Languages(args) => languages::run(args),
         Command::Kv(args) => kv::run(args),
         Command::Density(args) => density::run(args),
+        Command::Hardware(args) => hardware::run(args),
         Command::Soak(args) => soak::run(args),
         Command::OtlpSink(args) => native_servers::otlp_sink(args),
     };

@@ -82,6 +82,16 @@ pub struct EngineSettings {
     /// more pool slots into the address space, paid for with explicit bounds checks in guest
     /// code; memory protection keys get most of that density without the checks.
     pub memory_reservation: Option<u64>,
+    /// Guard region after each linear memory (`None`: wasmtime's default, 32 MiB on 64-bit
+    /// hosts). With a reservation below 4 GiB and no guard, every access is checked explicitly.
+    pub memory_guard_size: Option<u64>,
+    /// Whether compiled code may rely on signals for traps (an access into a guard region
+    /// faults and becomes a trap). `false` makes every check explicit code: what a host without
+    /// signal handling pays, measured by `meshwa-bench hardware`.
+    pub signals_based_traps: bool,
+    /// Initialize linear memories by mapping copy-on-write images (`false`: copy the data in,
+    /// and clear with memset), as `meshwa-bench hardware` compares.
+    pub memory_init_cow: bool,
     /// Per-instance linear-memory ceiling; a function asking for more is refused at load.
     pub max_instance_memory: u64,
     /// Bytes of each pooled linear memory kept resident (reset with memset instead of madvise)
@@ -117,6 +127,9 @@ impl Default for EngineSettings {
             tenant_max_memory: None,
             tenant_cpu_lanes: default_tenant_cpu_lanes(None),
             memory_reservation: None,
+            memory_guard_size: None,
+            signals_based_traps: true,
+            memory_init_cow: true,
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
             key_value_cache: 64 * 1024 * 1024,
@@ -162,9 +175,13 @@ fn base_config(settings: &EngineSettings) -> Config {
     if let Some(bytes) = settings.memory_reservation {
         config.memory_reservation(bytes);
     }
+    if let Some(bytes) = settings.memory_guard_size {
+        config.memory_guard_size(bytes);
+    }
+    config.signals_based_traps(settings.signals_based_traps);
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    config.memory_init_cow(true);
+    config.memory_init_cow(settings.memory_init_cow);
     config.parallel_compilation(true);
     if settings.perf_map {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);

@@ -1,0 +1,890 @@
+//! `meshwa-bench hardware`: what memory safety costs in software on this machine, and what
+//! hardware would buy back (issue 21). It measures, in one bounded run, and writes a report
+//! (`docs/hardware.md` by default) with an SVG chart beside it:
+//!
+//! 1. **Bounds checks against guard regions**: the same guests under wasmtime's default (a 4 GiB
+//!    reservation and a 32 MiB guard per memory: compiled code checks nothing, the MMU does), with
+//!    the reservation cut to the memory's size and no guard (every access checked in code), and
+//!    with signal-based traps off as well; the time of each, and how many memory slots fit in
+//!    the address space with each (measured by reserving the pool).
+//! 2. **The page-table work of a fresh instance**: per request, minor page faults of the thread
+//!    that ran it (instantiation, guest, teardown) and time, for a small and two large memory
+//!    images, with copy-on-write images and memset reset, and with 0, 1 and 16 MiB kept
+//!    resident.
+//! 3. **Protection keys**: whether the CPU has `pku`; with it, the same pool with and without
+//!    MPK striping, measured; without it, the slot count computed from the pool layout, and said
+//!    to be computed.
+//!
+//! The report ends with what each hardware feature would change, each claim pointing at the
+//! row it rests on. Not measured yet (said in the report): the bytes copied at boundaries
+//! (issue 21, item 3) and the offload model (item 5).
+//!
+//! Each figure is the median of several runs of a request in-process (no sockets), on a
+//! current-thread runtime, so that one thread does all of a request's work and its page faults
+//! can be read from `/proc/thread-self/stat`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use meshwa_runtime::{
+    AllocatorChoice, EngineSettings, Function, MpkChoice, Runtime, mpk_available,
+};
+
+use crate::common::{get, load_function};
+use crate::density::{largest_pool, mpk_slot_bytes};
+
+#[derive(Args)]
+pub struct HardwareArgs {
+    /// A small wasi:http component (`guests/hello`).
+    #[arg(long)]
+    hello: PathBuf,
+    /// The SHA-256 kernel as a WASI core module, run CGI-style (`guests/c/sha256sum.c`).
+    #[arg(long)]
+    sha: PathBuf,
+    /// A memory-heavy kernel: `guests/preinit`, served without its snapshot, builds a
+    /// 200,000-entry table in every request.
+    #[arg(long)]
+    table: PathBuf,
+    /// A component with a large memory image (`guests/polyglot` Python hello, about 10 MB of
+    /// initialized heap).
+    #[arg(long)]
+    large: PathBuf,
+    /// Requests per measurement (after one warm-up request).
+    #[arg(long, default_value_t = 200)]
+    requests: u32,
+    /// MiB the SHA-256 kernel hashes per request.
+    #[arg(long, default_value_t = 4)]
+    sha_mib: u32,
+    /// Where compiled code is cached (default: a directory of this run, removed after it).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Where to write the report; the chart goes beside it (`hardware-bounds.svg`).
+    #[arg(long, default_value = "docs/hardware.md")]
+    out: PathBuf,
+    /// A short run (a few requests, small inputs) that checks every section produces rows.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// Most linear memory of an instance in these measurements (the reservation of the
+/// bounds-checked rows), as in `meshwa-bench density`.
+const MAX_MEMORY: u64 = 64 << 20;
+
+/// The manifest fields every measured function gets: its memory up to [`MAX_MEMORY`].
+const LIMITS: &str = "limits = { max-memory = \"64MiB\", timeout = \"60s\" }";
+
+/// One engine configuration of section 1.
+struct Isolation {
+    name: &'static str,
+    settings: EngineSettings,
+}
+
+fn isolations() -> Vec<Isolation> {
+    let base = EngineSettings {
+        allocator: AllocatorChoice::Pooling,
+        mpk: MpkChoice::Disable,
+        max_instance_memory: MAX_MEMORY,
+        max_instances: 16,
+        ..EngineSettings::default()
+    };
+    vec![
+        Isolation {
+            name: "guard regions (4 GiB reservation + 32 MiB guard, no checks in code)",
+            settings: base.clone(),
+        },
+        Isolation {
+            name: "bounds checks (reservation = 64 MiB, no guard)",
+            settings: EngineSettings {
+                memory_reservation: Some(MAX_MEMORY),
+                memory_guard_size: Some(0),
+                ..base.clone()
+            },
+        },
+        Isolation {
+            name: "bounds checks, signal-based traps off",
+            settings: EngineSettings {
+                memory_reservation: Some(MAX_MEMORY),
+                memory_guard_size: Some(0),
+                signals_based_traps: false,
+                ..base
+            },
+        },
+    ]
+}
+
+/// One engine configuration of section 2.
+struct Reset {
+    name: &'static str,
+    cow: bool,
+    keep_resident: usize,
+}
+
+const RESETS: &[Reset] = &[
+    Reset {
+        name: "copy-on-write image, keep-resident 0",
+        cow: true,
+        keep_resident: 0,
+    },
+    Reset {
+        name: "copy-on-write image, keep-resident 1 MiB (default)",
+        cow: true,
+        keep_resident: 1 << 20,
+    },
+    Reset {
+        name: "copy-on-write image, keep-resident 16 MiB",
+        cow: true,
+        keep_resident: 16 << 20,
+    },
+    Reset {
+        name: "data copied in, memset reset (no copy-on-write)",
+        cow: false,
+        keep_resident: 16 << 20,
+    },
+];
+
+/// The machine the report speaks of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub pku: bool,
+    pub thp: String,
+    /// `vm.max_map_count`: it bounds pools without guard regions (two mappings per slot).
+    pub max_map_count: String,
+}
+
+impl Machine {
+    fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".to_owned())
+        };
+        Machine {
+            cpu: field("model name"),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            pku: field("flags").split_whitespace().any(|f| f == "pku"),
+            thp: read("/sys/kernel/mm/transparent_hugepage/enabled"),
+            max_map_count: read("/proc/sys/vm/max_map_count"),
+        }
+    }
+}
+
+/// A row of section 1: one kernel under one isolation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundsRow {
+    pub kernel: String,
+    pub isolation: String,
+    pub median_ms: f64,
+    /// Slots of [`MAX_MEMORY`] the address space holds with this layout (reserved for real).
+    pub slots: u32,
+}
+
+/// A row of section 2: one image under one reset strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetRow {
+    pub image: String,
+    pub reset: String,
+    pub median_us: f64,
+    pub faults_per_request: f64,
+}
+
+/// Section 3: protection keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Keys {
+    /// Measured: slots that fit and median µs of a small request, without and with striping.
+    Measured {
+        plain_slots: u32,
+        striped_slots: u32,
+        plain_us: f64,
+        striped_us: f64,
+    },
+    /// Computed from the pool layout: the CPU has no `pku`.
+    Computed {
+        plain_slots: u32,
+        stripes: u64,
+        plain_slot_mib: u64,
+        striped_slot_mib: u64,
+        striped_slots: u64,
+    },
+}
+
+/// Everything the report is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings {
+    pub machine: Machine,
+    pub date: String,
+    pub command: String,
+    pub bounds: Vec<BoundsRow>,
+    pub resets: Vec<ResetRow>,
+    pub keys: Keys,
+}
+
+pub fn run(args: HardwareArgs) -> anyhow::Result<()> {
+    let data = std::env::temp_dir().join(format!("meshwa-bench-hardware-{}", std::process::id()));
+    let findings = measure(&args, &data);
+    let _ = std::fs::remove_dir_all(&data);
+    let findings = findings?;
+    let chart = args.out.with_file_name("hardware-bounds.svg");
+    std::fs::write(&chart, bounds_chart(&findings.bounds)?)
+        .with_context(|| format!("writing {}", chart.display()))?;
+    let report = report(&findings, "hardware-bounds.svg");
+    std::fs::write(&args.out, &report)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{report}");
+    eprintln!("wrote {} and {}", args.out.display(), chart.display());
+    Ok(())
+}
+
+fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
+    let requests = if args.quick { 5 } else { args.requests };
+    let sha_mib = if args.quick { 1 } else { args.sha_mib };
+    let machine = Machine::probe();
+    let cache = args.cache_dir.clone().unwrap_or_else(|| data.join("cache"));
+    let runtime_in = |settings: EngineSettings, name: String| {
+        Runtime::with_cache_dir(settings, &data.join(name), &cache)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    let mut bounds = Vec::new();
+    for (n, isolation) in isolations().into_iter().enumerate() {
+        let runtime = runtime_in(isolation.settings.clone(), format!("bounds-{n}"))
+            .with_context(|| format!("engine for {}", isolation.name))?;
+        let slots = largest_pool(
+            &isolation.settings,
+            if args.quick { 1 << 10 } else { 1 << 21 },
+        );
+        let sha = load_function(&runtime, &args.sha, &format!("kind = \"cgi\"\n{LIMITS}"))?;
+        let table = load_table(&runtime, &args.table)?;
+        let kernels: [(&str, &Function, String); 2] = [
+            ("SHA-256 (C, compute)", &sha, format!("/sha?mib={sha_mib}")),
+            ("table build (Rust, memory writes)", &table, "/".to_owned()),
+        ];
+        for (kernel, function, path) in kernels {
+            let times = timed(&tokio, function, &path, requests)?;
+            bounds.push(BoundsRow {
+                kernel: kernel.to_owned(),
+                isolation: isolation.name.to_owned(),
+                median_ms: median(&times).as_secs_f64() * 1000.0,
+                slots,
+            });
+        }
+    }
+
+    let mut resets = Vec::new();
+    let images: [(&str, &Path, &str); 3] = [
+        ("small (Rust hello, 0.1 MB)", &args.hello, "http"),
+        ("1.6 MB written per request (table)", &args.table, "table"),
+        (
+            "large (Python hello, about 10 MB image)",
+            &args.large,
+            "http",
+        ),
+    ];
+    for (n, reset) in RESETS.iter().enumerate() {
+        let settings = EngineSettings {
+            allocator: AllocatorChoice::Pooling,
+            max_instance_memory: MAX_MEMORY,
+            max_instances: 16,
+            memory_init_cow: reset.cow,
+            memory_keep_resident: reset.keep_resident,
+            ..EngineSettings::default()
+        };
+        let runtime = runtime_in(settings, format!("reset-{n}"))?;
+        for (image, component, kind) in images {
+            let function = match kind {
+                "table" => load_table(&runtime, component)?,
+                _ => load_function(&runtime, component, LIMITS)?,
+            };
+            let before = thread_faults();
+            let times = timed(&tokio, &function, "/", requests)?;
+            let faults = thread_faults().saturating_sub(before);
+            resets.push(ResetRow {
+                image: image.to_owned(),
+                reset: reset.name.to_owned(),
+                median_us: median(&times).as_secs_f64() * 1e6,
+                // `timed` makes one warm-up request more than it times.
+                faults_per_request: faults as f64 / f64::from(requests + 1),
+            });
+        }
+    }
+
+    let keys = if mpk_available() {
+        let base = EngineSettings {
+            allocator: AllocatorChoice::Pooling,
+            max_instance_memory: MAX_MEMORY,
+            max_instances: 16,
+            ..EngineSettings::default()
+        };
+        let mut measured = Vec::new();
+        for (n, mpk) in [MpkChoice::Disable, MpkChoice::Enable]
+            .into_iter()
+            .enumerate()
+        {
+            let settings = EngineSettings {
+                mpk,
+                ..base.clone()
+            };
+            let slots = largest_pool(&settings, if args.quick { 1 << 10 } else { 1 << 21 });
+            let runtime = runtime_in(settings, format!("keys-{n}"))?;
+            let hello = load_function(&runtime, &args.hello, LIMITS)?;
+            let times = timed(&tokio, &hello, "/", requests)?;
+            measured.push((slots, median(&times).as_secs_f64() * 1e6));
+        }
+        Keys::Measured {
+            plain_slots: measured[0].0,
+            striped_slots: measured[1].0,
+            plain_us: measured[0].1,
+            striped_us: measured[1].1,
+        }
+    } else {
+        let plain_slots = bounds.first().map_or(0, |row| row.slots);
+        let (stripes, plain, striped) = mpk_slot_bytes(MAX_MEMORY, 4 << 30);
+        Keys::Computed {
+            plain_slots,
+            stripes,
+            plain_slot_mib: plain >> 20,
+            striped_slot_mib: striped >> 20,
+            striped_slots: u64::from(plain_slots) * plain / striped.max(1),
+        }
+    };
+
+    Ok(Findings {
+        machine,
+        date: today(),
+        command: command_line(args),
+        bounds,
+        resets,
+        keys,
+    })
+}
+
+/// `guests/preinit` without its snapshot: each request builds its table.
+fn load_table(runtime: &Runtime, component: &Path) -> anyhow::Result<std::sync::Arc<Function>> {
+    load_function(
+        runtime,
+        component,
+        &format!("{LIMITS}\npre-initialize = false"),
+    )
+}
+
+/// `requests` GETs of `path` after one warm-up, each timed.
+fn timed(
+    tokio: &tokio::runtime::Runtime,
+    function: &Function,
+    path: &str,
+    requests: u32,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(requests as usize);
+    for n in 0..=requests {
+        let started = Instant::now();
+        let (status, body) = tokio.block_on(get(function, path, "hardware"))?;
+        let took = started.elapsed();
+        anyhow::ensure!(
+            status.is_success(),
+            "{path} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if n > 0 {
+            times.push(took);
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+/// Minor page faults of the calling thread so far.
+fn thread_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // minflt is field 10.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown date".to_owned())
+}
+
+fn command_line(args: &HardwareArgs) -> String {
+    let mut text = String::from("bench/hardware.sh");
+    if args.quick {
+        text += " --quick";
+    }
+    text
+}
+
+/// The section 1 chart: median time of each kernel, one bar per isolation, relative to the
+/// guard-region layout (1.0).
+pub fn bounds_chart(rows: &[BoundsRow]) -> anyhow::Result<String> {
+    use plotters::prelude::*;
+
+    let kernels: Vec<&str> = dedup(rows.iter().map(|r| r.kernel.as_str()));
+    let isolations: Vec<&str> = dedup(rows.iter().map(|r| r.isolation.as_str()));
+    let ratio = |row: &BoundsRow| {
+        let base = rows
+            .iter()
+            .find(|r| r.kernel == row.kernel && r.isolation == isolations[0])
+            .map_or(row.median_ms, |r| r.median_ms);
+        if base > 0.0 {
+            row.median_ms / base
+        } else {
+            1.0
+        }
+    };
+    // Room above the bars for the legend.
+    let top = rows.iter().map(ratio).fold(1.0f64, f64::max) * 1.6;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let group = isolations.len() + 1;
+        let slots = kernels.len() * group;
+        // One labelled tick under the middle of each kernel's group of bars.
+        let centers: Vec<f64> = (0..kernels.len())
+            .map(|k| (k * group) as f64 + 0.5 + isolations.len() as f64 / 2.0)
+            .collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Time relative to guard regions (1.0), median",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..slots as f64, 0f64..top)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("× guard regions")
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (i, isolation) in isolations.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let bars = rows
+                .iter()
+                .filter(|r| r.isolation == *isolation)
+                .filter_map(|r| {
+                    let group = kernels.iter().position(|k| *k == r.kernel)?;
+                    let x = (group * (isolations.len() + 1) + i) as f64 + 0.05;
+                    Some(Rectangle::new(
+                        [(x, 0.0), (x + 0.9, ratio(r))],
+                        color.filled(),
+                    ))
+                });
+            chart
+                .draw_series(bars)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(*isolation)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        // Each kernel's name above its group of bars.
+        let names = kernels.iter().zip(&centers).map(|(kernel, center)| {
+            let highest = rows
+                .iter()
+                .filter(|r| r.kernel == *kernel)
+                .map(ratio)
+                .fold(0.0f64, f64::max);
+            Text::new(
+                (*kernel).to_owned(),
+                (*center, highest + top * 0.03),
+                TextStyle::from(("sans-serif", 13).into_font()).pos(
+                    plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Bottom,
+                    ),
+                ),
+            )
+        });
+        chart
+            .draw_series(names)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(svg)
+}
+
+fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
+}
+
+/// The report, as Markdown.
+pub fn report(f: &Findings, chart: &str) -> String {
+    let mut out = String::new();
+    let m = &f.machine;
+    let _ = writeln!(
+        out,
+        "# The hardware report: what memory safety costs in software here\n\n\
+         Written by `meshwa-bench hardware` ({}), {}. Re-run it to measure your own machine; \
+         two runs on one machine agree within about ±10 % (medians of in-process requests on \
+         one thread; the machines of this project are shared 2-vCPU VMs).\n\n\
+         | machine | |\n| --- | --- |\n| CPU | {} ({} cores) |\n| kernel | {} |\n\
+         | memory protection keys (`pku`) | {} |\n| transparent huge pages | {} |\n\
+         | `vm.max_map_count` | {} |\n",
+        f.command,
+        f.date,
+        m.cpu,
+        m.cores,
+        m.kernel,
+        if m.pku { "yes" } else { "no" },
+        m.thp,
+        m.max_map_count
+    );
+
+    let _ = writeln!(
+        out,
+        "## 1. Bounds checks against guard regions\n\n\
+         meshwa isolates each instance's linear memory in software. By default wasmtime reserves \
+         4 GiB of address space and a 32 MiB guard per memory, so a 32-bit index can never reach \
+         past it and compiled code checks nothing: the MMU faults on the guard. Cut the \
+         reservation to the memory's own size, without a guard, and every load and store is \
+         checked in code; turn signal-based traps off as well and no trap relies on the MMU. \
+         What bounds-checking hardware (capabilities such as CHERI) would give back is the \
+         difference between the rows, and the density column: the largest pool wasmtime could \
+         reserve, two memories per instance. With guard regions, the 128 TiB of user address \
+         space binds; without them, each slot takes about two kernel mappings, so a \
+         `vm.max_map_count` below about 1,100,000 binds first (Linux's default, 65,530, stops \
+         near 32,700; `bench/hardware.sh` raises it when run as root).\n\n\
+         ![time relative to guard regions]({chart})\n\n\
+         | kernel | isolation | median ms | × guard regions | 64 MiB memory slots that fit (pool reserved) |\n\
+         | --- | --- | ---: | ---: | ---: |"
+    );
+    for row in &f.bounds {
+        let base = f
+            .bounds
+            .iter()
+            .find(|r| r.kernel == row.kernel)
+            .map_or(row.median_ms, |r| r.median_ms);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} | {:.2} | {} |",
+            row.kernel,
+            row.isolation,
+            row.median_ms,
+            if base > 0.0 {
+                row.median_ms / base
+            } else {
+                1.0
+            },
+            row.slots
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## 2. The page-table work of a fresh instance\n\n\
+         Every request gets a fresh instance: its memory is mapped from the component's image \
+         and reset when the request ends. Minor page faults are those of the one thread that \
+         made the instance, ran the guest and tore it down (`/proc/thread-self/stat`), per \
+         request; time is the whole request, in-process. Transparent huge pages: `{}` \
+         (wasmtime maps linear memories with 4 KiB pages; huge pages are not used).\n\n\
+         | image | reset | median µs | minor faults per request |\n| --- | --- | ---: | ---: |",
+        m.thp
+    );
+    for row in &f.resets {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} |",
+            row.image, row.reset, row.median_us, row.faults_per_request
+        );
+    }
+
+    let _ = writeln!(out, "\n## 3. Protection keys\n");
+    match &f.keys {
+        Keys::Measured {
+            plain_slots,
+            striped_slots,
+            plain_us,
+            striped_us,
+        } => {
+            let _ = writeln!(
+                out,
+                "Measured on this machine (it has `pku`):\n\n\
+                 | pool | 64 MiB slots that fit | median µs, small request |\n| --- | ---: | ---: |\n\
+                 | without MPK | {plain_slots} | {plain_us:.1} |\n\
+                 | MPK striping | {striped_slots} | {striped_us:.1} |"
+            );
+        }
+        Keys::Computed {
+            plain_slots,
+            stripes,
+            plain_slot_mib,
+            striped_slot_mib,
+            striped_slots,
+        } => {
+            let _ = writeln!(
+                out,
+                "**Computed, not measured**: this CPU has no `pku`. With MPK, wasmtime stripes \
+                 {stripes} memories across one guard-sized region, each behind its own key, so \
+                 a slot takes {striped_slot_mib} MiB of address space instead of \
+                 {plain_slot_mib} MiB: about **{striped_slots}** slots of 64 MiB instead of \
+                 the {plain_slots} measured in section 1. To measure it, run \
+                 `bench/hardware.sh` on a machine whose `/proc/cpuinfo` flags list `pku` \
+                 (Intel Xeon Scalable and later, AMD Zen 3 and later): the section then \
+                 reserves both pools and times a request in each."
+            );
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## Not measured yet\n\n\
+         - The bytes copied at boundaries per call (invoke buffers, typed calls, wasi:http) and \
+         what shared pages would save (issue 21, item 3); `meshwa-bench hops` has the times.\n\
+         - The offload model: the share of the server's CPU spent on connections, HTTP parsing \
+         and copies against guest code (item 5).\n"
+    );
+    let _ = writeln!(out, "## What hardware would change, from the rows above\n");
+    let _ = writeln!(out, "{}", on_paper(f));
+    out
+}
+
+/// Section 6: each feature's effect, each resting on a measured (or computed) row.
+fn on_paper(f: &Findings) -> String {
+    let mut out = String::new();
+    let worst = f
+        .bounds
+        .iter()
+        .filter_map(|row| {
+            let base = f.bounds.iter().find(|r| r.kernel == row.kernel)?;
+            (base.median_ms > 0.0).then(|| (row.median_ms / base.median_ms, row))
+        })
+        .fold(None::<(f64, &BoundsRow)>, |best, (r, row)| match best {
+            Some((b, _)) if b >= r => best,
+            _ => Some((r, row)),
+        });
+    let (guard_slots, checked_slots) = (
+        f.bounds.first().map_or(0, |r| r.slots),
+        f.bounds.iter().map(|r| r.slots).max().unwrap_or(0),
+    );
+    if let Some((ratio, row)) = worst {
+        let _ = writeln!(
+            out,
+            "- **Bounds-checking hardware (CHERI capabilities)**: today meshwa chooses between \
+             speed and density. Guard regions cost nothing per access but fit {guard_slots} \
+             slots; explicit checks fit {checked_slots} and make `{}` {:.2}× slower ({}, \
+             section 1). A capability-checked load would give the density of the checked rows \
+             at the speed of the guarded ones, and make the 32 MiB guards and most of the \
+             reservation unnecessary.",
+            row.kernel, ratio, row.isolation
+        );
+    }
+    match &f.keys {
+        Keys::Measured {
+            plain_slots,
+            striped_slots,
+            ..
+        } => {
+            let _ = writeln!(
+                out,
+                "- **Memory protection keys (MPK)**: measured here: {striped_slots} slots \
+                 instead of {plain_slots} (section 3), at the per-request cost shown there."
+            );
+        }
+        Keys::Computed {
+            plain_slots,
+            striped_slots,
+            ..
+        } => {
+            let _ = writeln!(
+                out,
+                "- **Memory protection keys (MPK)**: computed (no `pku` here): about \
+                 {striped_slots} slots instead of {plain_slots} (section 3) with checks still \
+                 elided; a key switch (`wrpkru`) per call into a guest is its price, not \
+                 measured here."
+            );
+        }
+    }
+    if let Some(row) = f
+        .resets
+        .iter()
+        .filter(|r| r.reset.contains("keep-resident 0"))
+        .max_by(|a, b| a.faults_per_request.total_cmp(&b.faults_per_request))
+    {
+        let _ = writeln!(
+            out,
+            "- **Memory tagging (Arm MTE) and page-table work**: a fresh instance of the {} \
+             takes {:.1} minor faults per request with nothing kept resident (section 2): \
+             page-table work that isolation by tags inside one mapping, instead of by mappings, \
+             would avoid; keeping pages resident and resetting them with memset already \
+             removes most of it in software, at the cost of resident memory per slot.",
+            row.image, row.faults_per_request
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- **Offload processors (IPU, SmartNIC)**: not yet quantified: the offload model \
+         (item 5) is not measured."
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshwa_test_programs as programs;
+
+    /// The command's short mode on the real guests: every section produces its rows.
+    #[test]
+    fn a_quick_run_fills_every_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = HardwareArgs {
+            hello: programs::HELLO.into(),
+            sha: programs::C_SHA256.into(),
+            table: programs::PREINIT.into(),
+            large: programs::PYTHON_HELLO.into(),
+            requests: 200,
+            sha_mib: 4,
+            cache_dir: Some(programs::COMPILE_CACHE_DIR.into()),
+            out: dir.path().join("hardware.md"),
+            quick: true,
+        };
+        let findings = measure(&args, &dir.path().join("data")).unwrap();
+        assert_eq!(findings.bounds.len(), isolations().len() * 2);
+        assert_eq!(findings.resets.len(), RESETS.len() * 3);
+        assert!(
+            findings
+                .bounds
+                .iter()
+                .all(|r| r.median_ms > 0.0 && r.slots > 0)
+        );
+        assert!(findings.resets.iter().all(|r| r.median_us > 0.0));
+        match findings.keys {
+            Keys::Computed { striped_slots, .. } => assert!(!mpk_available() && striped_slots > 0),
+            Keys::Measured { striped_slots, .. } => assert!(mpk_available() && striped_slots > 0),
+        }
+    }
+
+    fn recorded(pku: bool) -> Findings {
+        let keys = if pku {
+            Keys::Measured {
+                plain_slots: 30_000,
+                striped_slots: 400_000,
+                plain_us: 12.0,
+                striped_us: 12.5,
+            }
+        } else {
+            Keys::Computed {
+                plain_slots: 30_000,
+                stripes: 15,
+                plain_slot_mib: 4_128,
+                striped_slot_mib: 275,
+                striped_slots: 450_000,
+            }
+        };
+        Findings {
+            machine: Machine {
+                cpu: "Test CPU".into(),
+                cores: 2,
+                kernel: "6.1.0".into(),
+                pku,
+                thp: "always [madvise] never".into(),
+                max_map_count: "4194304".into(),
+            },
+            date: "2026-12-04".into(),
+            command: "bench/hardware.sh".into(),
+            bounds: vec![
+                BoundsRow {
+                    kernel: "SHA-256".into(),
+                    isolation: "guard regions".into(),
+                    median_ms: 10.0,
+                    slots: 30_000,
+                },
+                BoundsRow {
+                    kernel: "SHA-256".into(),
+                    isolation: "bounds checks".into(),
+                    median_ms: 12.5,
+                    slots: 900_000,
+                },
+            ],
+            resets: vec![ResetRow {
+                image: "small".into(),
+                reset: "copy-on-write image, keep-resident 0".into(),
+                median_us: 20.0,
+                faults_per_request: 7.0,
+            }],
+            keys,
+        }
+    }
+
+    #[test]
+    fn the_report_states_the_machine_and_every_row() {
+        let report = report(&recorded(true), "chart.svg");
+        for expected in [
+            "Test CPU (2 cores)",
+            "| memory protection keys (`pku`) | yes |",
+            "| SHA-256 | bounds checks | 12.500 | 1.25 | 900000 |",
+            "| small | copy-on-write image, keep-resident 0 | 20.0 | 7.0 |",
+            "Measured on this machine",
+            "1.25× slower",
+            "![time relative to guard regions](chart.svg)",
+        ] {
+            assert!(
+                report.contains(expected),
+                "missing {expected:?} in\n{report}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_pku_the_slot_count_is_said_to_be_computed() {
+        let report = report(&recorded(false), "chart.svg");
+        assert!(report.contains("**Computed, not measured**"), "{report}");
+        assert!(report.contains("about **450000** slots"), "{report}");
+        assert!(!report.contains("Measured on this machine"), "{report}");
+    }
+
+    #[test]
+    fn the_chart_is_an_svg_with_a_bar_per_row() {
+        let svg = bounds_chart(&recorded(false).bounds).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.contains("guard regions") && svg.contains("bounds checks"));
+        assert!(svg.matches("<rect").count() >= 2);
+    }
+}
