@@ -14,10 +14,13 @@
 //! 3. **Protection keys**: whether the CPU has `pku`; with it, the same pool with and without
 //!    MPK striping, measured; without it, the slot count computed from the pool layout, and said
 //!    to be computed.
+//! 4. **An offload model**: a real gateway on its own threads under load: its threads' CPU per
+//!    request against the invocation's parts (`--explain`), the rest being connections, HTTP
+//!    and copies, which an IPU could take over.
 //!
 //! The report ends with what each hardware feature would change, each claim pointing at the
 //! row it rests on. Not measured yet (said in the report): the bytes copied at boundaries
-//! (issue 21, item 3) and the offload model (item 5).
+//! (issue 21, item 3).
 //!
 //! Each figure is the median of several runs of a request in-process (no sockets), on a
 //! current-thread runtime, so that one thread does all of a request's work and its page faults
@@ -232,6 +235,28 @@ pub struct Findings {
     pub bounds: Vec<BoundsRow>,
     pub resets: Vec<ResetRow>,
     pub keys: Keys,
+    pub offload: Offload,
+}
+
+/// Section 4: where a loaded server's CPU goes, per request, for the smallest function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offload {
+    pub requests: u64,
+    pub connections: u32,
+    /// CPU of the server's threads per request, µs.
+    pub server_cpu_us: f64,
+    /// From `--explain`'s accounting (wall-clock per invocation, µs).
+    pub guest_us: f64,
+    pub lifecycle_us: f64,
+    pub host_calls_us: f64,
+}
+
+impl Offload {
+    /// What is left of the server's CPU per request beside the guest's invocation: accepting and
+    /// reading connections, parsing HTTP, copying bodies, scheduling.
+    pub fn gateway_us(&self) -> f64 {
+        (self.server_cpu_us - self.guest_us - self.lifecycle_us - self.host_calls_us).max(0.0)
+    }
 }
 
 pub fn run(args: HardwareArgs) -> anyhow::Result<()> {
@@ -366,6 +391,17 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         }
     };
 
+    let offload = offload(
+        &args.hello,
+        &cache,
+        &data.join("offload"),
+        if args.quick {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        },
+    )?;
+
     Ok(Findings {
         machine,
         date: today(),
@@ -373,7 +409,173 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         bounds,
         resets,
         keys,
+        offload,
     })
+}
+
+/// Connections of the closed-loop load in the offload measurement.
+const OFFLOAD_CONNECTIONS: u32 = 16;
+/// The name of the measured server's threads, so that their CPU can be told from the load's.
+const SERVER_THREADS: &str = "hw-server";
+
+/// A real gateway (in this process, on its own two threads) serving `hello` with `--explain`
+/// accounting, under closed-loop load from other threads for `duration`: the server threads' CPU
+/// per request, against what the accounting puts in the invocation.
+fn offload(hello: &Path, cache: &Path, data: &Path, duration: Duration) -> anyhow::Result<Offload> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let settings = EngineSettings {
+        explain: true,
+        max_instance_memory: MAX_MEMORY,
+        ..EngineSettings::default()
+    };
+    let runtime = Arc::new(
+        Runtime::with_cache_dir(settings, data, cache).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let function = load_function(&runtime, hello, LIMITS)?;
+    let routes = meshwa_gateway::Routes::from_pointee(meshwa_gateway::Router::new(vec![(
+        meshwa_manifest::Route::new("/").map_err(anyhow::Error::msg)?,
+        function,
+    )]));
+    let stats = runtime.clone();
+    let metrics = Arc::new(meshwa_gateway::Metrics::new(Arc::new(move || {
+        stats.stats()
+    })));
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SERVER_THREADS)
+        .enable_all()
+        .build()?;
+    let listener = server.block_on(meshwa_gateway::bind("127.0.0.1:0".parse()?))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    server.spawn(meshwa_gateway::serve(
+        listener,
+        Arc::new(routes),
+        metrics,
+        meshwa_gateway::GatewayConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hw-load")
+        .enable_all()
+        .build()?;
+    let done = Arc::new(AtomicU64::new(0));
+    let drive = |until: Instant, counted: bool| {
+        let done = done.clone();
+        load.block_on(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Empty<bytes::Bytes>>();
+            let mut tasks = Vec::new();
+            for _ in 0..OFFLOAD_CONNECTIONS {
+                let (client, done) = (client.clone(), done.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < until {
+                        let uri = format!("http://{addr}/");
+                        let Ok(uri) = uri.parse::<http::Uri>() else {
+                            break;
+                        };
+                        let Ok(response) = client.get(uri).await else {
+                            break;
+                        };
+                        let ok = response.status().is_success();
+                        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                        if ok && counted {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+    };
+    // Warm up, then measure.
+    drive(Instant::now() + duration / 5, false);
+    let phases_before = phase_sum(&runtime);
+    let cpu_before = threads_cpu(SERVER_THREADS);
+    drive(Instant::now() + duration, true);
+    let cpu = threads_cpu(SERVER_THREADS).saturating_sub(cpu_before);
+    let phases = phase_sum(&runtime).minus(&phases_before);
+    let _ = stop.send(());
+    drop(server);
+
+    let requests = done.load(Ordering::Relaxed).max(1);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / phases.invocations.max(1) as f64;
+    Ok(Offload {
+        requests,
+        connections: OFFLOAD_CONNECTIONS,
+        server_cpu_us: cpu.as_secs_f64() * 1e6 / requests as f64,
+        guest_us: per(phases.guest),
+        lifecycle_us: per(phases.lifecycle),
+        host_calls_us: per(phases.host_calls),
+    })
+}
+
+/// The parts of the runtime's phase totals (over every function) that the offload model uses.
+#[derive(Default)]
+struct Parts {
+    invocations: u64,
+    guest: Duration,
+    lifecycle: Duration,
+    host_calls: Duration,
+}
+
+impl Parts {
+    fn minus(&self, earlier: &Parts) -> Parts {
+        Parts {
+            invocations: self.invocations.saturating_sub(earlier.invocations),
+            guest: self.guest.saturating_sub(earlier.guest),
+            lifecycle: self.lifecycle.saturating_sub(earlier.lifecycle),
+            host_calls: self.host_calls.saturating_sub(earlier.host_calls),
+        }
+    }
+}
+
+fn phase_sum(runtime: &Runtime) -> Parts {
+    let mut sum = Parts::default();
+    for (_, t) in runtime.phases() {
+        sum.invocations += t.invocations;
+        sum.guest += t.guest;
+        sum.lifecycle += t.admission + t.instantiate + t.teardown;
+        sum.host_calls += t.other_host + t.key_value + t.calls;
+    }
+    sum
+}
+
+/// User and system CPU of this process's threads named `name`.
+fn threads_cpu(name: &str) -> Duration {
+    // Linux reports it in clock ticks, 100 per second on every common configuration.
+    const TICKS_PER_SECOND: u64 = 100;
+    let mut ticks = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            // After the name: state is field 3, utime 14 and stime 15.
+            let field = |n: usize| {
+                fields
+                    .get(n - 3)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            ticks += field(14) + field(15);
+        }
+    }
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
 }
 
 /// `guests/preinit` without its snapshot: each request builds its table.
@@ -672,13 +874,47 @@ pub fn report(f: &Findings, chart: &str) -> String {
         }
     }
 
+    let o = &f.offload;
+    let share = |us: f64| {
+        if o.server_cpu_us > 0.0 {
+            100.0 * us / o.server_cpu_us
+        } else {
+            0.0
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\n## 4. An offload model: where a loaded server's CPU goes\n\n\
+         A real gateway on its own two threads serves the small function to {} connections of \
+         closed-loop load from other threads ({} requests). The server threads' CPU is read \
+         from `/proc/self/task`; the invocation's parts come from the runtime's `--explain` \
+         accounting (wall-clock, so under load they include some waiting: an upper bound). The \
+         rest is the gateway's own work: accepting and reading connections, parsing HTTP, \
+         copying bodies, scheduling: what an IPU or SmartNIC that terminates HTTP would take \
+         off the host's cores.\n\n\
+         | part, per request | µs | share of the server's CPU |\n| --- | ---: | ---: |\n\
+         | guest code | {:.1} | {:.0} % |\n\
+         | instance lifecycle (admission, instantiation, teardown) | {:.1} | {:.0} % |\n\
+         | host calls of the guest (WASI, streams) | {:.1} | {:.0} % |\n\
+         | gateway: connections, HTTP, copies, scheduling (the rest) | {:.1} | {:.0} % |\n\
+         | server CPU in all | {:.1} | 100 % |",
+        o.connections,
+        o.requests,
+        o.guest_us,
+        share(o.guest_us),
+        o.lifecycle_us,
+        share(o.lifecycle_us),
+        o.host_calls_us,
+        share(o.host_calls_us),
+        o.gateway_us(),
+        share(o.gateway_us()),
+        o.server_cpu_us
+    );
     let _ = writeln!(
         out,
         "\n## Not measured yet\n\n\
          - The bytes copied at boundaries per call (invoke buffers, typed calls, wasi:http) and \
-         what shared pages would save (issue 21, item 3); `meshwa-bench hops` has the times.\n\
-         - The offload model: the share of the server's CPU spent on connections, HTTP parsing \
-         and copies against guest code (item 5).\n"
+         what shared pages would save (issue 21, item 3); `meshwa-bench hops` has the times.\n"
     );
     let _ = writeln!(out, "## What hardware would change, from the rows above\n");
     let _ = writeln!(out, "{}", on_paper(f));
@@ -757,11 +993,20 @@ fn on_paper(f: &Findings) -> String {
             row.image, row.faults_per_request
         );
     }
-    let _ = writeln!(
-        out,
-        "- **Offload processors (IPU, SmartNIC)**: not yet quantified: the offload model \
-         (item 5) is not measured."
-    );
+    let o = &f.offload;
+    if o.server_cpu_us > 0.0 {
+        let _ = writeln!(
+            out,
+            "- **Offload processors (IPU, SmartNIC)**: for the smallest function, the gateway's \
+             own work is {:.1} of {:.1} µs of server CPU per request ({:.0} %, section 4): an \
+             offload of HTTP termination and connection handling would give that back to guest \
+             code, up to {:.1}× the requests per core, less for functions that do more work.",
+            o.gateway_us(),
+            o.server_cpu_us,
+            100.0 * o.gateway_us() / o.server_cpu_us,
+            o.server_cpu_us / (o.server_cpu_us - o.gateway_us()).max(0.1)
+        );
+    }
     out
 }
 
@@ -795,6 +1040,7 @@ mod tests {
                 .all(|r| r.median_ms > 0.0 && r.slots > 0)
         );
         assert!(findings.resets.iter().all(|r| r.median_us > 0.0));
+        assert!(findings.offload.requests > 1 && findings.offload.server_cpu_us > 0.0);
         match findings.keys {
             Keys::Computed { striped_slots, .. } => assert!(!mpk_available() && striped_slots > 0),
             Keys::Measured { striped_slots, .. } => assert!(mpk_available() && striped_slots > 0),
@@ -850,6 +1096,14 @@ mod tests {
                 faults_per_request: 7.0,
             }],
             keys,
+            offload: Offload {
+                requests: 1000,
+                connections: 16,
+                server_cpu_us: 80.0,
+                guest_us: 10.0,
+                lifecycle_us: 20.0,
+                host_calls_us: 10.0,
+            },
         }
     }
 
@@ -864,6 +1118,8 @@ mod tests {
             "Measured on this machine",
             "1.25× slower",
             "![time relative to guard regions](chart.svg)",
+            "| gateway: connections, HTTP, copies, scheduling (the rest) | 40.0 | 50 % |",
+            "up to 2.0× the requests per core",
         ] {
             assert!(
                 report.contains(expected),
