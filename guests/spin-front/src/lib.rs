@@ -14,6 +14,7 @@ fn handle(req: Request) -> Response {
     router.get("/spin/variable/:name", variable);
     router.get("/spin/kv/:key", kv_get);
     router.put("/spin/kv/:key", kv_put);
+    router.get("/spin/keys", kv_keys);
     router.get_async("/spin/chain", chain);
     router.handle(req)
 }
@@ -59,6 +60,14 @@ fn kv_get(_req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
         Some(value) => Response::new(200, value),
         None => Response::new(404, "no such key"),
     })
+}
+
+/// Every key of the default store, one per line, in order.
+fn kv_keys(_req: Request, _params: Params) -> anyhow::Result<impl IntoResponse> {
+    let store = Store::open_default()?;
+    let mut keys = store.get_keys()?;
+    keys.sort();
+    Ok(Response::new(200, keys.join("\n")))
 }
 
 fn kv_put(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {

@@ -108,6 +108,9 @@ pub(crate) async fn a_spin_app_runs_from_its_spin_toml() {
     assert!(body.contains("elsewhere: Error::NoSuchStore"), "{body}");
     let read = get(server.addr, "/spin/kv/colour").await;
     assert_eq!((read.status, read.body.as_str()), (200, "teal"));
+    put(server.addr, "/spin/kv/animal", "otter").await;
+    let keys = get(server.addr, "/spin/keys").await;
+    assert_eq!((keys.status, keys.body.as_str()), (200, "animal\ncolour"));
 
     // The chain: front → middle → back, by Spin names, each in its own fresh instance.
     let chain = get(server.addr, "/spin/chain").await;

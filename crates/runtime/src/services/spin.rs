@@ -62,6 +62,9 @@ pub(crate) struct SpinServices {
     component_route: String,
     /// The headers that are the same on every request, made once.
     fixed_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Most bytes of keys one `get-keys` gathers: the function's memory limit, since its
+    /// instance could not hold more (so a store cannot make the host hold more for it).
+    max_key_bytes: u64,
 }
 
 impl SpinServices {
@@ -115,6 +118,7 @@ pub(crate) fn resolve(resolving: &Resolving<'_>) -> Result<Option<SpinServices>,
         internal_calls: internal_calls.clone(),
         component_route: spin.component_route().to_owned(),
         fixed_headers,
+        max_key_bytes: resolving.spec.limits.max_memory,
     }))
 }
 
@@ -216,21 +220,32 @@ impl key_value::HostStore for InstanceState {
         Ok(self.spin_outcome(started, backend.exists(&store, &key)))
     }
 
-    /// Every key at once, as Spin's interface has it: the store's quota bounds how many there
-    /// can be, so the pages are gathered here.
+    /// Every key at once, as Spin's interface has it: gathered page by page, up to the
+    /// function's memory limit (more could not reach the guest anyway).
     async fn get_keys(&mut self, store: Resource<SpinStore>) -> SpinResult<Vec<String>> {
         let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&store)?;
-        let mut keys = Vec::new();
+        let limit = self
+            .services()
+            .spin
+            .as_ref()
+            .map_or(u64::MAX, |spin| spin.max_key_bytes);
+        let (mut keys, mut bytes) = (Vec::new(), 0u64);
         let mut cursor = Some(0);
         while let Some(at) = cursor {
-            match backend.list_keys(&store, at) {
-                Ok(page) => {
-                    keys.extend(page.keys);
-                    cursor = page.cursor;
-                }
+            let page = match backend.list_keys(&store, at) {
+                Ok(page) => page,
                 Err(error) => return Ok(self.spin_outcome(started, Err(error))),
+            };
+            bytes += page.keys.iter().map(|k| k.len() as u64 + 8).sum::<u64>();
+            if bytes > limit {
+                self.key_value_call_ended(started);
+                return Ok(Err(key_value::Error::Other(format!(
+                    "the store's keys take more than the function's {limit} bytes of memory"
+                ))));
             }
+            keys.extend(page.keys);
+            cursor = page.cursor;
         }
         Ok(self.spin_outcome(started, Ok(keys)))
     }
