@@ -17,10 +17,13 @@
 //! 4. **An offload model**: a real gateway on its own threads under load: its threads' CPU per
 //!    request against the invocation's parts (`--explain`), the rest being connections, HTTP
 //!    and copies, which an IPU could take over.
+//! 5. **Copies at boundaries**: calls between functions with 64 B to 64 KiB payloads (invoke
+//!    buffers, wasi:http, typed calls), their time and the bytes they copy (counted for invoke,
+//!    derived for the others), and the part of each call that grows with the payload: what
+//!    sharing pages between instances would save.
 //!
 //! The report ends with what each hardware feature would change, each claim pointing at the
-//! row it rests on. Not measured yet (said in the report): the bytes copied at boundaries
-//! (issue 21, item 3).
+//! row it rests on.
 //!
 //! Each figure is the median of several runs of a request in-process (no sockets), on a
 //! current-thread runtime, so that one thread does all of a request's work and its page faults
@@ -55,6 +58,16 @@ pub struct HardwareArgs {
     /// initialized heap).
     #[arg(long)]
     large: PathBuf,
+    /// The hop benchmark's guests (`guests/hopper`, `guests/sink`, `guests/typed-hopper`,
+    /// `guests/typed-sink`), for the copies at boundaries.
+    #[arg(long)]
+    hopper: PathBuf,
+    #[arg(long)]
+    sink: PathBuf,
+    #[arg(long)]
+    typed_hopper: PathBuf,
+    #[arg(long)]
+    typed_sink: PathBuf,
     /// Requests per measurement (after one warm-up request).
     #[arg(long, default_value_t = 200)]
     requests: u32,
@@ -236,6 +249,22 @@ pub struct Findings {
     pub resets: Vec<ResetRow>,
     pub keys: Keys,
     pub offload: Offload,
+    pub copies: Vec<CopyRow>,
+}
+
+/// A row of section 5: one way of calling another function, one payload size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyRow {
+    pub style: String,
+    pub payload: usize,
+    /// p50 of one call, measured in the caller, µs.
+    pub call_us: f64,
+    /// Bytes copied between memories per call.
+    pub bytes_per_call: f64,
+    /// Whether `bytes_per_call` was counted by the host (`false`: derived from the payload).
+    pub counted: bool,
+    /// The part of the call that grows with the payload: its p50 less the 64-byte call's.
+    pub size_us: f64,
 }
 
 /// Section 4: where a loaded server's CPU goes, per request, for the smallest function.
@@ -402,6 +431,13 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         },
     )?;
 
+    let copies = copies(
+        args,
+        &cache,
+        &data.join("copies"),
+        if args.quick { 20 } else { 1000 },
+    )?;
+
     Ok(Findings {
         machine,
         date: today(),
@@ -410,7 +446,88 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         resets,
         keys,
         offload,
+        copies,
     })
+}
+
+/// Payload sizes of section 5.
+const COPY_SIZES: [usize; 3] = [64, 4 * 1024, 64 * 1024];
+
+/// Calls between functions with payloads of [`COPY_SIZES`] (the hop benchmark's guests, `n`
+/// calls each, timed in the caller), and the bytes they copy: counted by the host for invoke
+/// buffers; for wasi:http bodies and typed calls (whose canonical-ABI copies happen in guest
+/// code, in wasmtime's adapters) derived from the payload, which crosses twice.
+fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Result<Vec<CopyRow>> {
+    let runtime = Runtime::with_cache_dir(EngineSettings::default(), data, cache)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = format!(
+        "tenant = \"bench\"\napp = \"bench\"\n\
+         [[functions]]\nname = \"hopper\"\ncomponent = {:?}\nroute = \"/\"\nlimits = {{ timeout = \"600s\" }}\n\
+         [[functions]]\nname = \"sink\"\ncomponent = {:?}\nlimits = {{ max-request-body = \"8MiB\" }}\n\
+         [[functions]]\nname = \"typed-sink\"\ncomponent = {:?}\nkind = \"exports\"\n\
+         [[functions]]\nname = \"typed-hopper\"\ncomponent = {:?}\nroute = \"/typed\"\n\
+         limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
+         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n\"test:typed/tally\" = \"typed-sink\"\n",
+        args.hopper.display().to_string(),
+        args.sink.display().to_string(),
+        args.typed_sink.display().to_string(),
+        args.typed_hopper.display().to_string(),
+    );
+    let manifest = meshwa_manifest::Manifest::parse(&text, Path::new("copies"), Path::new("."))?;
+    let functions = runtime.load_app(&manifest, &meshwa_runtime::Secrets::default())?;
+    let named = |name: &str| {
+        functions
+            .iter()
+            .find(|f| f.id().function.as_str() == name)
+            .cloned()
+            .with_context(|| format!("the {name} function"))
+    };
+    let (hopper, sink, typed) = (named("hopper")?, named("sink")?, named("typed-hopper")?);
+    // On a runtime's worker, as the gateway runs a request.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut rows: Vec<CopyRow> = Vec::new();
+    for (style, label, caller) in [
+        ("invoke-full", "invoke, host-owned buffer", &hopper),
+        ("http", "wasi:http in-process", &hopper),
+        ("typed-bytes", "typed call (composed), list<u8>", &typed),
+    ] {
+        let mut at_64 = None;
+        for size in COPY_SIZES {
+            let counters = |f: &Function| {
+                let c = f.buffer_counters();
+                c.bytes_copied_in + c.bytes_copied_out
+            };
+            let before = counters(&hopper) + counters(&sink);
+            let path = format!("/hop/{style}/{size}/{n}");
+            let function = caller.clone();
+            let (p50, _) = tokio.block_on(async move {
+                tokio::spawn(async move {
+                    let (status, body) = get(&function, &path, "hardware").await?;
+                    crate::common::guest_timings(status, &body)
+                })
+                .await?
+            })?;
+            let counted = style.starts_with("invoke");
+            let bytes_per_call = if counted {
+                (counters(&hopper) + counters(&sink)).saturating_sub(before) as f64 / f64::from(n)
+            } else {
+                2.0 * size as f64
+            };
+            let base = *at_64.get_or_insert(p50);
+            rows.push(CopyRow {
+                style: label.to_owned(),
+                payload: size,
+                call_us: p50,
+                bytes_per_call,
+                counted,
+                size_us: (p50 - base).max(0.0),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// Connections of the closed-loop load in the offload measurement.
@@ -913,13 +1030,50 @@ pub fn report(f: &Findings, chart: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "\n## Not measured yet\n\n\
-         - The bytes copied at boundaries per call (invoke buffers, typed calls, wasi:http) and \
-         what shared pages would save (issue 21, item 3); `meshwa-bench hops` has the times.\n"
+        "\n## 5. The price of copies at boundaries\n\n\
+         One function calls another with a payload, the hop benchmark's guests, timed in the \
+         caller (p50 of each call). Bytes copied between memories per call are counted by the \
+         host for invoke buffers (the caller's copy into the buffer is made once, so it hardly \
+         counts); for wasi:http bodies and typed calls, whose copies happen in streams and in \
+         wasmtime's adapters, they are the payload's two crossings (there and back for the \
+         typed call's echo; out of the caller and into the callee for the body). The part of a \
+         call that grows with the payload (its p50 less the 64-byte call's) is what sharing \
+         pages between instances, by tags or capabilities instead of copies, would save.\n\n\
+         | call | payload | p50 µs | bytes copied per call | of which grows with the payload, µs |\n\
+         | --- | ---: | ---: | ---: | ---: |"
     );
+    for row in &f.copies {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.0}{} | {:.1} ({:.0} %) |",
+            row.style,
+            size_label(row.payload),
+            row.call_us,
+            row.bytes_per_call,
+            if row.counted {
+                " (counted)"
+            } else {
+                " (derived)"
+            },
+            row.size_us,
+            if row.call_us > 0.0 {
+                100.0 * row.size_us / row.call_us
+            } else {
+                0.0
+            }
+        );
+    }
     let _ = writeln!(out, "## What hardware would change, from the rows above\n");
     let _ = writeln!(out, "{}", on_paper(f));
     out
+}
+
+fn size_label(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
 }
 
 /// Section 6: each feature's effect, each resting on a measured (or computed) row.
@@ -994,6 +1148,24 @@ fn on_paper(f: &Findings) -> String {
             row.image, row.faults_per_request
         );
     }
+    if let Some(row) = f
+        .copies
+        .iter()
+        .filter(|r| r.payload == COPY_SIZES[COPY_SIZES.len() - 1])
+        .max_by(|a, b| a.size_us.total_cmp(&b.size_us))
+    {
+        let _ = writeln!(
+            out,
+            "- **Shared pages instead of copies (tags, capabilities)**: at {}, a {} spends \
+             {:.1} of its {:.1} µs on what grows with the payload (section 5): handing the \
+             callee the caller's pages, safely, by tag or capability, would save that; the \
+             cheapest copy today is meshwa's host-owned buffer.",
+            size_label(row.payload),
+            row.style,
+            row.size_us,
+            row.call_us
+        );
+    }
     let o = &f.offload;
     if o.server_cpu_us > 0.0 {
         let _ = writeln!(
@@ -1027,6 +1199,10 @@ mod tests {
             sha: programs::C_SHA256.into(),
             table: programs::PREINIT.into(),
             large: programs::PYTHON_HELLO.into(),
+            hopper: programs::HOPPER.into(),
+            sink: programs::SINK.into(),
+            typed_hopper: programs::TYPED_HOPPER.into(),
+            typed_sink: programs::TYPED_SINK.into(),
             requests: 200,
             sha_mib: 4,
             cache_dir: Some(programs::COMPILE_CACHE_DIR.into()),
@@ -1044,6 +1220,13 @@ mod tests {
         );
         assert!(findings.resets.iter().all(|r| r.median_us > 0.0));
         assert!(findings.offload.requests > 1 && findings.offload.server_cpu_us > 0.0);
+        assert_eq!(findings.copies.len(), 3 * COPY_SIZES.len());
+        assert!(
+            findings
+                .copies
+                .iter()
+                .all(|r| r.call_us > 0.0 && r.bytes_per_call > 0.0)
+        );
         match findings.keys {
             Keys::Computed { striped_slots, .. } => assert!(!mpk_available() && striped_slots > 0),
             Keys::Measured { striped_slots, .. } => assert!(mpk_available() && striped_slots > 0),
@@ -1107,6 +1290,14 @@ mod tests {
                 lifecycle_us: 20.0,
                 host_calls_us: 10.0,
             },
+            copies: vec![CopyRow {
+                style: "typed call".into(),
+                payload: 64 * 1024,
+                call_us: 240.0,
+                bytes_per_call: 131_072.0,
+                counted: false,
+                size_us: 239.0,
+            }],
         }
     }
 
@@ -1123,6 +1314,8 @@ mod tests {
             "![time relative to guard regions](chart.svg)",
             "| gateway: connections, HTTP, copies, scheduling (the rest) | 40.0 | 50 % |",
             "at least 2.00× the requests per core",
+            "| typed call | 64 KiB | 240.0 | 131072 (derived) | 239.0 (100 %) |",
+            "at 64 KiB, a typed call spends 239.0 of its 240.0 µs",
         ] {
             assert!(
                 report.contains(expected),
