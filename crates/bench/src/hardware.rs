@@ -18,9 +18,9 @@
 //!    request against the invocation's parts (`--explain`), the rest being connections, HTTP
 //!    and copies, which an IPU could take over.
 //! 5. **Copies at boundaries**: calls between functions with 64 B to 64 KiB payloads (invoke
-//!    buffers, wasi:http, typed calls), their time and the bytes they copy (counted for invoke,
-//!    derived for the others), and the part of each call that grows with the payload: what
-//!    sharing pages between instances would save.
+//!    buffers, wasi:http, typed calls), their time and the bytes they copy (from the payload),
+//!    and the part of each call that grows with the payload: what sharing pages between
+//!    instances would save.
 //!
 //! The report ends with what each hardware feature would change, each claim pointing at the
 //! row it rests on.
@@ -259,10 +259,8 @@ pub struct CopyRow {
     pub payload: usize,
     /// p50 of one call, measured in the caller, µs.
     pub call_us: f64,
-    /// Bytes copied between memories per call.
+    /// Bytes copied between memories per call, from the payload and the call's copies.
     pub bytes_per_call: f64,
-    /// Whether `bytes_per_call` was counted by the host (`false`: derived from the payload).
-    pub counted: bool,
     /// The part of the call that grows with the payload: its p50 less the 64-byte call's.
     pub size_us: f64,
 }
@@ -454,9 +452,10 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
 const COPY_SIZES: [usize; 3] = [64, 4 * 1024, 64 * 1024];
 
 /// Calls between functions with payloads of [`COPY_SIZES`] (the hop benchmark's guests, `n`
-/// calls each, timed in the caller), and the bytes they copy: counted by the host for invoke
-/// buffers; for wasi:http bodies and typed calls (whose canonical-ABI copies happen in guest
-/// code, in wasmtime's adapters) derived from the payload, which crosses twice.
+/// calls each, timed in the caller), and the bytes they copy between memories. Those are
+/// derived from the payload: the host's buffer counters see only a guest's `buffer` and `read`
+/// calls, and the copies of a call happen elsewhere (an invoke callee reads its buffer through
+/// its request body; typed calls copy in wasmtime's adapters, in guest code).
 fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Result<Vec<CopyRow>> {
     let runtime = Runtime::with_cache_dir(EngineSettings::default(), data, cache)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -482,25 +481,29 @@ fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Res
             .cloned()
             .with_context(|| format!("the {name} function"))
     };
-    let (hopper, sink, typed) = (named("hopper")?, named("sink")?, named("typed-hopper")?);
+    let (hopper, typed) = (named("hopper")?, named("typed-hopper")?);
     // On a runtime's worker, as the gateway runs a request.
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     let mut rows: Vec<CopyRow> = Vec::new();
-    for (style, label, caller) in [
-        ("invoke-full", "invoke, host-owned buffer", &hopper),
-        ("http", "wasi:http in-process", &hopper),
-        ("typed-bytes", "typed call (composed), list<u8>", &typed),
+    // (guest path, label, caller, crossings of the payload per call)
+    for (style, label, caller, crossings) in [
+        // The caller's buffer is made once; each call, the callee reads it into its memory.
+        ("invoke-full", "invoke, host-owned buffer", &hopper, 1.0),
+        // Out of the caller into the body stream, out of the stream into the callee.
+        ("http", "wasi:http in-process", &hopper, 2.0),
+        // Into the callee as the argument, back into the caller as the result (an echo).
+        (
+            "typed-bytes",
+            "typed call (composed), list<u8>",
+            &typed,
+            2.0,
+        ),
     ] {
         let mut at_64 = None;
         for size in COPY_SIZES {
-            let counters = |f: &Function| {
-                let c = f.buffer_counters();
-                c.bytes_copied_in + c.bytes_copied_out
-            };
-            let before = counters(&hopper) + counters(&sink);
             let path = format!("/hop/{style}/{size}/{n}");
             let function = caller.clone();
             let (p50, _) = tokio.block_on(async move {
@@ -510,19 +513,12 @@ fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Res
                 })
                 .await?
             })?;
-            let counted = style.starts_with("invoke");
-            let bytes_per_call = if counted {
-                (counters(&hopper) + counters(&sink)).saturating_sub(before) as f64 / f64::from(n)
-            } else {
-                2.0 * size as f64
-            };
             let base = *at_64.get_or_insert(p50);
             rows.push(CopyRow {
                 style: label.to_owned(),
                 payload: size,
                 call_us: p50,
-                bytes_per_call,
-                counted,
+                bytes_per_call: crossings * size as f64,
                 size_us: (p50 - base).max(0.0),
             });
         }
@@ -1032,11 +1028,12 @@ pub fn report(f: &Findings, chart: &str) -> String {
         out,
         "\n## 5. The price of copies at boundaries\n\n\
          One function calls another with a payload, the hop benchmark's guests, timed in the \
-         caller (p50 of each call). Bytes copied between memories per call are counted by the \
-         host for invoke buffers (the caller's copy into the buffer is made once, so it hardly \
-         counts); for wasi:http bodies and typed calls, whose copies happen in streams and in \
-         wasmtime's adapters, they are the payload's two crossings (there and back for the \
-         typed call's echo; out of the caller and into the callee for the body). The part of a \
+         caller (p50 of each call). Bytes copied between memories per call follow from the \
+         payload and how each call moves it: once for invoke (the caller's buffer is made \
+         once, the callee reads it into its memory), twice for a wasi:http body (into the \
+         stream, out of it) and for the typed call's echo (the argument there, the result \
+         back). The host cannot count them: they happen in body streams and, for typed calls, \
+         in wasmtime's adapters, in guest code. The part of a \
          call that grows with the payload (its p50 less the 64-byte call's) is what sharing \
          pages between instances, by tags or capabilities instead of copies, would save.\n\n\
          | call | payload | p50 µs | bytes copied per call | of which grows with the payload, µs |\n\
@@ -1045,16 +1042,11 @@ pub fn report(f: &Findings, chart: &str) -> String {
     for row in &f.copies {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.0}{} | {:.1} ({:.0} %) |",
+            "| {} | {} | {:.1} | {:.0} | {:.1} ({:.0} %) |",
             row.style,
             size_label(row.payload),
             row.call_us,
             row.bytes_per_call,
-            if row.counted {
-                " (counted)"
-            } else {
-                " (derived)"
-            },
             row.size_us,
             if row.call_us > 0.0 {
                 100.0 * row.size_us / row.call_us
@@ -1295,7 +1287,6 @@ mod tests {
                 payload: 64 * 1024,
                 call_us: 240.0,
                 bytes_per_call: 131_072.0,
-                counted: false,
                 size_us: 239.0,
             }],
         }
@@ -1314,7 +1305,7 @@ mod tests {
             "![time relative to guard regions](chart.svg)",
             "| gateway: connections, HTTP, copies, scheduling (the rest) | 40.0 | 50 % |",
             "at least 2.00× the requests per core",
-            "| typed call | 64 KiB | 240.0 | 131072 (derived) | 239.0 (100 %) |",
+            "| typed call | 64 KiB | 240.0 | 131072 | 239.0 (100 %) |",
             "at 64 KiB, a typed call spends 239.0 of its 240.0 µs",
         ] {
             assert!(
