@@ -30,6 +30,7 @@ RUST_LOG=warn target/release/meshwa-bench hardware \
     --sha "$G/c/c_sha256.wasm" \
     --table "$G/wasm32-wasip2/release/preinit.wasm" \
     --large "$G/polyglot/python_hello.wasm" \
+    --checkout bench/tax/meshwa.toml \
     --hopper "$G/wasm32-wasip2/release/hopper.wasm" --sink "$G/wasm32-wasip2/release/sink.wasm" \
     --typed-hopper "$G/wasm32-wasip2/release/typed_hopper.wasm" \
     --typed-sink "$G/wasm32-wasip2/release/typed_sink.wasm" \

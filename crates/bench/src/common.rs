@@ -79,16 +79,35 @@ pub async fn post(function: &Function, path: &str) -> anyhow::Result<(http::Stat
     request(function, http::Method::POST, path, "bench").await
 }
 
+/// A POST of `path` with `body`, body of the answer read whole.
+pub async fn post_body(
+    function: &Function,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    request_with(function, http::Method::POST, path, "bench", body).await
+}
+
 async fn request(
     function: &Function,
     method: http::Method,
     path: &str,
     invocation: &str,
 ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    request_with(function, method, path, invocation, Bytes::new()).await
+}
+
+async fn request_with(
+    function: &Function,
+    method: http::Method,
+    path: &str,
+    invocation: &str,
+    body: Bytes,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
     let request = http::Request::builder()
         .method(method)
         .uri(format!("http://localhost{path}"))
-        .body(Full::new(Bytes::new()).map_err(|never: Infallible| -> BodyError { match never {} }))
+        .body(Full::new(body).map_err(|never: Infallible| -> BodyError { match never {} }))
         .context("request")?;
     let response = function
         .handle(request, invocation)

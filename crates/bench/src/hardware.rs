@@ -5,8 +5,9 @@
 //! 1. **Bounds checks against guard regions**: the same guests under wasmtime's default (a 4 GiB
 //!    reservation and a 32 MiB guard per memory: compiled code checks nothing, the MMU does), with
 //!    the reservation cut to the memory's size and no guard (every access checked in code), and
-//!    with signal-based traps off as well; the time of each, and how many memory slots fit in
-//!    the address space with each (measured by reserving the pool).
+//!    with signal-based traps off as well: a C SHA-256 kernel, a Rust kernel that writes 1.6 MB,
+//!    and the checkout of `bench/tax` in one instance; the time of each, and how many memory
+//!    slots fit in the address space with each (measured by reserving the pool).
 //! 2. **The page-table work of a fresh instance**: per request, minor page faults of the thread
 //!    that ran it (instantiation, guest, teardown) and time, for a small and two large memory
 //!    images, with copy-on-write images and memset reset, and with 0, 1 and 16 MiB kept
@@ -54,6 +55,10 @@ pub struct HardwareArgs {
     /// 200,000-entry table in every request.
     #[arg(long)]
     table: PathBuf,
+    /// The checkout app's manifest (`bench/tax/meshwa.toml`): its gateway's
+    /// `/shop/checkout/local` runs the whole checkout logic in one instance.
+    #[arg(long)]
+    checkout: PathBuf,
     /// A component with a large memory image (`guests/polyglot` Python hello, about 10 MB of
     /// initialized heap).
     #[arg(long)]
@@ -308,8 +313,9 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
     let machine = Machine::probe();
     let cache = args.cache_dir.clone().unwrap_or_else(|| data.join("cache"));
     let runtime_in = |settings: EngineSettings, name: String| {
-        Runtime::with_cache_dir(settings, &data.join(name), &cache)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        let dir = data.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Runtime::with_cache_dir(settings, &dir, &cache).map_err(|e| anyhow::anyhow!("{e}"))
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -325,12 +331,27 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         );
         let sha = load_function(&runtime, &args.sha, &format!("kind = \"cgi\"\n{LIMITS}"))?;
         let table = load_table(&runtime, &args.table)?;
-        let kernels: [(&str, &Function, String); 2] = [
-            ("SHA-256 (C, compute)", &sha, format!("/sha?mib={sha_mib}")),
-            ("table build (Rust, memory writes)", &table, "/".to_owned()),
+        let checkout = load_checkout(&runtime, &args.checkout, &tokio)?;
+        let order = bytes::Bytes::from(serde_json::to_vec(&tax_logic::sample_request(0))?);
+        let kernels: [(&str, &Function, Request); 3] = [
+            (
+                "SHA-256 (C, compute)",
+                &sha,
+                Request::Get(format!("/sha?mib={sha_mib}")),
+            ),
+            (
+                "table build (Rust, memory writes)",
+                &table,
+                Request::Get("/".to_owned()),
+            ),
+            (
+                "checkout (Rust, JSON and key-value reads)",
+                &checkout,
+                Request::Post("/shop/checkout/local".to_owned(), order),
+            ),
         ];
-        for (kernel, function, path) in kernels {
-            let times = timed(&tokio, function, &path, requests)?;
+        for (kernel, function, request) in kernels {
+            let times = timed_request(&tokio, function, &request, requests)?;
             bounds.push(BoundsRow {
                 kernel: kernel.to_owned(),
                 isolation: isolation.name.to_owned(),
@@ -700,6 +721,34 @@ fn load_table(runtime: &Runtime, component: &Path) -> anyhow::Result<std::sync::
     )
 }
 
+/// What a measurement sends.
+enum Request {
+    Get(String),
+    Post(String, bytes::Bytes),
+}
+
+/// The checkout app (all its functions), its store filled with the benchmark's dataset; returns
+/// its gateway.
+fn load_checkout(
+    runtime: &Runtime,
+    manifest: &Path,
+    tokio: &tokio::runtime::Runtime,
+) -> anyhow::Result<std::sync::Arc<Function>> {
+    let manifest = meshwa_manifest::Manifest::load(manifest)?;
+    let functions = runtime.load_app(&manifest, &meshwa_runtime::Secrets::default())?;
+    let gateway = functions
+        .into_iter()
+        .find(|f| f.id().function.as_str() == "gateway")
+        .context("the checkout app has no gateway")?;
+    let (status, body) = tokio.block_on(crate::common::post(&gateway, "/shop/load"))?;
+    anyhow::ensure!(
+        status.is_success(),
+        "loading the checkout's data: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(gateway)
+}
+
 /// `requests` GETs of `path` after one warm-up, each timed.
 fn timed(
     tokio: &tokio::runtime::Runtime,
@@ -707,10 +756,30 @@ fn timed(
     path: &str,
     requests: u32,
 ) -> anyhow::Result<Vec<Duration>> {
+    timed_request(tokio, function, &Request::Get(path.to_owned()), requests)
+}
+
+/// `requests` of `request` after one warm-up, each timed.
+fn timed_request(
+    tokio: &tokio::runtime::Runtime,
+    function: &Function,
+    request: &Request,
+    requests: u32,
+) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(requests as usize);
+    let path = match request {
+        Request::Get(path) | Request::Post(path, _) => path.as_str(),
+    };
     for n in 0..=requests {
         let started = Instant::now();
-        let (status, body) = tokio.block_on(get(function, path, "hardware"))?;
+        let (status, body) = tokio.block_on(async {
+            match request {
+                Request::Get(path) => get(function, path, "hardware").await,
+                Request::Post(path, body) => {
+                    crate::common::post_body(function, path, body.clone()).await
+                }
+            }
+        })?;
         let took = started.elapsed();
         anyhow::ensure!(
             status.is_success(),
@@ -1191,6 +1260,7 @@ mod tests {
             sha: programs::C_SHA256.into(),
             table: programs::PREINIT.into(),
             large: programs::PYTHON_HELLO.into(),
+            checkout: Path::new(programs::EXAMPLES_DIR).join("../bench/tax/meshwa.toml"),
             hopper: programs::HOPPER.into(),
             sink: programs::SINK.into(),
             typed_hopper: programs::TYPED_HOPPER.into(),
@@ -1202,7 +1272,7 @@ mod tests {
             quick: true,
         };
         let findings = measure(&args, &dir.path().join("data")).unwrap();
-        assert_eq!(findings.bounds.len(), isolations().len() * 2);
+        assert_eq!(findings.bounds.len(), isolations().len() * 3);
         assert_eq!(findings.resets.len(), RESETS.len() * 3);
         assert!(
             findings
