@@ -63,16 +63,9 @@ pub struct HardwareArgs {
     /// initialized heap).
     #[arg(long)]
     large: PathBuf,
-    /// The hop benchmark's guests (`guests/hopper`, `guests/sink`, `guests/typed-hopper`,
-    /// `guests/typed-sink`), for the copies at boundaries.
-    #[arg(long)]
-    hopper: PathBuf,
-    #[arg(long)]
-    sink: PathBuf,
-    #[arg(long)]
-    typed_hopper: PathBuf,
-    #[arg(long)]
-    typed_sink: PathBuf,
+    /// The hop benchmark's guests, for the copies at boundaries.
+    #[command(flatten)]
+    hop_guests: crate::hops::HopGuests,
     /// Requests per measurement (after one warm-up request).
     #[arg(long, default_value_t = 200)]
     requests: u32,
@@ -480,29 +473,7 @@ const COPY_SIZES: [usize; 3] = [64, 4 * 1024, 64 * 1024];
 fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Result<Vec<CopyRow>> {
     let runtime = Runtime::with_cache_dir(EngineSettings::default(), data, cache)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let text = format!(
-        "tenant = \"bench\"\napp = \"bench\"\n\
-         [[functions]]\nname = \"hopper\"\ncomponent = {:?}\nroute = \"/\"\nlimits = {{ timeout = \"600s\" }}\n\
-         [[functions]]\nname = \"sink\"\ncomponent = {:?}\nlimits = {{ max-request-body = \"8MiB\" }}\n\
-         [[functions]]\nname = \"typed-sink\"\ncomponent = {:?}\nkind = \"exports\"\n\
-         [[functions]]\nname = \"typed-hopper\"\ncomponent = {:?}\nroute = \"/typed\"\n\
-         limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
-         [functions.imports]\n\"test:typed/sink\" = \"typed-sink\"\n\"test:typed/tally\" = \"typed-sink\"\n",
-        args.hopper.display().to_string(),
-        args.sink.display().to_string(),
-        args.typed_sink.display().to_string(),
-        args.typed_hopper.display().to_string(),
-    );
-    let manifest = meshwa_manifest::Manifest::parse(&text, Path::new("copies"), Path::new("."))?;
-    let functions = runtime.load_app(&manifest, &meshwa_runtime::Secrets::default())?;
-    let named = |name: &str| {
-        functions
-            .iter()
-            .find(|f| f.id().function.as_str() == name)
-            .cloned()
-            .with_context(|| format!("the {name} function"))
-    };
-    let (hopper, typed) = (named("hopper")?, named("typed-hopper")?);
+    let (hopper, typed, _) = crate::hops::load_hop_app(&runtime, &args.hop_guests)?;
     // On a runtime's worker, as the gateway runs a request.
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -1261,10 +1232,12 @@ mod tests {
             table: programs::PREINIT.into(),
             large: programs::PYTHON_HELLO.into(),
             checkout: Path::new(programs::EXAMPLES_DIR).join("../bench/tax/meshwa.toml"),
-            hopper: programs::HOPPER.into(),
-            sink: programs::SINK.into(),
-            typed_hopper: programs::TYPED_HOPPER.into(),
-            typed_sink: programs::TYPED_SINK.into(),
+            hop_guests: crate::hops::HopGuests {
+                hopper: programs::HOPPER.into(),
+                sink: programs::SINK.into(),
+                typed_hopper: programs::TYPED_HOPPER.into(),
+                typed_sink: programs::TYPED_SINK.into(),
+            },
             requests: 200,
             sha_mib: 4,
             cache_dir: Some(programs::COMPILE_CACHE_DIR.into()),

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -19,22 +20,29 @@ use crate::native_servers::{JsonAnswer, JsonRequest};
 
 #[derive(Args)]
 pub struct HopsArgs {
-    /// The caller component (`guests/hopper`).
-    #[arg(long)]
-    hopper: PathBuf,
-    /// The callee component (`guests/sink`).
-    #[arg(long)]
-    sink: PathBuf,
-    /// The typed caller component (`guests/typed-hopper`), linked to `--typed-sink` twice:
-    /// composed, and host-linked (the same component).
-    #[arg(long)]
-    typed_hopper: PathBuf,
-    /// The typed callee component (`guests/typed-sink`), exporting `test:typed/sink`.
-    #[arg(long)]
-    typed_sink: PathBuf,
+    #[command(flatten)]
+    guests: HopGuests,
     /// Calls measured per style and size.
     #[arg(long, default_value_t = 2000)]
     iterations: u32,
+}
+
+/// The hop benchmark's guests (also measured by `meshwa-bench hardware`).
+#[derive(Args)]
+pub struct HopGuests {
+    /// The caller component (`guests/hopper`).
+    #[arg(long)]
+    pub hopper: PathBuf,
+    /// The callee component (`guests/sink`).
+    #[arg(long)]
+    pub sink: PathBuf,
+    /// The typed caller component (`guests/typed-hopper`), linked to `--typed-sink` twice:
+    /// composed, and host-linked (the same component).
+    #[arg(long)]
+    pub typed_hopper: PathBuf,
+    /// The typed callee component (`guests/typed-sink`), exporting `test:typed/sink`.
+    #[arg(long)]
+    pub typed_sink: PathBuf,
 }
 
 const HOP_SIZES: [(usize, &str); 4] = [
@@ -51,8 +59,13 @@ pub fn run(args: HopsArgs) -> anyhow::Result<()> {
     result
 }
 
-fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
-    let runtime = Runtime::new(EngineSettings::default(), data)?;
+/// The hop benchmark's app in `runtime`: `hopper` calling `sink` (invoke and wasi:http), and
+/// `typed-hopper` linked to `typed-sink`, composed and host-linked (the same component twice).
+/// Returns (hopper, typed composed, typed host-linked).
+pub(crate) fn load_hop_app(
+    runtime: &Runtime,
+    guests: &HopGuests,
+) -> anyhow::Result<(Arc<Function>, Arc<Function>, Arc<Function>)> {
     let manifest = format!(
         "tenant = \"bench\"\napp = \"bench\"\n\
          [[functions]]\nname = \"hopper\"\ncomponent = {:?}\nroute = \"/\"\nlimits = {{ timeout = \"600s\" }}\n\
@@ -65,11 +78,11 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
          limits = {{ timeout = \"600s\", max-memory = \"256MiB\" }}\n\
          [functions.imports]\n\"test:typed/sink\" = {{ function = \"typed-sink\", link = \"host\" }}\n\
          \"test:typed/tally\" = {{ function = \"typed-sink\", link = \"host\" }}\n",
-        args.hopper.display().to_string(),
-        args.sink.display().to_string(),
-        args.typed_sink.display().to_string(),
-        args.typed_hopper.display().to_string(),
-        args.typed_hopper.display().to_string(),
+        guests.hopper.display().to_string(),
+        guests.sink.display().to_string(),
+        guests.typed_sink.display().to_string(),
+        guests.typed_hopper.display().to_string(),
+        guests.typed_hopper.display().to_string(),
     );
     let manifest = Manifest::parse(&manifest, Path::new("hops"), Path::new("."))?;
     let functions = runtime.load_app(&manifest, &Secrets::default())?;
@@ -80,11 +93,16 @@ fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
             .cloned()
             .with_context(|| format!("the {name} function"))
     };
-    let (hopper, typed_hopper, typed_hopper_host) = (
+    Ok((
         named("hopper")?,
         named("typed-hopper")?,
         named("typed-hopper-host")?,
-    );
+    ))
+}
+
+fn run_in(args: &HopsArgs, data: &Path) -> anyhow::Result<()> {
+    let runtime = Runtime::new(EngineSettings::default(), data)?;
+    let (hopper, typed_hopper, typed_hopper_host) = load_hop_app(&runtime, &args.guests)?;
 
     // The baseline's server: another native process, as microservices are deployed.
     let mut server = std::process::Command::new(std::env::current_exe()?)
