@@ -5,8 +5,9 @@
 //! 1. **Bounds checks against guard regions**: the same guests under wasmtime's default (a 4 GiB
 //!    reservation and a 32 MiB guard per memory: compiled code checks nothing, the MMU does), with
 //!    the reservation cut to the memory's size and no guard (every access checked in code), and
-//!    with signal-based traps off as well: a C SHA-256 kernel, a Rust kernel that writes 1.6 MB,
-//!    and the checkout of `bench/tax` in one instance; the time of each, and how many memory
+//!    with signal-based traps off as well: a C SHA-256 kernel, Rust kernels that write 1.6 MB,
+//!    sort 200,000 numbers and fill a hash map with them, and the checkout of `bench/tax` in one
+//!    instance; the time of each, and how many memory
 //!    slots fit in the address space with each (measured by reserving the pool).
 //! 2. **The page-table work of a fresh instance**: per request, minor page faults of the thread
 //!    that ran it (instantiation, guest, teardown) and time, for a small and two large memory
@@ -324,9 +325,12 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         );
         let sha = load_function(&runtime, &args.sha, &format!("kind = \"cgi\"\n{LIMITS}"))?;
         let table = load_table(&runtime, &args.table)?;
+        // The same guest with its table in the snapshot: its sort and hash-map kernels then
+        // time only themselves.
+        let sorter = load_function(&runtime, &args.table, LIMITS)?;
         let checkout = load_checkout(&runtime, &args.checkout, &tokio)?;
         let order = bytes::Bytes::from(serde_json::to_vec(&tax_logic::sample_request(0))?);
-        let kernels: [(&str, &Function, Request); 3] = [
+        let kernels: [(&str, &Function, Request); 5] = [
             (
                 "SHA-256 (C, compute)",
                 &sha,
@@ -336,6 +340,16 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
                 "table build (Rust, memory writes)",
                 &table,
                 Request::Get("/".to_owned()),
+            ),
+            (
+                "sort of 200,000 u64 (Rust)",
+                &sorter,
+                Request::Get("/sort".to_owned()),
+            ),
+            (
+                "hash map of 200,000 u64 (Rust)",
+                &sorter,
+                Request::Get("/hashmap".to_owned()),
             ),
             (
                 "checkout (Rust, JSON and key-value reads)",
@@ -820,7 +834,7 @@ pub fn bounds_chart(rows: &[BoundsRow]) -> anyhow::Result<String> {
     let top = rows.iter().map(ratio).fold(1.0f64, f64::max) * 1.6;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (760, 380)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (900, 400)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
         let group = isolations.len() + 1;
         let slots = kernels.len() * group;
@@ -873,10 +887,12 @@ pub fn bounds_chart(rows: &[BoundsRow]) -> anyhow::Result<String> {
                 .filter(|r| r.kernel == *kernel)
                 .map(ratio)
                 .fold(0.0f64, f64::max);
+            // The kernel's name without its parenthesis, to fit above its bars.
+            let short = kernel.split(" (").next().unwrap_or(kernel);
             Text::new(
-                (*kernel).to_owned(),
+                short.to_owned(),
                 (*center, highest + top * 0.03),
-                TextStyle::from(("sans-serif", 13).into_font()).pos(
+                TextStyle::from(("sans-serif", 12).into_font()).pos(
                     plotters::style::text_anchor::Pos::new(
                         plotters::style::text_anchor::HPos::Center,
                         plotters::style::text_anchor::VPos::Bottom,
@@ -917,7 +933,7 @@ pub fn report(f: &Findings, chart: &str) -> String {
         out,
         "# The hardware report: what memory safety costs in software here\n\n\
          Written by `meshwa-bench hardware` ({}), {}. Re-run it to measure your own machine; \
-         two runs on one machine agree within about ±10 % (medians of in-process requests on \
+         two runs on one machine agree within about ±15 % (medians of in-process requests on \
          one thread; the machines of this project are shared 2-vCPU VMs).\n\n\
          | machine | |\n| --- | --- |\n| CPU | {} ({} cores) |\n| kernel | {} |\n\
          | memory protection keys (`pku`) | {} |\n| transparent huge pages | {} |\n\
@@ -1245,7 +1261,7 @@ mod tests {
             quick: true,
         };
         let findings = measure(&args, &dir.path().join("data")).unwrap();
-        assert_eq!(findings.bounds.len(), isolations().len() * 3);
+        assert_eq!(findings.bounds.len(), isolations().len() * 5);
         assert_eq!(findings.resets.len(), RESETS.len() * 3);
         assert!(
             findings

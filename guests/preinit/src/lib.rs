@@ -4,6 +4,9 @@
 //!
 //! `GET /…` answers `counter=<requests this instance saw> pre-initialized=<whether the
 //! initialization function ran before this request> entries=<table length> entry=<one entry>`.
+//! Two memory-heavy kernels work on the table (`meshwa-bench hardware` times them):
+//! `GET /…/sort` sorts a copy of it, `GET /…/hashmap` puts every entry in a hash map and looks
+//! each up; both answer a checksum.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -34,10 +37,25 @@ fn init() {
     PRE_INITIALIZED.store(true, Ordering::Relaxed);
 }
 
-fn handle(_request: Request) -> Response {
+fn handle(request: Request) -> Response {
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
     let pre_initialized = PRE_INITIALIZED.load(Ordering::Relaxed);
     let table = TABLE.get_or_init(build_table);
+    if request.path.ends_with("/sort") {
+        let mut sorted = table.clone();
+        sorted.sort_unstable();
+        let checksum = sorted
+            .iter()
+            .step_by(1000)
+            .fold(0u64, |a, b| a.wrapping_add(*b));
+        return Response::new(200, format!("{checksum:x}"));
+    }
+    if request.path.ends_with("/hashmap") {
+        let map: std::collections::HashMap<u64, usize> =
+            table.iter().enumerate().map(|(i, v)| (*v, i)).collect();
+        let found = table.iter().filter(|v| map.contains_key(v)).count();
+        return Response::new(200, format!("{found}"));
+    }
     Response::new(
         200,
         format!(
