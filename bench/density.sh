@@ -13,15 +13,9 @@ cd "$(dirname "$0")/.."
 
 INSTANCES=${1:-100000}
 MAX_MEMORY=${2:-64MiB}
-WANT_MAPS=4194304
-if [ "$(cat /proc/sys/vm/max_map_count)" -lt "$WANT_MAPS" ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "raising vm.max_map_count to $WANT_MAPS (until reboot)" >&2
-        echo "$WANT_MAPS" > /proc/sys/vm/max_map_count
-    else
-        echo "vm.max_map_count is $(cat /proc/sys/vm/max_map_count); as root: sysctl -w vm.max_map_count=$WANT_MAPS" >&2
-    fi
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+raise_max_map_count
 cargo build --release --package meshwa-bench --quiet
 cargo build --package meshwa-test-programs --quiet   # builds target/guests/.../echo.wasm
 # error: the pool probe builds engines too large on purpose, and each would warn.

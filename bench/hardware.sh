@@ -12,15 +12,9 @@
 # Usage: bench/hardware.sh [FLAGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WANT_MAPS=4194304
-if [ "$(cat /proc/sys/vm/max_map_count)" -lt "$WANT_MAPS" ]; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "raising vm.max_map_count to $WANT_MAPS (until reboot)" >&2
-        echo "$WANT_MAPS" > /proc/sys/vm/max_map_count
-    else
-        echo "vm.max_map_count is $(cat /proc/sys/vm/max_map_count); as root: sysctl -w vm.max_map_count=$WANT_MAPS" >&2
-    fi
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+raise_max_map_count
 cargo xtask setup
 cargo build --release --package meshwa-bench --quiet
 cargo build --package meshwa-test-programs --quiet   # all guests, into target/guests

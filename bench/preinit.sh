@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 DURATION=${2:-5s}
 CONNECTIONS=${3:-16}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+ensure_wrk
 cargo build -q --release -p meshwa
 cargo build -q -p meshwa-test-programs # builds the guests
 COMPONENT=$PWD/target/guests/wasm32-wasip2/release/preinit.wasm
@@ -38,14 +40,7 @@ for _ in $(seq 100); do curl -sf -o /dev/null 127.0.0.1:18190/bench/table && bre
 curl -sf 127.0.0.1:18190/bench/table >/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
 grep -o 'pre-initialized: snapshot taken.*' "$WORK/serve.log" | head -1 >&2 || true
 
-measure() { # route → "req/s p50_ms"
-    wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:18190$1" >/dev/null
-    local out
-    out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:18190$1")
-    awk '/Requests\/sec/ {rps=$2}
-         $1 == "50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p50=v}
-         END {print rps, p50}' <<<"$out"
-}
+measure() { wrk_point "http://127.0.0.1:18190$1" "$CONNECTIONS" "$DURATION"; }
 
 echo "| round | pre-initialized req/s | p50 ms | not (pre-initialize = false) req/s | p50 ms |"
 echo "| --- | ---: | ---: | ---: | ---: |"
@@ -56,7 +51,6 @@ for round in $(seq "$ROUNDS"); do
     on+=("$on_rps"); off+=("$off_rps")
     echo "| $round | $on_rps | $on_p50 | $off_rps | $off_p50 |"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 a=$(median "${on[@]}"); b=$(median "${off[@]}")
 echo
 echo "median req/s: pre-initialized $a, not $b; ratio $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a/b}')"

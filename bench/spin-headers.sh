@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 DURATION=${2:-5s}
 CONNECTIONS=${3:-16}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+ensure_wrk
 cargo build -q --release -p meshwa
 cargo build -q -p meshwa-test-programs # builds the guests
 COMPONENT=$PWD/target/guests/wasm32-wasip2/release/spin_front.wasm
@@ -38,21 +40,15 @@ grants = { key-value = ["default"] }
 [key-value.default]
 TOML
 
-run() { # manifest → "req/s p50_ms"
+run() { # manifest → "req/s p50_ms" of a fresh server
     local data="$WORK/data-$RANDOM"
     target/release/meshwa serve "$1" --listen 127.0.0.1:18180 --admin-listen 127.0.0.1:18181 \
         --data-dir "$data" >"$WORK/serve.log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do curl -sf -o /dev/null 127.0.0.1:18180/spin/hello/x && break; sleep 0.1; done
     curl -sf -o /dev/null 127.0.0.1:18180/spin/hello/x || { cat "$WORK/serve.log" >&2; exit 1; }
-    wrk -t2 -c"$CONNECTIONS" -d2s http://127.0.0.1:18180/spin/hello/warm >/dev/null
-    local out
-    out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency http://127.0.0.1:18180/spin/hello/ada)
+    wrk_point http://127.0.0.1:18180/spin/hello/ada "$CONNECTIONS" "$DURATION"
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    local rps p50
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1 == "50%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
-    echo "$rps $p50"
 }
 
 echo "| round | spin.toml (headers) req/s | p50 ms | meshwa.toml (none) req/s | p50 ms |"
@@ -64,7 +60,6 @@ for round in $(seq "$ROUNDS"); do
     spin_rps+=("$s_rps"); plain_rps+=("$m_rps")
     echo "| $round | $s_rps | $s_p50 | $m_rps | $m_p50 |"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 s=$(median "${spin_rps[@]}"); m=$(median "${plain_rps[@]}")
 echo
 echo "median req/s: spin.toml $s, meshwa.toml $m; ratio $(awk -v s="$s" -v m="$m" 'BEGIN {printf "%.3f", s/m}')"
