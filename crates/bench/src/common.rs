@@ -123,6 +123,40 @@ async fn request_with(
     Ok((status, body))
 }
 
+/// Minor page faults (field 10) in the text of a `/proc/.../stat` file.
+pub fn minor_faults_in(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces: count from the last `)`; the state is field 3.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7))
+        .and_then(|field| field.parse().ok())
+}
+
+/// CPU time of this process's threads (`/proc/self/task/*/schedstat`, in nanoseconds: `stat`'s
+/// 10 ms ticks are too coarse for short runs), or of those named `only`.
+pub fn threads_cpu(only: Option<&str>) -> Duration {
+    let mut ns = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        if let Some(name) = only {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+        }
+        // A thread that ended since the listing has no file any more: it is not counted.
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
 /// The `p` quantile (0..=1) of sorted durations, in µs (NaN if there are none).
 pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;

@@ -619,9 +619,9 @@ fn offload(hello: &Path, cache: &Path, data: &Path, duration: Duration) -> anyho
     // Warm up, then measure.
     drive(Instant::now() + duration / 5, false);
     let phases_before = phase_sum(&runtime);
-    let cpu_before = threads_cpu(SERVER_THREADS);
+    let cpu_before = crate::common::threads_cpu(Some(SERVER_THREADS));
     drive(Instant::now() + duration, true);
-    let cpu = threads_cpu(SERVER_THREADS).saturating_sub(cpu_before);
+    let cpu = crate::common::threads_cpu(Some(SERVER_THREADS)).saturating_sub(cpu_before);
     let phases = phase_sum(&runtime).minus(&phases_before);
     let _ = stop.send(());
     drop(server);
@@ -667,34 +667,6 @@ fn phase_sum(runtime: &Runtime) -> Parts {
         sum.host_calls += t.other_host + t.key_value + t.calls;
     }
     sum
-}
-
-/// User and system CPU of this process's threads named `name`.
-fn threads_cpu(name: &str) -> Duration {
-    // Linux reports it in clock ticks, 100 per second on every common configuration.
-    const TICKS_PER_SECOND: u64 = 100;
-    let mut ticks = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.trim() != name {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-            // After the name: state is field 3, utime 14 and stime 15.
-            let field = |n: usize| {
-                fields
-                    .get(n - 3)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            ticks += field(14) + field(15);
-        }
-    }
-    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
 }
 
 /// `guests/preinit` without its snapshot: each request builds its table.
@@ -786,12 +758,7 @@ fn median(sorted: &[Duration]) -> Duration {
 /// Minor page faults of the calling thread so far.
 fn thread_faults() -> u64 {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state, field 3;
-    // minflt is field 10.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(7))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    crate::common::minor_faults_in(&stat).unwrap_or(0)
 }
 
 fn today() -> String {
@@ -1056,7 +1023,7 @@ pub fn report(f: &Findings, chart: &str) -> String {
         "\n## 4. An offload model: where a loaded server's CPU goes\n\n\
          A real gateway on its own two threads serves the small function to {} connections of \
          closed-loop load from other threads ({} requests). The server threads' CPU is read \
-         from `/proc/self/task`; the invocation's parts come from the runtime's `--explain` \
+         from `/proc/self/task/*/schedstat`; the invocation's parts come from the runtime's `--explain` \
          accounting, which is wall-clock: under load it includes time the thread waited for a \
          core, so those rows are upper bounds and the last one, the rest, a lower bound. The \
          rest is the gateway's own work: accepting and reading connections, parsing HTTP, \

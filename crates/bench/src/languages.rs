@@ -268,27 +268,11 @@ struct ProcessCounters {
 impl ProcessCounters {
     fn read() -> anyhow::Result<ProcessCounters> {
         let stat = std::fs::read_to_string("/proc/self/stat").context("/proc/self/stat")?;
-        // The command name (field 2) may hold spaces: count from the last `)`.
-        let minor_faults = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(7))
-            .and_then(|field| field.parse().ok())
-            .context("no minor faults in /proc/self/stat")?;
-        let mut cpu_ns = 0u64;
-        for task in std::fs::read_dir("/proc/self/task").context("/proc/self/task")? {
-            let path = task.context("/proc/self/task")?.path().join("schedstat");
-            // A thread that ended since the listing has no file any more: it is not counted.
-            if let Ok(text) = std::fs::read_to_string(path) {
-                cpu_ns += text
-                    .split_whitespace()
-                    .next()
-                    .and_then(|ns| ns.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
+        let minor_faults =
+            crate::common::minor_faults_in(&stat).context("no minor faults in /proc/self/stat")?;
         Ok(ProcessCounters {
             minor_faults,
-            cpu: Duration::from_nanos(cpu_ns),
+            cpu: crate::common::threads_cpu(None),
         })
     }
 
