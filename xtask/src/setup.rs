@@ -2,14 +2,16 @@
 //!
 //! Debian's clang toolchain builds the C and C++ functions (the versions measured to work on
 //! these machines; see docs/languages.md); Debian's Chromium (with a font, so that screenshots
-//! are legible) is the browser the dashboard's test drives. Installing needs root: run as root,
+//! are legible) is the browser the dashboard's test drives; Debian's `nats-server` (2.9, with
+//! JetStream) is the cluster the cluster tests start. Installing needs root: run as root,
 //! or with sudo.
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// Debian packages the C and C++ guests are built with, and the dashboard's test runs in.
+/// Debian packages the C and C++ guests are built with, the dashboard's test runs in, and the
+/// cluster tests start.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "clang-16",
     "lld-16",
@@ -20,6 +22,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "make",
     "chromium",
     "fonts-liberation",
+    "nats-server",
 ];
 
 pub fn run() -> anyhow::Result<()> {

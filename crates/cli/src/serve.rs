@@ -141,6 +141,22 @@ pub struct ServeArgs {
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     kv_cache: u64,
 
+    /// Join a meshwa cluster on these NATS servers (JetStream on), comma-separated:
+    /// key-value stores become cluster-wide (but those marked `node-local`), kept in
+    /// replicated JetStream buckets. Without it the node keeps everything under DATA_DIR.
+    #[arg(
+        long,
+        env = "MESHWA_CLUSTER",
+        value_name = "nats://HOST:PORT[,...]",
+        value_delimiter = ','
+    )]
+    cluster: Vec<String>,
+
+    /// Replicas of each JetStream bucket this node creates: 3 keeps every acknowledged write
+    /// through the loss of one NATS server [default: 3, or fewer if fewer servers are given].
+    #[arg(long, requires = "cluster")]
+    cluster_replicas: Option<usize>,
+
     /// Account for where each invocation's time goes (admission, instantiation, guest code,
     /// key-value calls, waiting for callees, other host work, teardown, page faults) and export
     /// it per function as `meshwa_phase_*` on /metrics. For finding costs, not for production:
@@ -287,6 +303,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &args.data_dir,
         &cache_dir,
     )?);
+
+    if !args.cluster.is_empty() {
+        let cluster = meshwa_cluster::Cluster::connect(&meshwa_cluster::ClusterSettings {
+            servers: args.cluster.clone(),
+            replicas: args
+                .cluster_replicas
+                .unwrap_or_else(|| args.cluster.len().min(3)),
+        })
+        .await?;
+        runtime.use_cluster_key_value(Arc::new(cluster.key_value()))?;
+        tracing::info!(servers = %args.cluster.join(","), "joined the cluster: key-value stores are cluster-wide");
+    }
 
     // The command line's apps first: any error stops the server before it listens.
     let policy = match &args.policy {

@@ -133,6 +133,11 @@ pub struct StoreSpec {
     /// the app is activated, if the store is empty then. Resolved against the manifest's
     /// directory, and always inside it.
     pub preload: Option<PathBuf>,
+    /// Kept on each node (in its embedded redb) even when the node is in a cluster, where stores
+    /// are otherwise cluster-wide. For caches and scratch data that need no other node's view:
+    /// a request may land on any node, so the function must not rely on finding there what an
+    /// earlier request wrote. Without a cluster, every store is node-local.
+    pub node_local: bool,
 }
 
 /// Limits of one key-value store; a write beyond them is refused with an error value.

@@ -37,6 +37,8 @@ struct RawStore {
     max_value_size: Option<Spanned<String>>,
     max_total_size: Option<Spanned<String>>,
     preload: Option<Spanned<String>>,
+    #[serde(default)]
+    node_local: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -631,6 +633,7 @@ fn parse_stores(
             name,
             quota,
             preload,
+            node_local: store.node_local,
         });
     }
     Ok(stores)

@@ -495,6 +495,7 @@ pub(crate) fn parse(
                         name: store.clone(),
                         quota: DEFAULT_STORE_QUOTA,
                         preload: None,
+                        node_local: false,
                     });
                 }
                 grants.key_value.push(store);

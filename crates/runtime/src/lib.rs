@@ -102,8 +102,11 @@ pub struct Runtime {
     admission: Arc<admission::Admission>,
     directory: Arc<Directory>,
     data_dir: PathBuf,
-    /// Opened when the first app with stores is loaded.
+    /// The embedded backend, opened when the first app with node-local stores is loaded.
     key_value: std::sync::Mutex<Option<Arc<dyn KeyValueBackend>>>,
+    /// The cluster's backend, if the node is in a cluster: every store that is not
+    /// `node-local` lives there.
+    cluster_key_value: std::sync::OnceLock<Arc<dyn KeyValueBackend>>,
     loaded_from_cache: std::sync::atomic::AtomicU64,
     loaded_compiled: std::sync::atomic::AtomicU64,
     /// The operator's policy and the server's own listeners, for outbound connections.
@@ -125,6 +128,7 @@ pub struct PreparedApp {
 /// The checked contents of one store's preload file.
 struct Preload {
     store: StoreId,
+    backend: Arc<dyn KeyValueBackend>,
     quota: meshwa_manifest::StoreQuota,
     entries: Vec<(String, Vec<u8>)>,
 }
@@ -201,6 +205,7 @@ impl Runtime {
             directory: Arc::new(Directory::default()),
             data_dir: data_dir.to_path_buf(),
             key_value: std::sync::Mutex::new(None),
+            cluster_key_value: std::sync::OnceLock::new(),
             loaded_from_cache: Default::default(),
             loaded_compiled: Default::default(),
             egress: Default::default(),
@@ -256,11 +261,12 @@ impl Runtime {
         manifest: &Manifest,
         secrets: &Secrets,
     ) -> Result<PreparedApp, Vec<LoadError>> {
-        let backend = if manifest.stores.is_empty() {
-            None
-        } else {
-            Some(self.key_value().map_err(|e| vec![e])?)
-        };
+        let stores = manifest
+            .stores
+            .iter()
+            .map(|spec| Ok((spec.name.clone(), self.store_backend(spec)?)))
+            .collect::<Result<Vec<_>, LoadError>>()
+            .map_err(|e| vec![e])?;
         let mut functions = Vec::with_capacity(manifest.functions.len());
         let mut errors = Vec::new();
         for spec in &manifest.functions {
@@ -268,7 +274,7 @@ impl Runtime {
                 manifest,
                 spec,
                 secrets,
-                backend.clone(),
+                &stores,
                 self.egress.clone(),
             )
             .and_then(|services| self.prepare(manifest, spec, Arc::new(services)));
@@ -302,9 +308,14 @@ impl Runtime {
                 app: manifest.app.clone(),
                 store: spec.name.clone(),
             };
+            let backend = match stores.iter().find(|(name, _)| *name == spec.name) {
+                Some((_, backend)) => backend.clone(),
+                None => continue,
+            };
             match meshwa_kv::preload::read(&store, path, &spec.quota) {
                 Ok(entries) => preloads.push(Preload {
                     store,
+                    backend,
                     quota: spec.quota,
                     entries,
                 }),
@@ -335,10 +346,10 @@ impl Runtime {
         if app.preloads.is_empty() {
             return Ok(0);
         }
-        let backend = self.key_value()?;
         let mut written = 0;
         for preload in &app.preloads {
-            let wrote = backend
+            let wrote = preload
+                .backend
                 .set_if_empty(&preload.store, &preload.entries, &preload.quota)
                 .map_err(|e| LoadError::PreloadWrite {
                     app: format!("{}/{}", app.tenant, app.app),
@@ -386,9 +397,39 @@ impl Runtime {
     /// deleted; `keep`: its apps the operator serves from the command line). Returns how many
     /// stores had data.
     pub fn drop_tenant_data(&self, tenant: &str, keep: &[&str]) -> Result<usize, LoadError> {
-        self.key_value()?
+        let mut dropped = self
+            .key_value()?
             .drop_tenant(tenant, keep)
-            .map_err(|e| LoadError::KeyValue(e.to_string()))
+            .map_err(|e| LoadError::KeyValue(e.to_string()))?;
+        if let Some(cluster) = self.cluster_key_value.get() {
+            dropped += cluster
+                .drop_tenant(tenant, keep)
+                .map_err(|e| LoadError::KeyValue(e.to_string()))?;
+        }
+        Ok(dropped)
+    }
+
+    /// Puts every store that is not `node-local` into `backend`, the cluster's. Call it before
+    /// the first app is loaded; it can be set once.
+    pub fn use_cluster_key_value(
+        &self,
+        backend: Arc<dyn KeyValueBackend>,
+    ) -> Result<(), LoadError> {
+        self.cluster_key_value.set(backend).map_err(|_| {
+            LoadError::KeyValue("the cluster's key-value backend is already set".to_owned())
+        })
+    }
+
+    /// The backend `spec`'s store lives in: the cluster's, unless the node is alone or the store
+    /// is `node-local`.
+    fn store_backend(
+        &self,
+        spec: &meshwa_manifest::StoreSpec,
+    ) -> Result<Arc<dyn KeyValueBackend>, LoadError> {
+        match self.cluster_key_value.get() {
+            Some(cluster) if !spec.node_local => Ok(cluster.clone()),
+            _ => self.key_value(),
+        }
     }
 
     /// The key-value backend, opened at first use: `kv.redb` in the data directory.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use meshwa_test_programs as programs;
 
+mod cluster;
 mod dashboard;
 mod exhaustion;
 mod traces;

@@ -47,6 +47,7 @@ use bindings::wasi::keyvalue::{atomics, batch, store};
 pub struct Bucket {
     store: StoreId,
     quota: StoreQuota,
+    backend: Arc<dyn KeyValueBackend>,
 }
 
 impl AsRef<Bucket> for Bucket {
@@ -59,11 +60,12 @@ impl AsRef<Bucket> for Bucket {
 pub(crate) struct GrantedStore {
     pub(crate) id: StoreId,
     pub(crate) quota: StoreQuota,
+    /// Where the store lives: the embedded backend, or the cluster's (see `Runtime`).
+    pub(crate) backend: Arc<dyn KeyValueBackend>,
 }
 
 /// What a function's instances need to serve `wasi:keyvalue`.
 pub(crate) struct KeyValueGrant {
-    pub(crate) backend: Arc<dyn KeyValueBackend>,
     pub(crate) granted: Vec<GrantedStore>,
     /// Every store of the app, granted or not, to tell `access-denied` from `no-such-store`.
     pub(crate) declared: Vec<meshwa_manifest::StoreName>,
@@ -80,13 +82,8 @@ impl InstanceState {
     where
         B: AsRef<Bucket> + 'static,
     {
-        let backend = match &self.services().key_value {
-            Some(grant) => grant.backend.clone(),
-            // A bucket exists only if `open` found a grant, so this cannot happen.
-            None => wasmtime::bail!("key-value bucket without a key-value grant"),
-        };
         let bucket = self.table().get(bucket)?.as_ref();
-        Ok((backend, bucket.store.clone(), bucket.quota))
+        Ok((bucket.backend.clone(), bucket.store.clone(), bucket.quota))
     }
 
     /// Turns a backend result into what the guest sees, and accounts for the call that began at
@@ -128,6 +125,7 @@ impl InstanceState {
             Some(found) => Ok(Bucket {
                 store: found.id.clone(),
                 quota: found.quota,
+                backend: found.backend.clone(),
             }),
             None if grant.declared.iter().any(|n| n.as_str() == name) => {
                 Err(OpenRefused::AccessDenied)
@@ -274,29 +272,37 @@ pub(crate) const SERVICE: super::HostService = super::HostService {
 /// The stores the function was granted, if any (`backend` is there if the app declares stores).
 pub(crate) fn resolve(
     resolving: &super::Resolving<'_>,
-    backend: Option<Arc<dyn KeyValueBackend>>,
+    backends: &[StoreBackend],
 ) -> Option<KeyValueGrant> {
     let (manifest, grants) = (resolving.manifest, &resolving.spec.grants);
-    let backend = backend.filter(|_| !grants.key_value.is_empty())?;
+    if grants.key_value.is_empty() {
+        return None;
+    }
     let granted = manifest
         .stores
         .iter()
         .filter(|store| grants.key_value.contains(&store.name))
-        .map(|store| GrantedStore {
-            id: StoreId {
-                tenant: manifest.tenant.clone(),
-                app: manifest.app.clone(),
-                store: store.name.clone(),
-            },
-            quota: store.quota,
+        .filter_map(|store| {
+            let (_, backend) = backends.iter().find(|(name, _)| *name == store.name)?;
+            Some(GrantedStore {
+                id: StoreId {
+                    tenant: manifest.tenant.clone(),
+                    app: manifest.app.clone(),
+                    store: store.name.clone(),
+                },
+                quota: store.quota,
+                backend: backend.clone(),
+            })
         })
         .collect();
     Some(KeyValueGrant {
-        backend,
         granted,
         declared: manifest.stores.iter().map(|s| s.name.clone()).collect(),
     })
 }
+
+/// A store of the app and the backend it lives in, resolved once per app at load.
+pub(crate) type StoreBackend = (meshwa_manifest::StoreName, Arc<dyn KeyValueBackend>);
 
 /// Adds `wasi:keyvalue` (store, atomics, batch) to the linker.
 fn add_to_linker(linker: &mut wasmtime::component::Linker<InstanceState>) -> wasmtime::Result<()> {

@@ -30,7 +30,6 @@ pub(crate) mod spin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshwa_kv::KeyValueBackend;
 use meshwa_manifest::{FunctionId, FunctionSpec, Grants, Manifest, OutboundRule};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -94,13 +93,13 @@ pub(crate) struct Resolving<'a> {
 }
 
 impl FunctionServices {
-    /// Resolves `spec`'s grants within `manifest`'s app. `backend` is the key-value backend, if
-    /// the app declares stores.
+    /// Resolves `spec`'s grants within `manifest`'s app. `stores`: the backend of each of the
+    /// app's stores.
     pub(crate) fn resolve(
         manifest: &Manifest,
         spec: &FunctionSpec,
         secrets: &Secrets,
-        backend: Option<Arc<dyn KeyValueBackend>>,
+        stores: &[keyvalue::StoreBackend],
         egress: Arc<egress::Egress>,
     ) -> Result<FunctionServices, LoadError> {
         let id = manifest.function_id(spec);
@@ -112,7 +111,7 @@ impl FunctionServices {
         };
         let recent = Arc::new(recent::RecentLog::default());
         Ok(FunctionServices {
-            key_value: keyvalue::resolve(&resolving, backend),
+            key_value: keyvalue::resolve(&resolving, stores),
             config: config::resolve(&resolving)?,
             log: Arc::new(logging::resolve(&resolving, recent.clone())?),
             recent,

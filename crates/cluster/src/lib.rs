@@ -1,0 +1,101 @@
+//! meshwa nodes on a NATS JetStream cluster.
+//!
+//! Without `--cluster`, a meshwa node keeps everything in files under its data directory and
+//! needs no other service. With it, nodes share what must be shared through JetStream, the
+//! replicated log of a NATS cluster, and never through replication written here:
+//!
+//! - key-value state ([`kv::JetStreamBackend`], behind the same `KeyValueBackend` as the embedded
+//!   redb): a replicated bucket per app holds its cluster-wide stores; a write returns when
+//!   JetStream has stored it on a majority of the bucket's replicas; every write is a
+//!   compare-and-set, so concurrent writers on several nodes never lose an update.
+//!
+//! This crate is the only one that speaks NATS; the runtime, gateway and control plane know the
+//! traits it implements, not the cluster.
+
+pub mod kv;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::time::Duration;
+
+/// How a node joins the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// NATS servers to connect to (`nats://host:port`); the client fails over between them and
+    /// reconnects on its own.
+    pub servers: Vec<String>,
+    /// Replicas of each bucket the node creates (JetStream's `num_replicas`): 3 survives the loss
+    /// of one server without losing an acknowledged write. At most the number of servers.
+    pub replicas: usize,
+}
+
+/// Why joining or using the cluster failed: the host's fault (the operator's configuration or
+/// the cluster's state), never a guest's.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot connect to the NATS cluster at {servers}: {reason}")]
+    Connect { servers: String, reason: String },
+    #[error("JetStream refused to set up {what}: {reason}")]
+    Setup { what: String, reason: String },
+}
+
+/// This node's connection to the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    replicas: usize,
+}
+
+/// How long one JetStream request may take before it fails. A write waits for a majority of
+/// replicas; a leader election after a server's loss takes a few seconds.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Cluster {
+    /// Connects to `settings.servers`. Must run on the tokio runtime that will keep driving the
+    /// connection (the server's).
+    pub async fn connect(settings: &ClusterSettings) -> Result<Cluster, ClusterError> {
+        let servers = settings.servers.join(",");
+        let connect_error = |reason: String| ClusterError::Connect {
+            servers: servers.clone(),
+            reason,
+        };
+        let addresses = settings
+            .servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| connect_error(e.to_string()))?;
+        if addresses.is_empty() {
+            return Err(connect_error("no server given".to_owned()));
+        }
+        if settings.replicas == 0 {
+            return Err(connect_error("replicas must be at least 1".to_owned()));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name("meshwa")
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .connect(addresses)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        let mut jetstream = async_nats::jetstream::new(client.clone());
+        jetstream.set_timeout(REQUEST_TIMEOUT);
+        Ok(Cluster {
+            client,
+            jetstream,
+            replicas: settings.replicas,
+        })
+    }
+
+    /// The cluster-wide key-value backend (each app's bucket is created at its first use).
+    /// Must be called on the runtime that drives the connection.
+    pub fn key_value(&self) -> kv::JetStreamBackend {
+        kv::JetStreamBackend::new(&self.jetstream, self.replicas)
+    }
+
+    /// The NATS client, for what this crate does not wrap (benchmarks compare against it).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
