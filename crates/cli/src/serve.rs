@@ -17,6 +17,10 @@ use meshwa_runtime::{
     default_tenant_cpu_lanes,
 };
 
+/// How long a node joining a cluster waits to serve the recorded deployments before it listens
+/// anyway (each is compiled, or loaded from the cache).
+const CLUSTER_CATCH_UP: Duration = Duration::from_secs(120);
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// Apps to serve from the start: paths to meshwa.toml files, one per tenant app, or to Spin
@@ -304,7 +308,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &cache_dir,
     )?);
 
-    if !args.cluster.is_empty() {
+    let cluster = if args.cluster.is_empty() {
+        None
+    } else {
         let cluster = meshwa_cluster::Cluster::connect(&meshwa_cluster::ClusterSettings {
             servers: args.cluster.clone(),
             replicas: args
@@ -313,8 +319,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await?;
         runtime.use_cluster_key_value(Arc::new(cluster.key_value()))?;
-        tracing::info!(servers = %args.cluster.join(","), "joined the cluster: key-value stores are cluster-wide");
-    }
+        tracing::info!(servers = %args.cluster.join(","), "joined the cluster: key-value stores and deployments are cluster-wide");
+        Some(cluster)
+    };
 
     // The command line's apps first: any error stops the server before it listens.
     let policy = match &args.policy {
@@ -361,7 +368,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if metrics_token.as_deref() == Some("") {
         bail!("the metrics token is empty");
     }
-    let control = Arc::new(ControlPlane::open(
+    let control = ControlPlane::open(
         &args.data_dir,
         registry.clone(),
         ControlSettings {
@@ -370,8 +377,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_upload: args.max_upload,
         },
         metrics.clone(),
-    )?);
+    )?;
+    let (control, cluster_control) = match &cluster {
+        None => (control, None),
+        Some(cluster) => {
+            let shared = Arc::new(
+                meshwa_cluster::control::ClusterControl::open(cluster, args.max_upload).await?,
+            );
+            (control.with_replication(shared.clone()), Some(shared))
+        }
+    };
+    let control = Arc::new(control);
     let (restored, not_restored) = control.restore().await?;
+    // In a cluster: serve what the cluster has deployed before listening, then follow it.
+    let follower = match cluster_control {
+        None => None,
+        Some(shared) => {
+            let (caught_up, caught) = tokio::sync::oneshot::channel();
+            let follower =
+                tokio::spawn(shared.follow(control.clone(), caught_up, std::future::pending()));
+            match tokio::time::timeout(CLUSTER_CATCH_UP, caught).await {
+                Ok(_) => tracing::info!("cluster: serving every recorded deployment"),
+                Err(_) => tracing::warn!(
+                    "cluster: not caught up with the recorded deployments after {CLUSTER_CATCH_UP:?}; listening, still following"
+                ),
+            }
+            Some(follower)
+        }
+    };
     let (mut compiled, mut cached) = (0, 0);
     let apps = registry.apps().await;
     for function in apps.iter().flat_map(|app| &app.functions) {
@@ -426,6 +459,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config,
     };
     meshwa_runtime::run_triggers(vec![Box::new(gateway)], Box::pin(shutdown_signal())).await?;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     admin.abort();
     tracing::info!("stopped");
     Ok(())

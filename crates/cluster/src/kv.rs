@@ -39,10 +39,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishErrorKind, kv as js_kv, stream};
+use async_nats::jetstream::{self, context::PublishErrorKind, kv as js_kv};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -389,32 +388,12 @@ impl JetStreamBackend {
         let opened = match cached {
             Some(opened) => opened,
             None => {
-                // JetStream's key-value conventions (ADR-8), with direct gets off.
-                self.jetstream
-                    .get_or_create_stream(stream::Config {
-                        name: format!("KV_{name}"),
-                        description: Some(format!(
-                            "meshwa: key-value stores of {}/{}",
-                            store.tenant, store.app
-                        )),
-                        subjects: vec![format!("$KV.{name}.>")],
-                        max_messages_per_subject: 1,
-                        discard: stream::DiscardPolicy::New,
-                        allow_rollup: true,
-                        deny_delete: true,
-                        allow_direct: false,
-                        num_replicas: self.replicas,
-                        storage: stream::StorageType::File,
-                        duplicate_window: Duration::from_secs(120),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| backend_error(&format!("creating the bucket {name}"), e))?;
-                let opened = self
-                    .jetstream
-                    .get_key_value(&name)
-                    .await
-                    .map_err(|e| backend_error(&format!("opening the bucket {name}"), e))?;
+                let description =
+                    format!("meshwa: key-value stores of {}/{}", store.tenant, store.app);
+                let opened =
+                    crate::key_value_bucket(&self.jetstream, &name, self.replicas, description)
+                        .await
+                        .map_err(|e| backend_error(&format!("opening the bucket {name}"), e))?;
                 self.buckets
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

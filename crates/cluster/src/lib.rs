@@ -12,6 +12,7 @@
 //! This crate is the only one that speaks NATS; the runtime, gateway and control plane know the
 //! traits it implements, not the cluster.
 
+pub mod control;
 pub mod kv;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -98,4 +99,59 @@ impl Cluster {
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
+}
+
+/// Opens the key-value bucket `name`, creating it with `replicas` if no node has: JetStream's
+/// key-value conventions (ADR-8), but with direct gets off, so that reads are answered by the
+/// stream's leader and see every acknowledged write (a direct get may be answered by a lagging
+/// replica).
+pub(crate) async fn key_value_bucket(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+    replicas: usize,
+    description: String,
+) -> Result<async_nats::jetstream::kv::Store, async_nats::Error> {
+    use async_nats::jetstream::stream;
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{name}"),
+            description: Some(description),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: false,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+    Ok(jetstream.get_key_value(name).await?)
+}
+
+/// Opens the object store `name`, creating it with `replicas` if no node has (ADR-20's layout,
+/// direct gets off as for [`key_value_bucket`]).
+pub(crate) async fn object_store(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+    replicas: usize,
+    description: String,
+) -> Result<async_nats::jetstream::object_store::ObjectStore, async_nats::Error> {
+    use async_nats::jetstream::stream;
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: format!("OBJ_{name}"),
+            description: Some(description),
+            subjects: vec![format!("$O.{name}.C.>"), format!("$O.{name}.M.>")],
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: false,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    Ok(jetstream.get_object_store(name).await?)
 }

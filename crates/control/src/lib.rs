@@ -30,6 +30,7 @@
 pub mod api;
 pub mod archive;
 mod registry;
+mod replication;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ use meshwa_manifest::Manifest;
 use tokio::net::TcpListener;
 
 pub use registry::{ActiveApp, ChangeError, Origin, PrepareError, Registry, drain, drain_limit};
+pub use replication::Replication;
 pub use store::{AppRecord, ControlStore, StoreError, TokenRecord};
 
 /// Default largest upload (an app's archive): generous for interpreter-based components
@@ -63,6 +65,8 @@ pub struct ControlPlane {
     metrics: Arc<Metrics>,
     /// Who follows logs (`meshwa logs -f`), bounded per tenant.
     followers: Arc<api::Followers>,
+    /// The cluster deployments are published to, if the node is in one.
+    replication: Option<Arc<dyn Replication>>,
 }
 
 /// What the operator decides for the control plane.
@@ -94,7 +98,48 @@ impl ControlPlane {
             metrics_token_hash: settings.metrics_token.as_deref().map(digest),
             max_upload: settings.max_upload,
             metrics,
+            replication: None,
         })
+    }
+
+    /// Publishes deploys and removals to `replication` (a cluster) before serving them.
+    pub fn with_replication(mut self, replication: Arc<dyn Replication>) -> ControlPlane {
+        self.replication = Some(replication);
+        self
+    }
+
+    /// Makes this node serve `record`, another node's deploy (or this one's, seen back from the
+    /// cluster), from `archive`: unpacked, checked, prepared and activated like a deploy, without
+    /// publishing it again. Returns `Ok(false)` if the node already serves that version.
+    pub async fn apply_deploy(
+        &self,
+        record: &AppRecord,
+        archive: Vec<u8>,
+    ) -> Result<bool, Vec<String>> {
+        api::apply_deploy(self, record, archive).await
+    }
+
+    /// Makes this node stop serving `tenant/app`, removed through another node. Returns
+    /// `Ok(false)` if it did not serve it as a deployed app.
+    pub async fn apply_removal(&self, tenant: &str, app: &str) -> Result<bool, String> {
+        api::apply_removal(self, tenant, app).await
+    }
+
+    /// The deployed apps this node serves, with their versions.
+    pub async fn deployed(&self) -> Vec<(String, String, u64)> {
+        self.registry
+            .apps()
+            .await
+            .into_iter()
+            .filter_map(|app| match app.origin {
+                Origin::Deployed { version, .. } => Some((
+                    app.manifest.tenant.to_string(),
+                    app.manifest.app.to_string(),
+                    version,
+                )),
+                Origin::Static => None,
+            })
+            .collect()
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

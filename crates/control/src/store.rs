@@ -390,7 +390,13 @@ impl ControlStore {
     /// A fresh, empty staging directory, with the version it will get. Nothing refers to it
     /// until [`ControlStore::commit`]; dropped uncommitted, it is deleted.
     pub fn begin_stage(&self) -> Result<Staged, StoreError> {
-        let version = self.write(|txn| {
+        let version = self.next_version()?;
+        self.begin_stage_as(version)
+    }
+
+    /// This store's next deployment version (never reused), for a node alone.
+    fn next_version(&self) -> Result<u64, StoreError> {
+        self.write(|txn| {
             let mut meta = txn.open_table(META).map_err(db_error)?;
             let version = meta
                 .get("next-version")
@@ -398,7 +404,11 @@ impl ControlStore {
                 .map_or(1, |v| v.value());
             meta.insert("next-version", version + 1).map_err(db_error)?;
             Ok(version)
-        })?;
+        })
+    }
+
+    /// [`ControlStore::begin_stage`] for a version given by the cluster.
+    pub fn begin_stage_as(&self, version: u64) -> Result<Staged, StoreError> {
         let staged = Staged {
             dir: self.apps_dir.join(format!(".staging-{version}")),
             version,
@@ -427,6 +437,18 @@ impl ControlStore {
         tenant: &str,
         app: &str,
     ) -> Result<Option<u64>, StoreError> {
+        let record = AppRecord {
+            tenant: tenant.to_owned(),
+            app: app.to_owned(),
+            version: staged.version,
+            deployed_at: now(),
+        };
+        self.commit_at(staged, &record)
+    }
+
+    /// [`ControlStore::commit`] of `record` (its version is the staged one's).
+    pub fn commit_at(&self, staged: Staged, record: &AppRecord) -> Result<Option<u64>, StoreError> {
+        let (tenant, app) = (record.tenant.as_str(), record.app.as_str());
         let target = self.app_dir(tenant, app, staged.version);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io_error(parent))?;
@@ -435,7 +457,7 @@ impl ControlStore {
         let recorded = target
             .parent()
             .map_or(Ok(()), sync_dir)
-            .and_then(|()| self.record(tenant, app, staged.version));
+            .and_then(|()| self.record(record));
         if recorded.is_err() {
             // Unrecorded, it would only be removed at the next start.
             remove_dir(&target);
@@ -444,15 +466,9 @@ impl ControlStore {
     }
 
     /// Records `version` as `tenant/app`'s current one; returns the one it replaced.
-    fn record(&self, tenant: &str, app: &str, version: u64) -> Result<Option<u64>, StoreError> {
-        let record = AppRecord {
-            tenant: tenant.to_owned(),
-            app: app.to_owned(),
-            version,
-            deployed_at: now(),
-        };
-        let json = serde_json::to_string(&record).map_err(|e| StoreError::Db(e.to_string()))?;
-        let key = format!("{tenant}/{app}");
+    fn record(&self, record: &AppRecord) -> Result<Option<u64>, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Db(e.to_string()))?;
+        let key = format!("{}/{}", record.tenant, record.app);
         self.write(|txn| {
             let previous = {
                 let mut table = txn.open_table(APPS).map_err(db_error)?;

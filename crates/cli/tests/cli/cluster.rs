@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use meshwa_cluster::testing::NatsCluster;
 
-use super::{Served, http, programs, serve_with, write_manifest};
+use super::{Served, client, http, programs, serve_with, write_manifest};
 
 /// The services guest at `/t/svc`, granted a cluster-wide store and a node-local one.
 fn shared_state_manifest(dir: &Path) -> PathBuf {
@@ -139,4 +139,95 @@ fn a_node_refuses_to_start_without_its_cluster() {
         stderr.contains("cannot connect to the NATS cluster"),
         "{stderr}"
     );
+}
+
+/// `meshwa ls` of tenant `acme` on `served`: the version of `greeter`, if it is listed.
+fn greeter_version(served: &Served) -> Option<u64> {
+    let (code, out, err) = client(served.admin, "op-token", &["ls", "--tenant", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .find(|line| line.starts_with("greeter "))
+        .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// Polls `condition` for at most 30 s.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_deploy_through_one_node_is_served_by_every_node_and_by_one_started_later() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, url: &str| {
+        serve_with(
+            &dir.path().join(name),
+            &[],
+            &["--cluster", url, "--operator-token", "op-token"],
+        )
+    };
+    let first = start("node0", &urls[0]);
+    let second = start("node1", &urls[1]);
+    let app = Path::new(programs::EXAMPLES_DIR).join("acme-greeter");
+    let hello = "/acme/hello?name=Ada";
+
+    let (code, _, err) = client(first.admin, "op-token", &["tenant", "create", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = client(
+        first.admin,
+        "op-token",
+        &["deploy", "--tenant", "acme", app.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Acknowledged once recorded in the cluster; served here at once, there once followed.
+    assert_eq!(http(first.addr, "GET", hello, b"").0, 200);
+    eventually("the deploy reaches the second node", || {
+        http(second.addr, "GET", hello, b"").0 == 200
+    });
+    let version = greeter_version(&first).unwrap();
+    assert_eq!(greeter_version(&second), Some(version));
+
+    // A node started after the deploy serves it as soon as it listens.
+    let third = start("node2", &urls[2]);
+    assert_eq!(http(third.addr, "GET", hello, b"").0, 200);
+    assert_eq!(greeter_version(&third), Some(version));
+
+    // A redeploy through another node converges everywhere to one new version.
+    let (code, out, err) = client(
+        third.admin,
+        "op-token",
+        &["deploy", "--tenant", "acme", app.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let redeployed = greeter_version(&third).unwrap();
+    assert!(redeployed > version, "{redeployed} after {version}");
+    for served in [&first, &second] {
+        eventually("the redeploy converges", || {
+            greeter_version(served) == Some(redeployed)
+        });
+    }
+
+    // A removal through any node converges too; a restarted node does not bring it back.
+    drop(second);
+    let (code, out, err) = client(
+        first.admin,
+        "op-token",
+        &["rm", "--tenant", "acme", "greeter"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(http(first.addr, "GET", hello, b"").0, 404);
+    eventually("the removal converges", || {
+        http(third.addr, "GET", hello, b"").0 == 404
+    });
+    let second = start("node1", &urls[1]);
+    assert_eq!(http(second.addr, "GET", hello, b"").0, 404);
+    assert_eq!(greeter_version(&second), None);
 }

@@ -106,12 +106,52 @@ pub(super) async fn logs(call: Call<'_>) -> Result<Response<AdminBody>, ApiError
 }
 
 /// Unroutes a deployed app, forgets it on disk, and waits for its instances (bounded). Returns
-/// whether they all finished.
+/// whether they all finished. In a cluster, the removal is published first (the other nodes
+/// follow it; this one too, finding the app gone).
 pub(super) async fn remove(
     control: &ControlPlane,
     tenant: &str,
     app: &str,
 ) -> Result<bool, ApiError> {
+    if let Some(cluster) = &control.replication {
+        // Only a deployed app is removed: the registry says which (command-line apps are 409).
+        match control.registry.get(tenant, app).await {
+            None => return Err(ApiError::NotFound(format!("no app {tenant}/{app}"))),
+            Some(found) if found.origin == Origin::Static => {}
+            Some(_) => {
+                let cluster = cluster.clone();
+                let (t, a) = (tenant.to_owned(), app.to_owned());
+                tokio::task::spawn_blocking(move || cluster.publish_removal(&t, &a))
+                    .await
+                    .map_err(|e| ApiError::Host(format!("the removal task failed: {e}")))??;
+                // This node's follower may have removed it already, on seeing the removal.
+                return match remove_here(control, tenant, app).await {
+                    Err(ApiError::NotFound(_)) => Ok(true),
+                    outcome => outcome,
+                };
+            }
+        }
+    }
+    remove_here(control, tenant, app).await
+}
+
+/// [`crate::ControlPlane::apply_removal`].
+pub(crate) async fn apply_removal(
+    control: &ControlPlane,
+    tenant: &str,
+    app: &str,
+) -> Result<bool, String> {
+    match control.registry.get(tenant, app).await {
+        Some(found) if found.origin != Origin::Static => remove_here(control, tenant, app)
+            .await
+            .map(|_| true)
+            .map_err(|e| e.to_string()),
+        _ => Ok(false),
+    }
+}
+
+/// Removes the app from this node only.
+async fn remove_here(control: &ControlPlane, tenant: &str, app: &str) -> Result<bool, ApiError> {
     let removed = control.registry.remove(tenant, app).await?;
     let version = control.store.forget_app(tenant, app)?;
     let limit = drain_limit(&removed);

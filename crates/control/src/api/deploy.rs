@@ -31,7 +31,7 @@ use super::{ApiError, Call, Reply, ok};
 use crate::ControlPlane;
 use crate::archive::{self, ManifestKind, UnpackError, Unpacked};
 use crate::registry::Origin;
-use crate::store::{Staged, StoreError};
+use crate::store::{AppRecord, Staged, StoreError};
 
 pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
     let started = Instant::now();
@@ -47,19 +47,16 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
         .map_err(|_| ApiError::Host("the control plane is shutting down".to_owned()))?;
     let staged = {
         let store = control.store.clone();
-        tokio::task::spawn_blocking(move || store.begin_stage())
-            .await
-            .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??
+        let replication = control.replication.clone();
+        tokio::task::spawn_blocking(move || match replication {
+            Some(cluster) => store.begin_stage_as(cluster.next_version()?),
+            None => store.begin_stage(),
+        })
+        .await
+        .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??
     };
     receive_upload(control.max_upload, call.request, &staged.upload_path()).await?;
-    let registry = control.registry.clone();
-    let (for_tenant, for_app) = (tenant.clone(), app.clone());
-    let (staged, upload_bytes) = tokio::task::spawn_blocking(move || {
-        let bytes = unpack_and_check(&staged, &for_tenant, &for_app, registry.policy())?;
-        Ok::<_, ApiError>((staged, bytes))
-    })
-    .await
-    .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))??;
+    let (staged, upload) = unpack_off_thread(control, staged, &tenant, &app).await?;
     let version = staged.version;
     let (manifest, prepared) = prepare(control, &staged.dir, &tenant).await?;
     let functions: Vec<DeployedFunction> = manifest
@@ -72,7 +69,23 @@ pub(super) async fn deploy_app(call: Call<'_>) -> Reply {
             compiled: f.cache_outcome() == CacheOutcome::Compiled,
         })
         .collect();
-    let replaced = activate(control, staged, upload_bytes, manifest, prepared).await?;
+    let deployed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let publish = control
+        .replication
+        .is_some()
+        .then_some(upload.archive.as_slice());
+    let replaced = activate(
+        control,
+        staged,
+        upload.bytes,
+        deployed_at,
+        manifest,
+        prepared,
+        publish,
+    )
+    .await?;
     if let Some(old) = replaced {
         control.store.remove_version(&tenant, &app, old);
     }
@@ -135,6 +148,38 @@ async fn receive_upload(
 
 /// Unpacks the received upload into `staged`'s directory and checks it ([`check_upload`]);
 /// returns the bytes its files take. Blocking.
+/// An upload unpacked into its staging directory.
+struct Upload {
+    /// Bytes of the files unpacked (what the policy's disk quota counts).
+    bytes: u64,
+    /// The archive as received, kept only to publish it to a cluster.
+    archive: Vec<u8>,
+}
+
+/// [`unpack_and_check`] on the blocking pool; the archive is kept if the node is in a cluster.
+async fn unpack_off_thread(
+    control: &ControlPlane,
+    staged: Staged,
+    tenant: &str,
+    app: &str,
+) -> Result<(Staged, Upload), ApiError> {
+    let registry = control.registry.clone();
+    let keep_archive = control.replication.is_some();
+    let (tenant, app) = (tenant.to_owned(), app.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let archive = if keep_archive {
+            std::fs::read(staged.upload_path())
+                .map_err(|e| ApiError::Host(format!("cannot read the upload back: {e}")))?
+        } else {
+            Vec::new()
+        };
+        let bytes = unpack_and_check(&staged, &tenant, &app, registry.policy())?;
+        Ok::<_, ApiError>((staged, Upload { bytes, archive }))
+    })
+    .await
+    .map_err(|e| ApiError::Host(format!("the staging task failed: {e}")))?
+}
+
 fn unpack_and_check(
     staged: &Staged,
     tenant: &str,
@@ -263,29 +308,103 @@ async fn prepare(
 /// Makes the prepared app current, recording it on disk first (the staged directory becomes
 /// its version directory); on failure, changes nothing (dropping `staged` deletes it). Returns
 /// the version it replaced.
+/// Swaps the prepared app in, recording it first: in the cluster (if `publish` holds the
+/// archive; the commit point), then on this node's disk. Returns the version it replaced here.
 async fn activate(
     control: &ControlPlane,
     staged: Staged,
     upload_bytes: u64,
+    deployed_at: u64,
     manifest: Manifest,
     prepared: PreparedApp,
+    publish: Option<&[u8]>,
 ) -> Result<Option<u64>, ApiError> {
-    let deployed_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let origin = Origin::Deployed {
         version: staged.version,
         deployed_at,
         upload_bytes,
     };
     let (tenant, app) = (manifest.tenant.to_string(), manifest.app.to_string());
+    let record = AppRecord {
+        tenant: tenant.clone(),
+        app: app.clone(),
+        version: staged.version,
+        deployed_at,
+    };
     let mut replaced = None;
     control
         .registry
         .activate_and_persist(manifest, prepared, origin, || {
-            replaced = control.store.commit(staged, &tenant, &app)?;
+            if let (Some(cluster), Some(archive)) = (&control.replication, publish) {
+                cluster.publish_deploy(&record, archive)?;
+            }
+            replaced = control.store.commit_at(staged, &record)?;
             Ok(())
         })
         .await?;
     Ok(replaced)
+}
+
+/// [`crate::ControlPlane::apply_deploy`]: the deploy's steps from staging on, without publishing.
+pub(crate) async fn apply_deploy(
+    control: &ControlPlane,
+    record: &AppRecord,
+    archive: Vec<u8>,
+) -> Result<bool, Vec<String>> {
+    let (tenant, app) = (record.tenant.as_str(), record.app.as_str());
+    if control
+        .deployed()
+        .await
+        .iter()
+        .any(|(t, a, v)| t == tenant && a == app && *v == record.version)
+    {
+        return Ok(false);
+    }
+    let failed = |e: ApiError| match e {
+        ApiError::Invalid(problems) => problems,
+        other => vec![other.to_string()],
+    };
+    let name = Name::new(tenant).map_err(|e| vec![e.to_string()])?;
+    // Tenants are not shared yet: a tenant's first app creates it on the nodes it reaches.
+    control
+        .store
+        .create_tenant(&name)
+        .map_err(|e| vec![e.to_string()])?;
+    let staged = {
+        let store = control.store.clone();
+        let version = record.version;
+        tokio::task::spawn_blocking(move || {
+            let staged = store.begin_stage_as(version)?;
+            std::fs::write(staged.upload_path(), &archive).map_err(|source| StoreError::Io {
+                path: staged.upload_path(),
+                source,
+            })?;
+            Ok::<_, StoreError>(staged)
+        })
+        .await
+        .map_err(|e| vec![format!("the staging task failed: {e}")])?
+        .map_err(|e| vec![e.to_string()])?
+    };
+    let (staged, upload) = unpack_off_thread(control, staged, tenant, app)
+        .await
+        .map_err(failed)?;
+    let (manifest, prepared) = prepare(control, &staged.dir, tenant)
+        .await
+        .map_err(failed)?;
+    let replaced = activate(
+        control,
+        staged,
+        upload.bytes,
+        record.deployed_at,
+        manifest,
+        prepared,
+        None,
+    )
+    .await
+    .map_err(failed)?;
+    if let Some(old) = replaced {
+        control.store.remove_version(tenant, app, old);
+    }
+    tracing::info!(app = %format!("{tenant}/{app}"), version = record.version, "app deployed through the cluster");
+    Ok(true)
 }

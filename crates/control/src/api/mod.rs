@@ -33,6 +33,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
+pub(crate) use apps::apply_removal;
+pub(crate) use deploy::apply_deploy;
 pub use error::ApiError;
 pub use follow::FollowBody;
 pub(crate) use follow::Followers;

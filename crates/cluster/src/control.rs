@@ -1,0 +1,326 @@
+//! The shared control plane: deployments recorded in the cluster, followed by every node.
+//!
+//! - The bucket `meshwa-control` (key-value, replicated) holds `app.<tenant>.<app>`: the app's
+//!   current deployment (`AppRecord` as JSON). Writing it is a deploy's commit point: the
+//!   deploying node answers its client only once JetStream has acknowledged it, that is once a
+//!   majority of replicas has it on disk. A removal deletes the key. Versions are the sequence
+//!   numbers JetStream gives a write of the key `version`: unique and increasing cluster-wide.
+//! - The object store `meshwa-apps` holds each current deployment's archive as uploaded,
+//!   `<tenant>/<app>/v<version>`, written before the record that points to it.
+//! - Every node follows the bucket ([`ClusterControl::follow`]): at start (and after each
+//!   reconnection) it first drops the deployed apps the cluster no longer has, then replays each
+//!   app's current record, then applies changes as they come, one at a time, through
+//!   `ControlPlane::apply_deploy`/`apply_removal`: the same checks, compile cache and swap as a
+//!   deploy on the node itself. A node that started or reconnected late thus catches up; a
+//!   version it already serves is skipped, so the deploying node does not load its deploy twice.
+//!
+//! Concurrent deploys of one app on two nodes both succeed; the later record in the bucket wins
+//! on every node. An app whose record a node cannot apply (its archive is gone because a newer
+//! deploy replaced it, or it fails this node's checks) is logged and skipped there, as at a
+//! restore.
+//!
+//! Not shared yet: tenants and tokens. A node creates a tenant when its first app arrives; tokens
+//! must be created on each node that should accept them.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self as js_kv, Operation};
+use async_nats::jetstream::object_store::ObjectStore;
+use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
+use meshwa_control::{AppRecord, ControlPlane, Replication, StoreError};
+use tokio::io::AsyncReadExt as _;
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+use crate::{Cluster, ClusterError};
+
+/// The bucket of deployment records.
+pub const CONTROL_BUCKET: &str = "meshwa-control";
+/// The object store of deployed archives.
+pub const ARCHIVES: &str = "meshwa-apps";
+
+/// How long a node waits before following the bucket again after losing it.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// This node's side of the shared control plane (see the module docs).
+pub struct ClusterControl {
+    records: js_kv::Store,
+    archives: ObjectStore,
+    /// Largest archive a node fetches (the deploying node's upload limit).
+    max_archive: u64,
+    handle: Handle,
+}
+
+fn app_key(tenant: &str, app: &str) -> String {
+    format!("app.{tenant}.{app}")
+}
+
+fn archive_name(tenant: &str, app: &str, version: u64) -> String {
+    format!("{tenant}/{app}/v{version}")
+}
+
+fn store_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(format!("cluster: {what}: {e}"))
+}
+
+impl ClusterControl {
+    /// Opens (or creates) the cluster's control bucket and archive store. Must run on the runtime
+    /// that drives the connection.
+    pub async fn open(cluster: &Cluster, max_archive: u64) -> Result<ClusterControl, ClusterError> {
+        let setup = |what: &str, e: async_nats::Error| ClusterError::Setup {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        };
+        let records = crate::key_value_bucket(
+            &cluster.jetstream,
+            CONTROL_BUCKET,
+            cluster.replicas,
+            "meshwa: deployments".to_owned(),
+        )
+        .await
+        .map_err(|e| setup(CONTROL_BUCKET, e))?;
+        let archives = crate::object_store(
+            &cluster.jetstream,
+            ARCHIVES,
+            cluster.replicas,
+            "meshwa: deployed archives".to_owned(),
+        )
+        .await
+        .map_err(|e| setup(ARCHIVES, e))?;
+        Ok(ClusterControl {
+            records,
+            archives,
+            max_archive,
+            handle: Handle::current(),
+        })
+    }
+
+    /// Runs `future` for a synchronous caller (the registry's persist step, a blocking task).
+    fn wait<T>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Err(_) => self.handle.block_on(future),
+            Ok(RuntimeFlavor::CurrentThread) => Err(StoreError::Db(
+                "cluster: called from a single-threaded runtime".to_owned(),
+            )),
+            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(future)),
+        }
+    }
+
+    /// The current record of `tenant/app`, if the cluster has one.
+    async fn record(&self, tenant: &str, app: &str) -> Result<Option<AppRecord>, StoreError> {
+        let value = self
+            .records
+            .get(app_key(tenant, app))
+            .await
+            .map_err(|e| store_error("reading a deployment record", e))?;
+        value
+            .map(|bytes| serde_json::from_slice(&bytes))
+            .transpose()
+            .map_err(|e| store_error("a damaged deployment record", e))
+    }
+
+    /// Keeps `control` serving what the cluster has deployed until `shutdown` resolves.
+    /// `caught_up` is sent once the node serves every deployment recorded when it began.
+    pub async fn follow(
+        self: Arc<Self>,
+        control: Arc<ControlPlane>,
+        caught_up: tokio::sync::oneshot::Sender<()>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut caught_up = Some(caught_up);
+        let following = async {
+            loop {
+                if let Err(error) = self.follow_once(&control, &mut caught_up).await {
+                    tracing::error!(%error, "cluster: lost the deployment records; following them again");
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        };
+        tokio::select! {
+            () = following => {}
+            () = shutdown => {}
+        }
+    }
+
+    /// Catches up with the bucket, then applies its changes until the watch ends.
+    async fn follow_once(
+        &self,
+        control: &ControlPlane,
+        caught_up: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), StoreError> {
+        let mut signal = || {
+            if let Some(sender) = caught_up.take() {
+                let _ = sender.send(());
+            }
+        };
+        let recorded: BTreeSet<String> = self
+            .records
+            .keys()
+            .await
+            .map_err(|e| store_error("listing deployments", e))?
+            .try_collect::<Vec<String>>()
+            .await
+            .map_err(|e| store_error("listing deployments", e))?
+            .into_iter()
+            .filter(|key| key.starts_with("app."))
+            .collect();
+        for (tenant, app, _) in control.deployed().await {
+            if !recorded.contains(&app_key(&tenant, &app)) {
+                self.remove_here(control, &tenant, &app).await;
+            }
+        }
+        if recorded.is_empty() {
+            signal();
+        }
+        let mut changes = self
+            .records
+            .watch_with_history("app.>")
+            .await
+            .map_err(|e| store_error("following deployments", e))?;
+        while let Some(change) = changes.next().await {
+            let change = change.map_err(|e| store_error("following deployments", e))?;
+            // The last record of the replay: what was recorded at the start is applied after it.
+            let replayed = change.delta == 0;
+            let mut parts = change.key.splitn(3, '.').skip(1);
+            let (Some(tenant), Some(app)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            match change.operation {
+                Operation::Put => self.deploy_here(control, &change.value).await,
+                Operation::Delete | Operation::Purge => {
+                    self.remove_here(control, tenant, app).await;
+                }
+            }
+            if replayed {
+                signal();
+            }
+        }
+        Ok(())
+    }
+
+    async fn deploy_here(&self, control: &ControlPlane, value: &Bytes) {
+        let record: AppRecord = match serde_json::from_slice(value) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(%error, "cluster: a damaged deployment record; skipped");
+                return;
+            }
+        };
+        let app = format!("{}/{}", record.tenant, record.app);
+        if control
+            .deployed()
+            .await
+            .iter()
+            .any(|(t, a, v)| *t == record.tenant && *a == record.app && *v == record.version)
+        {
+            return;
+        }
+        let archive = match self.fetch(&record).await {
+            Ok(archive) => archive,
+            Err(error) => {
+                tracing::error!(%app, version = record.version, %error, "cluster: cannot fetch a deployment's archive; skipped");
+                return;
+            }
+        };
+        if let Err(problems) = control.apply_deploy(&record, archive).await {
+            tracing::error!(%app, version = record.version, problems = %problems.join("; "), "cluster: a deployment does not load on this node; skipped");
+        }
+    }
+
+    async fn remove_here(&self, control: &ControlPlane, tenant: &str, app: &str) {
+        match control.apply_removal(tenant, app).await {
+            Ok(true) => {
+                tracing::info!(app = %format!("{tenant}/{app}"), "app removed through the cluster")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(app = %format!("{tenant}/{app}"), %error, "cluster: cannot remove an app here")
+            }
+        }
+    }
+
+    async fn fetch(&self, record: &AppRecord) -> Result<Vec<u8>, StoreError> {
+        let name = archive_name(&record.tenant, &record.app, record.version);
+        let object = self
+            .archives
+            .get(&name)
+            .await
+            .map_err(|e| store_error(&format!("archive {name}"), e))?;
+        let mut archive = Vec::new();
+        object
+            .take(self.max_archive + 1)
+            .read_to_end(&mut archive)
+            .await
+            .map_err(|e| store_error(&format!("archive {name}"), e))?;
+        if archive.len() as u64 > self.max_archive {
+            return Err(store_error(
+                &format!("archive {name}"),
+                format!(
+                    "larger than this node's upload limit of {} bytes",
+                    self.max_archive
+                ),
+            ));
+        }
+        Ok(archive)
+    }
+}
+
+impl Replication for ClusterControl {
+    fn next_version(&self) -> Result<u64, StoreError> {
+        self.wait(async {
+            self.records
+                .put("version", Bytes::new())
+                .await
+                .map_err(|e| store_error("drawing a version", e))
+        })
+    }
+
+    fn publish_deploy(&self, record: &AppRecord, archive: &[u8]) -> Result<(), StoreError> {
+        self.wait(async {
+            let (tenant, app) = (record.tenant.as_str(), record.app.as_str());
+            let previous = self.record(tenant, app).await?;
+            let name = archive_name(tenant, app, record.version);
+            self.archives
+                .put(name.as_str(), &mut &archive[..])
+                .await
+                .map_err(|e| store_error(&format!("storing archive {name}"), e))?;
+            let json = serde_json::to_vec(record).map_err(|e| store_error("a record", e))?;
+            self.records
+                .put(app_key(tenant, app), json.into())
+                .await
+                .map_err(|e| store_error("recording a deployment", e))?;
+            // The replaced archive is no longer current; a node still fetching it skips it and
+            // applies the record that replaced it.
+            if let Some(previous) = previous.filter(|p| p.version != record.version) {
+                let old = archive_name(tenant, app, previous.version);
+                if let Err(error) = self.archives.delete(&old).await {
+                    tracing::warn!(archive = %old, %error, "cluster: a replaced archive was not deleted");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn publish_removal(&self, tenant: &str, app: &str) -> Result<(), StoreError> {
+        self.wait(async {
+            let previous = self.record(tenant, app).await?;
+            self.records
+                .delete(app_key(tenant, app))
+                .await
+                .map_err(|e| store_error("recording a removal", e))?;
+            if let Some(previous) = previous {
+                let old = archive_name(tenant, app, previous.version);
+                if let Err(error) = self.archives.delete(&old).await {
+                    tracing::warn!(archive = %old, %error, "cluster: a removed app's archive was not deleted");
+                }
+            }
+            Ok(())
+        })
+    }
+}
