@@ -20,6 +20,7 @@
 //!   failing if memory, descriptors or latency drift upward or a good request fails.
 
 mod attacks;
+mod cluster;
 mod common;
 mod density;
 mod deploy;
@@ -70,6 +71,9 @@ enum Command {
     /// Key-value get and durable set latency from inside a guest (wasi:keyvalue on the embedded
     /// store) against a native Redis client over loopback (`appendfsync always`).
     Kv(kv::KvArgs),
+    /// What a cluster costs: key-value latency from a guest on redb and on JetStream (1 and 3
+    /// replicas) against a native async-nats client, and deploy convergence over three nodes.
+    Cluster(cluster::ClusterBenchArgs),
     /// How many instances one process can hold live at once (pool slots that fit the address
     /// space, with and without MPK), and the RSS and kernel mappings each live instance costs.
     Density(density::DensityArgs),
@@ -104,6 +108,7 @@ fn main() -> std::process::ExitCode {
         Command::Deploy(args) => deploy::run(args),
         Command::Languages(args) => languages::run(args),
         Command::Kv(args) => kv::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Density(args) => density::run(args),
         Command::Hardware(args) => hardware::run(args),
         Command::Soak(args) => soak::run(args),

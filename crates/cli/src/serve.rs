@@ -319,7 +319,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await?;
         runtime.use_cluster_key_value(Arc::new(cluster.key_value()))?;
-        tracing::info!(servers = %args.cluster.join(","), "joined the cluster: key-value stores and deployments are cluster-wide");
+        if runtime
+            .use_message_bus(Arc::new(meshwa_cluster::messages::NatsBus::new(&cluster)))
+            .is_err()
+        {
+            bail!("the message bus was set twice");
+        }
+        tracing::info!(servers = %args.cluster.join(","), "joined the cluster: key-value stores, deployments, schedules and messages are cluster-wide");
         Some(cluster)
     };
 
@@ -378,6 +384,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         metrics.clone(),
     )?;
+    let tick_claim: Arc<dyn meshwa_control::cron::TickClaim> = match &cluster {
+        None => Arc::new(meshwa_control::cron::FireEveryTick),
+        Some(cluster) => Arc::new(meshwa_cluster::ticks::ClusterTicks::open(cluster).await?),
+    };
     let (control, cluster_control) = match &cluster {
         None => (control, None),
         Some(cluster) => {
@@ -451,14 +461,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("meshwa listening on http://{local}");
     println!("meshwa admin on http://{admin_local}");
 
-    // Every trigger runs until the signal; the gateway is the HTTP one.
+    // Every trigger runs until the signal: the gateway (HTTP) and the schedules.
+    let schedules = meshwa_control::cron::CronTrigger {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        claim: tick_claim,
+    };
     let gateway = meshwa_gateway::HttpTrigger {
         listener,
         routes: registry.routes(),
-        metrics,
+        metrics: metrics.clone(),
         config,
     };
-    meshwa_runtime::run_triggers(vec![Box::new(gateway)], Box::pin(shutdown_signal())).await?;
+    let mut triggers: Vec<Box<dyn meshwa_runtime::Trigger>> =
+        vec![Box::new(gateway), Box::new(schedules)];
+    if let Some(cluster) = &cluster {
+        triggers.push(Box::new(meshwa_cluster::messages::MessageTrigger {
+            client: cluster.client().clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+        }));
+    }
+    meshwa_runtime::run_triggers(triggers, Box::pin(shutdown_signal())).await?;
     if let Some(follower) = follower {
         follower.abort();
     }

@@ -39,6 +39,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, kv as js_kv};
@@ -120,6 +121,17 @@ fn parse_counter(store: &StoreId, key: &str, value: Option<&Bytes>) -> Result<u6
         })
 }
 
+/// Waits before the `attempt`th try of a compare-and-set (none before the first): a random
+/// time up to 1 ms doubled per lost race, at most 64 ms, so that writers who lost to each other
+/// do not retry in lockstep and load the leader with reads that will lose again.
+async fn back_off(attempt: usize) {
+    if attempt == 0 {
+        return;
+    }
+    let ceiling_us = 1000u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=ceiling_us))).await;
+}
+
 fn contended(store: &StoreId, key: &str) -> KvError {
     KvError::Backend(format!(
         "{store}: {key:?} lost {MAX_ATTEMPTS} races in a row to other writers"
@@ -184,7 +196,8 @@ impl Bucket<'_> {
     /// Changes `store`'s byte count by `delta` (a shrink: after the write that freed them).
     async fn add_usage(&self, store: &StoreId, delta: i64) -> Result<(), KvError> {
         let key = usage_key(store);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
             let expected = self.last_sequence().await?;
             let used = parse_usage(&self.current(&key).await?)?;
             let next = (used as i64).saturating_add(delta).max(0) as u64;
@@ -213,7 +226,8 @@ impl Bucket<'_> {
         F: FnMut(Option<&Bytes>) -> Result<Option<Bytes>, KvError>,
     {
         let subject = value_key(store, key);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
             let expected = self.last_sequence().await?;
             let current = self.current(&subject).await?;
             let Some(next) = compute(current.as_ref())? else {
@@ -269,7 +283,8 @@ impl Bucket<'_> {
             return Ok(());
         }
         let subject = value_key(store, key);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
             let expected = self.last_sequence().await?;
             let Some(value) = self.current(&subject).await? else {
                 return Ok(());
@@ -431,6 +446,11 @@ impl JetStreamBackend {
 }
 
 impl KeyValueBackend for JetStreamBackend {
+    /// Opens (or creates) the app's bucket, at load rather than at its first request.
+    fn prepare_store(&self, store: &StoreId) -> Result<(), KvError> {
+        self.wait(async { self.bucket(store).await.map(|_| ()) })
+    }
+
     fn get(&self, store: &StoreId, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.wait(async { self.bucket(store).await?.get_value(store, key).await })
     }

@@ -14,8 +14,10 @@
 
 pub mod control;
 pub mod kv;
+pub mod messages;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod ticks;
 
 use std::time::Duration;
 
@@ -112,24 +114,57 @@ pub(crate) async fn key_value_bucket(
     description: String,
 ) -> Result<async_nats::jetstream::kv::Store, async_nats::Error> {
     use async_nats::jetstream::stream;
-    jetstream
-        .get_or_create_stream(stream::Config {
-            name: format!("KV_{name}"),
-            description: Some(description),
-            subjects: vec![format!("$KV.{name}.>")],
-            max_messages_per_subject: 1,
-            discard: stream::DiscardPolicy::New,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: false,
-            num_replicas: replicas,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await?;
-    Ok(jetstream.get_key_value(name).await?)
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(description),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: false,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    until_ready(|| async {
+        jetstream.get_or_create_stream(config.clone()).await?;
+        Ok(jetstream.get_key_value(name).await?)
+    })
+    .await
 }
+
+/// Runs `open` until it succeeds, each attempt at most [`OPEN_ATTEMPT`], for at most
+/// [`OPEN_DEADLINE`]. Nodes that open the same new stream at once race: the loser is told it
+/// exists while its replicas may still be electing a leader, and a request to a stream without
+/// one goes unanswered until it times out, so an attempt is cut short and made again.
+async fn until_ready<T, F, Fut>(mut open: F) -> Result<T, async_nats::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, async_nats::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + OPEN_DEADLINE;
+    loop {
+        let error: async_nats::Error = match tokio::time::timeout(OPEN_ATTEMPT, open()).await {
+            Ok(Ok(opened)) => return Ok(opened),
+            Ok(Err(error)) => error,
+            Err(_) => format!("no answer within {OPEN_ATTEMPT:?}").into(),
+        };
+        if tokio::time::Instant::now() + OPEN_RETRY > deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(OPEN_RETRY).await;
+    }
+}
+
+/// How long one attempt to open a stream may take (a new R3 stream elects its leader in well
+/// under a second on loopback).
+const OPEN_ATTEMPT: Duration = Duration::from_secs(2);
+/// How long opening a stream may take in all.
+const OPEN_DEADLINE: Duration = Duration::from_secs(20);
+/// Pause between two attempts.
+const OPEN_RETRY: Duration = Duration::from_millis(100);
 
 /// Opens the object store `name`, creating it with `replicas` if no node has (ADR-20's layout,
 /// direct gets off as for [`key_value_bucket`]).
@@ -140,18 +175,20 @@ pub(crate) async fn object_store(
     description: String,
 ) -> Result<async_nats::jetstream::object_store::ObjectStore, async_nats::Error> {
     use async_nats::jetstream::stream;
-    jetstream
-        .get_or_create_stream(stream::Config {
-            name: format!("OBJ_{name}"),
-            description: Some(description),
-            subjects: vec![format!("$O.{name}.C.>"), format!("$O.{name}.M.>")],
-            discard: stream::DiscardPolicy::New,
-            allow_rollup: true,
-            allow_direct: false,
-            num_replicas: replicas,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await?;
-    Ok(jetstream.get_object_store(name).await?)
+    let config = stream::Config {
+        name: format!("OBJ_{name}"),
+        description: Some(description),
+        subjects: vec![format!("$O.{name}.C.>"), format!("$O.{name}.M.>")],
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: false,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    until_ready(|| async {
+        jetstream.get_or_create_stream(config.clone()).await?;
+        Ok(jetstream.get_object_store(name).await?)
+    })
+    .await
 }

@@ -12,12 +12,29 @@ fn server_binary() -> String {
     std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".to_owned())
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, below Linux's ephemeral range (32768 and up), so
+/// that the client side of some other test's connection does not take it before the server
+/// binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    for _ in 0..1000 {
+        let port = 20_000 + (rand_u32() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000")
+}
+
+/// A number different in every call and process (no randomness crate for this).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u32
 }
 
 struct Server {
@@ -35,25 +52,33 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts `size` servers and waits until JetStream has a leader (at most 30 s). Panics if
-    /// `nats-server` cannot be started: tests that need it must fail, not skip.
+    /// Starts `size` servers and waits until JetStream has a leader (at most 30 s). A server
+    /// that exits at once (its port was taken meanwhile) is retried on new ports, a few times.
+    /// Panics if `nats-server` cannot be started: tests that need it must fail, not skip.
     pub fn start(size: usize) -> NatsCluster {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
-        let servers = (0..size)
-            .map(|i| Server {
-                child: None,
-                client_port: free_port(),
-                cluster_port: free_port(),
-                monitor_port: free_port(),
-                store_dir: dir.path().join(format!("n{i}")),
-            })
-            .collect();
-        let mut cluster = NatsCluster { servers, _dir: dir };
-        for i in 0..size {
-            cluster.spawn(i);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+            let servers = (0..size)
+                .map(|i| Server {
+                    child: None,
+                    client_port: free_port(),
+                    cluster_port: free_port(),
+                    monitor_port: free_port(),
+                    store_dir: dir.path().join(format!("n{i}")),
+                })
+                .collect();
+            let mut cluster = NatsCluster { servers, _dir: dir };
+            for i in 0..size {
+                cluster.spawn(i);
+            }
+            match cluster.wait_ready() {
+                Ok(()) => return cluster,
+                Err(why) if attempt < 4 && why.exited => drop(cluster),
+                Err(why) => panic!("{}", why.message),
+            }
         }
-        cluster.wait_ready();
-        cluster
     }
 
     fn spawn(&mut self, i: usize) {
@@ -70,6 +95,8 @@ impl NatsCluster {
             .args(["-m", &server.monitor_port.to_string()])
             .args(["--name", &format!("n{i}"), "--js", "--store_dir"])
             .arg(&server.store_dir)
+            .args(["--log"])
+            .arg(server.store_dir.with_extension("log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if size > 1 {
@@ -92,10 +119,10 @@ impl NatsCluster {
 
     /// Waits until every running server is healthy and, in a cluster, reports a JetStream meta
     /// leader.
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) -> Result<(), NotReady> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let clustered = self.servers.len() > 1;
-        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+        for server in self.servers.iter_mut().filter(|s| s.child.is_some()) {
             loop {
                 let healthy = monitor(server.monitor_port, "/healthz")
                     .is_some_and(|h| h.starts_with("HTTP/1.1 200"));
@@ -103,14 +130,32 @@ impl NatsCluster {
                 if healthy && (!clustered || jsz.contains("\"leader\"")) {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "nats-server on port {} has no JetStream leader after 30 s: {jsz}",
-                    server.client_port
-                );
+                let exited = server
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if exited || Instant::now() > deadline {
+                    let log = std::fs::read_to_string(server.store_dir.with_extension("log"))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    return Err(NotReady {
+                        exited,
+                        message: format!(
+                            "nats-server on port {} {}; its log ends: {}",
+                            server.client_port,
+                            if exited {
+                                "exited"
+                            } else {
+                                "has no JetStream leader after 30 s"
+                            },
+                            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                        ),
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        Ok(())
     }
 
     /// The servers' client URLs, for `--cluster`.
@@ -133,8 +178,17 @@ impl NatsCluster {
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
         self.spawn(i);
-        self.wait_ready();
+        if let Err(why) = self.wait_ready() {
+            panic!("{}", why.message);
+        }
     }
+}
+
+/// Why a cluster did not come up.
+struct NotReady {
+    /// A server exited (rather than being slow).
+    exited: bool,
+    message: String,
 }
 
 impl Drop for NatsCluster {

@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod cron;
 mod registry;
 mod replication;
 mod store;

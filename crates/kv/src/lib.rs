@@ -82,6 +82,12 @@ impl KvError {
 pub trait KeyValueBackend: Send + Sync + 'static {
     fn get(&self, store: &StoreId, key: &str) -> Result<Option<Vec<u8>>, KvError>;
 
+    /// Makes `store` ready for use, when its app is loaded, so that no request pays for it (a
+    /// distributed backend creates its replicated storage here). Blocking.
+    fn prepare_store(&self, _store: &StoreId) -> Result<(), KvError> {
+        Ok(())
+    }
+
     fn exists(&self, store: &StoreId, key: &str) -> Result<bool, KvError>;
 
     /// Keys in order, at most [`LIST_PAGE`] of them, starting at position `cursor`.

@@ -63,6 +63,7 @@ mod policy;
 mod raw;
 mod routes;
 mod spin;
+mod triggers;
 mod units;
 
 use std::fmt;
@@ -75,6 +76,7 @@ pub use outbound::OutboundRule;
 pub use policy::{MAX_TIMEOUT, Policy, PolicyError, TenantPolicy, TenantUsage};
 pub use routes::{Route, RouteError, check_route_collisions};
 pub use spin::{DEFAULT_SPIN_TENANT, InternalCalls, SpinFunction, TemplatePart};
+pub use triggers::{MAX_SUBJECT, Schedule, Subject, Triggers};
 /// The conventions' human-readable sizes and durations, for flags as well as manifests.
 pub use units::{parse_duration, parse_size};
 
@@ -164,6 +166,8 @@ pub struct Grants {
     /// Origins this function may send HTTP requests to. Calls to sibling functions
     /// (`*.internal`) need no grant.
     pub outbound: Vec<OutboundRule>,
+    /// Subjects (patterns) of the tenant's this function may publish messages to.
+    pub publish: Vec<Subject>,
 }
 
 /// One function of an app.
@@ -194,6 +198,8 @@ pub struct FunctionSpec {
     /// For a function of a Spin app (`spin.toml`): its Spin route, variables and in-process
     /// calls, which meshwa's own manifest has no words for.
     pub spin: Option<SpinFunction>,
+    /// What starts it besides HTTP requests and in-process calls.
+    pub triggers: Triggers,
 }
 
 /// How the host runs a function's code.

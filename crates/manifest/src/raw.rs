@@ -9,8 +9,8 @@ use toml::Spanned;
 use crate::units::{parse_duration, parse_size};
 use crate::{
     DEFAULT_STORE_QUOTA, FunctionKind, FunctionSpec, Grants, Interface, Limits, Linking,
-    MAX_ENV_BYTES, MAX_ENV_VARS, Manifest, ManifestError, Name, OutboundRule, Route, StoreName,
-    StoreQuota, StoreSpec, TypedImport,
+    MAX_ENV_BYTES, MAX_ENV_VARS, Manifest, ManifestError, Name, OutboundRule, Route, Schedule,
+    StoreName, StoreQuota, StoreSpec, Subject, Triggers, TypedImport,
 };
 
 #[derive(Deserialize)]
@@ -49,6 +49,7 @@ struct RawGrants {
     #[serde(default)]
     logging: bool,
     outbound: Option<Spanned<Vec<String>>>,
+    publish: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +82,10 @@ struct RawFunction {
     /// Whether to snapshot the component's `wizer-initialize` at load (default: yes).
     #[serde(default = "yes", rename = "pre-initialize")]
     pre_initialize: bool,
+    /// A schedule that triggers the function.
+    cron: Option<Spanned<String>>,
+    /// A message subject (of the tenant's) that triggers the function.
+    subscribe: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -420,6 +425,31 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             None => Vec::new(),
         };
 
+        let mut triggers = Triggers::default();
+        if let Some(text) = &raw_fn.cron {
+            triggers.cron =
+                Some(Schedule::new(text.get_ref()).map_err(|m| invalid("cron", text.span(), m))?);
+        }
+        if let Some(text) = &raw_fn.subscribe {
+            triggers.subscribe = Some(
+                Subject::new(text.get_ref(), true)
+                    .map_err(|m| invalid("subscribe", text.span(), m))?,
+            );
+        }
+        if raw_fn.kind == FunctionKind::Exports
+            && let Some(span) = raw_fn
+                .cron
+                .as_ref()
+                .or(raw_fn.subscribe.as_ref())
+                .map(|s| s.span())
+        {
+            return Err(invalid(
+                "cron",
+                span,
+                "a function of kind \"exports\" is never invoked on its own, so nothing can trigger it".to_owned(),
+            ));
+        }
+
         functions.push(FunctionSpec {
             name: fn_name,
             component,
@@ -432,6 +462,7 @@ pub(crate) fn parse(text: &str, source: &Path, base: &Path) -> Result<Manifest, 
             env,
             pre_initialize: raw_fn.pre_initialize,
             spin: None,
+            triggers,
         });
     }
 
@@ -678,6 +709,21 @@ fn parse_grants(
                 ));
             }
             grants.config.push(name);
+        }
+    }
+    if let Some(list) = &raw.publish {
+        if list.get_ref().len() > MAX_ENTRIES {
+            return Err(invalid(
+                "grants.publish",
+                list.span(),
+                format!("a function may be granted at most {MAX_ENTRIES} subjects"),
+            ));
+        }
+        for subject in list.get_ref() {
+            grants.publish.push(
+                Subject::new(subject, true)
+                    .map_err(|m| invalid("grants.publish", list.span(), m))?,
+            );
         }
     }
     if let Some(list) = &raw.outbound {

@@ -570,6 +570,7 @@ pub(crate) fn parse(
                 variables,
                 internal_calls,
             }),
+            triggers: Default::default(),
         });
     }
     for function in &functions {

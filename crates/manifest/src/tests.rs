@@ -628,3 +628,41 @@ fn a_missing_preload_file_is_named_at_load() {
     std::fs::write(dir.path().join("data/seed.json"), "{}").unwrap();
     Manifest::load(&path).unwrap();
 }
+
+#[test]
+fn triggers_and_publish_grants_are_parsed_and_checked() {
+    let manifest = parse(
+        "tenant = \"acme\"\napp = \"shop\"\n\
+         [[functions]]\nname = \"report\"\ncomponent = \"r.wasm\"\ncron = \"0 */5 * * * *\"\n\
+         [[functions]]\nname = \"on-order\"\ncomponent = \"o.wasm\"\nsubscribe = \"orders.*\"\n\
+         grants = { publish = [\"invoices.>\"] }\n",
+    )
+    .unwrap();
+    let report = &manifest.functions[0];
+    assert_eq!(
+        report.triggers.cron.as_ref().map(|s| s.as_str()),
+        Some("0 */5 * * * *")
+    );
+    let on_order = &manifest.functions[1];
+    assert_eq!(
+        on_order.triggers.subscribe.as_ref().map(|s| s.as_str()),
+        Some("orders.*")
+    );
+    assert!(on_order.grants.publish[0].matches("invoices.eu.paid"));
+
+    let bad_schedule = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\ncron = \"hourly\"\n",
+    );
+    assert!(
+        bad_schedule.contains("meshwa.toml:6") && bad_schedule.contains("seconds minutes hours"),
+        "{bad_schedule}"
+    );
+    let bad_subject = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nsubscribe = \"Orders..x\"\n",
+    );
+    assert!(bad_subject.contains("invalid subject"), "{bad_subject}");
+    let exports = error(
+        "tenant = \"a\"\napp = \"b\"\n[[functions]]\nname = \"f\"\ncomponent = \"f.wasm\"\nkind = \"exports\"\ncron = \"* * * * * *\"\n",
+    );
+    assert!(exports.contains("nothing can trigger it"), "{exports}");
+}

@@ -92,6 +92,12 @@ pub enum LoadError {
         name: String,
         file: Option<PathBuf>,
     },
+    /// The function asks for messages (`subscribe`, `grants.publish`), which travel only
+    /// between the nodes of a cluster: this server has no message bus.
+    #[error(
+        "{function}: `{key}` needs a message bus, which only a cluster has (meshwa serve --cluster)"
+    )]
+    NoMessageBus { function: String, key: &'static str },
     /// The key-value backend cannot be opened.
     #[error("cannot open the key-value store: {0}")]
     KeyValue(String),

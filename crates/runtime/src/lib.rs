@@ -67,6 +67,7 @@ pub use preinit::{INIT_BUDGET, INIT_FUNCTION, PreInitialization};
 pub use recent_traces::{ChainTrace, MAX_SPANS, RecentTraces, SpanRecord, TRACES_KEPT};
 pub use response::{BodyEnd, ResponseBody};
 pub use services::logging::{BURST as LOG_BURST, LINES_PER_SECOND as LOG_LINES_PER_SECOND};
+pub use services::messaging::{MAX_MESSAGE, MessageBus};
 pub use services::recent::{FOLLOW_BACKLOG, RECENT_ENTRIES, RecentEntry, RecentLog, RecentWhat};
 pub use services::{Secrets, SecretsError};
 
@@ -107,6 +108,8 @@ pub struct Runtime {
     /// The cluster's backend, if the node is in a cluster: every store that is not
     /// `node-local` lives there.
     cluster_key_value: std::sync::OnceLock<Arc<dyn KeyValueBackend>>,
+    /// Where functions publish messages, if the node is in a cluster.
+    message_bus: std::sync::OnceLock<Arc<dyn MessageBus>>,
     loaded_from_cache: std::sync::atomic::AtomicU64,
     loaded_compiled: std::sync::atomic::AtomicU64,
     /// The operator's policy and the server's own listeners, for outbound connections.
@@ -206,6 +209,7 @@ impl Runtime {
             data_dir: data_dir.to_path_buf(),
             key_value: std::sync::Mutex::new(None),
             cluster_key_value: std::sync::OnceLock::new(),
+            message_bus: std::sync::OnceLock::new(),
             loaded_from_cache: Default::default(),
             loaded_compiled: Default::default(),
             egress: Default::default(),
@@ -264,17 +268,37 @@ impl Runtime {
         let stores = manifest
             .stores
             .iter()
-            .map(|spec| Ok((spec.name.clone(), self.store_backend(spec)?)))
+            .map(|spec| {
+                let backend = self.store_backend(spec)?;
+                let id = StoreId {
+                    tenant: manifest.tenant.clone(),
+                    app: manifest.app.clone(),
+                    store: spec.name.clone(),
+                };
+                backend
+                    .prepare_store(&id)
+                    .map_err(|e| LoadError::KeyValue(e.to_string()))?;
+                Ok((spec.name.clone(), backend))
+            })
             .collect::<Result<Vec<_>, LoadError>>()
             .map_err(|e| vec![e])?;
         let mut functions = Vec::with_capacity(manifest.functions.len());
         let mut errors = Vec::new();
         for spec in &manifest.functions {
+            // (`grants.publish` is checked with the other grants.)
+            if spec.triggers.subscribe.is_some() && self.message_bus.get().is_none() {
+                errors.push(LoadError::NoMessageBus {
+                    function: manifest.function_id(spec).to_string(),
+                    key: "subscribe",
+                });
+                continue;
+            }
             let loaded = services::FunctionServices::resolve(
                 manifest,
                 spec,
                 secrets,
                 &stores,
+                self.message_bus.get(),
                 self.egress.clone(),
             )
             .and_then(|services| self.prepare(manifest, spec, Arc::new(services)));
@@ -418,6 +442,13 @@ impl Runtime {
         self.cluster_key_value.set(backend).map_err(|_| {
             LoadError::KeyValue("the cluster's key-value backend is already set".to_owned())
         })
+    }
+
+    /// Lets functions publish messages (`grants.publish`) and be triggered by them (`subscribe`)
+    /// on `bus`, the cluster's. Call it before the first app is loaded; it can be set once
+    /// (`Err` gives `bus` back if it was set before).
+    pub fn use_message_bus(&self, bus: Arc<dyn MessageBus>) -> Result<(), Arc<dyn MessageBus>> {
+        self.message_bus.set(bus)
     }
 
     /// The backend `spec`'s store lives in: the cluster's, unless the node is alone or the store

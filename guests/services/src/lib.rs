@@ -20,6 +20,11 @@
 //! | `POST /flood?n=N`                     | N lines to stdout                                     |
 //! | `GET /fetch?url=<url>`                | GET of `url` over wasi:http: `<status> <body>`, 502 on error |
 //! | `POST /kvbench/<store>?op=get\|set&n=N` | N timed gets or durable sets of a 100-byte value: `<p50 ns> <p99 ns>` |
+//!
+//! An event from a trigger (a request with `meshwa-trigger: <kind>`) increments `<kind>` in the
+//! store `events` and appends its `meshwa-subject` (or `meshwa-tick`) and body, one line each, to
+//! the value `<kind>-log` (not atomically: for events that do not overlap); it answers 200
+//! `counted`.
 
 use meshwa_sdk::kv::Store;
 use meshwa_sdk::{Request, Response, config, http_request, log};
@@ -34,7 +39,47 @@ fn kv_error(error: meshwa_sdk::kv::Error) -> Response {
     Response::new(422, format!("error: {error}"))
 }
 
+/// A header's value, as text.
+fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// Counts an event from a trigger (see the module docs).
+fn count_event(request: &Request, trigger: &str) -> Response {
+    let events = match Store::open("events") {
+        Ok(store) => store,
+        Err(e) => return kv_error(e),
+    };
+    let log_key = format!("{trigger}-log");
+    let line = format!(
+        "{} {}\n",
+        header(request, "meshwa-subject")
+            .or(header(request, "meshwa-tick"))
+            .unwrap_or("-"),
+        String::from_utf8_lossy(&request.body)
+    );
+    let mut log = match events.get(&log_key) {
+        Ok(value) => value.unwrap_or_default(),
+        Err(e) => return kv_error(e),
+    };
+    log.extend_from_slice(line.as_bytes());
+    match events
+        .set(&log_key, &log)
+        .and_then(|()| events.increment(trigger, 1))
+    {
+        Ok(_) => Response::new(200, "counted"),
+        Err(e) => kv_error(e),
+    }
+}
+
 fn handle(request: Request) -> Response {
+    if let Some(trigger) = header(&request, "meshwa-trigger") {
+        return count_event(&request, &trigger.to_owned());
+    }
     let (path, q) = request.path.split_once('?').unwrap_or((&request.path, ""));
     // The route comes first; the operation is the segment after the route's two segments.
     let parts: Vec<&str> = path.split('/').skip(3).collect();

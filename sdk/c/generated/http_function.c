@@ -271,6 +271,11 @@ extern void __wasm_import_wasi_http_types_http_error_code(int32_t, uint8_t *);
 __attribute__((__import_module__("wasi:http/outgoing-handler@0.2.12"), __import_name__("handle")))
 extern void __wasm_import_wasi_http_outgoing_handler_handle(int32_t, int32_t, int32_t, uint8_t *);
 
+// Imported Functions from `meshwa:platform/messaging@0.1.0`
+
+__attribute__((__import_module__("meshwa:platform/messaging@0.1.0"), __import_name__("publish")))
+extern void __wasm_import_meshwa_platform_messaging_publish(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+
 // Imported Functions from `wasi:keyvalue/store@0.2.0-draft`
 
 __attribute__((__import_module__("wasi:keyvalue/store@0.2.0-draft"), __import_name__("open")))
@@ -952,6 +957,29 @@ void wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_f
   }
 }
 
+void http_function_tuple2_string_string_free(http_function_tuple2_string_string_t *ptr) {
+  http_function_string_free(&ptr->f0);
+  http_function_string_free(&ptr->f1);
+}
+
+void http_function_list_tuple2_string_string_free(http_function_list_tuple2_string_string_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    http_function_tuple2_string_string_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      http_function_tuple2_string_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void meshwa_platform_messaging_result_void_string_free(meshwa_platform_messaging_result_void_string_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    http_function_string_free(&ptr->val.err);
+  }
+}
+
 void wasi_keyvalue_store_error_free(wasi_keyvalue_store_error_t *ptr) {
   switch ((int32_t) ptr->tag) {
     case 2: {
@@ -1115,25 +1143,8 @@ void wasi_config_store_result_option_string_error_free(wasi_config_store_result_
   }
 }
 
-void http_function_tuple2_string_string_free(http_function_tuple2_string_string_t *ptr) {
-  http_function_string_free(&ptr->f0);
-  http_function_string_free(&ptr->f1);
-}
-
-void http_function_list_tuple2_string_string_free(http_function_list_tuple2_string_string_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    http_function_tuple2_string_string_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-      http_function_tuple2_string_string_free(&list_ptr[i]);
-    }
-    free(list_ptr);
-  }
-}
-
 void wasi_config_store_result_list_tuple2_string_string_error_free(wasi_config_store_result_list_tuple2_string_string_error_t *ptr) {
   if (!ptr->is_err) {
-    http_function_list_tuple2_string_string_free(&ptr->val.ok);
   } else {
     wasi_config_store_error_free(&ptr->val.err);
   }
@@ -1174,6 +1185,7 @@ void meshwa_platform_invoke_invoke_error_free(meshwa_platform_invoke_invoke_erro
 void meshwa_platform_invoke_call_request_free(meshwa_platform_invoke_call_request_t *ptr) {
   http_function_string_free(&ptr->function);
   http_function_string_free(&ptr->path);
+  http_function_list_tuple2_string_string_free(&ptr->headers);
 }
 
 void meshwa_platform_invoke_result_response_invoke_error_free(meshwa_platform_invoke_result_response_invoke_error_t *ptr) {
@@ -5889,6 +5901,31 @@ bool wasi_http_outgoing_handler_handle(wasi_http_outgoing_handler_own_outgoing_r
   }
   if (!result.is_err) {
     *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool meshwa_platform_messaging_publish(http_function_string_t *subject, http_function_list_tuple2_string_string_t *headers, http_function_list_u8_t *body, http_function_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_meshwa_platform_messaging_publish((uint8_t *) (*subject).ptr, (*subject).len, (uint8_t *) (*headers).ptr, (*headers).len, (uint8_t *) (*body).ptr, (*body).len, ptr);
+  meshwa_platform_messaging_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (http_function_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
     return 1;
   } else {
     *err = result.val.err;

@@ -581,6 +581,23 @@ typedef struct {
   } val;
 } wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_t;
 
+typedef struct {
+  http_function_string_t f0;
+  http_function_string_t f1;
+} http_function_tuple2_string_string_t;
+
+typedef struct {
+  http_function_tuple2_string_string_t *ptr;
+  size_t len;
+} http_function_list_tuple2_string_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    http_function_string_t err;
+  } val;
+} meshwa_platform_messaging_result_void_string_t;
+
 // The set of errors which may be raised by functions in this package
 typedef struct wasi_keyvalue_store_error_t {
   uint8_t tag;
@@ -742,16 +759,6 @@ typedef struct {
     wasi_config_store_error_t err;
   } val;
 } wasi_config_store_result_option_string_error_t;
-
-typedef struct {
-  http_function_string_t f0;
-  http_function_string_t f1;
-} http_function_tuple2_string_string_t;
-
-typedef struct {
-  http_function_tuple2_string_string_t *ptr;
-  size_t len;
-} http_function_list_tuple2_string_string_t;
 
 typedef struct {
   bool is_err;
@@ -1414,6 +1421,13 @@ extern bool wasi_http_types_http_error_code(wasi_http_types_borrow_io_error_t er
 // through the `future-incoming-response`.
 extern bool wasi_http_outgoing_handler_handle(wasi_http_outgoing_handler_own_outgoing_request_t request, wasi_http_outgoing_handler_own_request_options_t *maybe_options, wasi_http_outgoing_handler_own_future_incoming_response_t *ret, wasi_http_outgoing_handler_error_code_t *err);
 
+// Imported Functions from `meshwa:platform/messaging@0.1.0`
+// Publishes `body` with `headers` on `subject`: tokens of `a-z`, `0-9`, `-` and `_` separated
+// by `.`, no wildcards, of the function's tenant (no tenant can reach another's). Returns
+// once the bus has the message. At most once: a message nobody subscribes to is dropped.
+// An ungranted subject, a bad header or a body over 1,000,000 bytes is an error.
+extern bool meshwa_platform_messaging_publish(http_function_string_t *subject, http_function_list_tuple2_string_string_t *headers, http_function_list_u8_t *body, http_function_string_t *err);
+
 // Imported Functions from `wasi:keyvalue/store@0.2.0-draft`
 // Get the bucket with the specified identifier.
 // 
@@ -1750,6 +1764,12 @@ void wasi_http_outgoing_handler_option_own_request_options_free(wasi_http_outgoi
 
 void wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_free(wasi_http_outgoing_handler_result_own_future_incoming_response_error_code_t *ptr);
 
+void http_function_tuple2_string_string_free(http_function_tuple2_string_string_t *ptr);
+
+void http_function_list_tuple2_string_string_free(http_function_list_tuple2_string_string_t *ptr);
+
+void meshwa_platform_messaging_result_void_string_free(meshwa_platform_messaging_result_void_string_t *ptr);
+
 void wasi_keyvalue_store_error_free(wasi_keyvalue_store_error_t *ptr);
 
 void http_function_list_string_free(http_function_list_string_t *ptr);
@@ -1795,10 +1815,6 @@ void wasi_keyvalue_batch_result_void_error_free(wasi_keyvalue_batch_result_void_
 void wasi_config_store_error_free(wasi_config_store_error_t *ptr);
 
 void wasi_config_store_result_option_string_error_free(wasi_config_store_result_option_string_error_t *ptr);
-
-void http_function_tuple2_string_string_free(http_function_tuple2_string_string_t *ptr);
-
-void http_function_list_tuple2_string_string_free(http_function_list_tuple2_string_string_t *ptr);
 
 void wasi_config_store_result_list_tuple2_string_string_error_free(wasi_config_store_result_list_tuple2_string_string_error_t *ptr);
 

@@ -92,6 +92,7 @@ pub mod alloc;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod messaging;
 
 pub use bindings::meshwa::platform::buffers::Buffer;
 pub use bindings::meshwa::platform::invoke::{InvokeError, Response as InvokeResponse};

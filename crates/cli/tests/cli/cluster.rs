@@ -231,3 +231,153 @@ fn a_deploy_through_one_node_is_served_by_every_node_and_by_one_started_later() 
     assert_eq!(http(second.addr, "GET", hello, b"").0, 404);
     assert_eq!(greeter_version(&second), None);
 }
+
+#[test]
+fn a_schedule_fires_once_per_tick_for_the_whole_cluster() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    // Every node serves the app, whose store is cluster-wide: each tick counts once.
+    let manifest = super::triggers::scheduled_manifest(dir.path(), false);
+    let nodes: Vec<Served> = (0..3)
+        .map(|i| node(dir.path(), &format!("node{i}"), &manifest, &urls[i]))
+        .collect();
+    let count = || super::triggers::events(&nodes[0], "cron");
+    let start = super::triggers::wait_for(count, 1);
+    assert!(start >= 1, "no tick fired");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let fired = count() - start;
+    // Five seconds of a schedule of one tick per second, on three nodes.
+    assert!((4..=6).contains(&fired), "{fired} ticks fired in 5 s");
+    let (_, log) = http(nodes[1].addr, "GET", "/t/svc/kv/events/cron-log", b"");
+    let ticks: Vec<&str> = log.lines().collect();
+    let mut distinct = ticks.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ticks.len(), "a tick fired twice: {log}");
+}
+
+/// Tenant `t`: the services guest subscribed to `orders.*` (counting into a cluster-wide store)
+/// and the publisher, granted `orders.>`. Tenant `u`: the services guest subscribed to the same
+/// subject of its own.
+fn messaging_manifests(dir: &Path) -> Vec<PathBuf> {
+    let subscriber = |tenant: &str| {
+        format!(
+            r#"[[functions]]
+name = "svc"
+component = "{}"
+route = "/{tenant}/svc"
+subscribe = "orders.*"
+[functions.grants]
+key-value = ["events"]
+config = ["greeting"]
+logging = true
+"#,
+            programs::SERVICES
+        )
+    };
+    vec![
+        write_manifest(
+            dir,
+            "t.toml",
+            &format!(
+                r#"tenant = "t"
+app = "shop"
+{}
+[[functions]]
+name = "pub"
+component = "{}"
+route = "/t/pub"
+[functions.grants]
+publish = ["orders.>"]
+
+[config]
+greeting = "hi"
+[key-value.events]
+"#,
+                subscriber("t"),
+                programs::PUBLISHER
+            ),
+        ),
+        write_manifest(
+            dir,
+            "u.toml",
+            &format!(
+                "tenant = \"u\"\napp = \"shop\"\n{}\n[config]\ngreeting = \"hi\"\n[key-value.events]\n",
+                subscriber("u")
+            ),
+        ),
+    ]
+}
+
+fn messages_counted(served: &Served, tenant: &str) -> u64 {
+    match http(
+        served.addr,
+        "GET",
+        &format!("/{tenant}/svc/kv/events/message"),
+        b"",
+    ) {
+        (200, count) => count.parse().unwrap(),
+        (404, _) => 0,
+        other => panic!("reading the count: {other:?}"),
+    }
+}
+
+#[test]
+fn a_message_is_handled_once_across_the_cluster_and_only_within_its_tenant() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = messaging_manifests(dir.path());
+    let nodes: Vec<Served> = (0..3)
+        .map(|i| {
+            serve_with(
+                &dir.path().join(format!("node{i}")),
+                &manifests,
+                &["--cluster", &urls[i], "--cluster-replicas", "3"],
+            )
+        })
+        .collect();
+    let publish = |node: &Served, subject: &str, body: &str| {
+        http(
+            node.addr,
+            "POST",
+            &format!("/t/pub/{subject}"),
+            body.as_bytes(),
+        )
+    };
+    // Subscriptions start within a second of a node's start: probe until one arrives.
+    eventually("a first message arrives", || {
+        assert_eq!(publish(&nodes[0], "orders.probe", "probe").0, 200);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        messages_counted(&nodes[0], "t") > 0
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let before = messages_counted(&nodes[0], "t");
+
+    // 30 messages through the three nodes: each handled once, by one node.
+    for i in 0..30 {
+        let (status, body) = publish(&nodes[i % 3], "orders.created", &format!("order {i}"));
+        assert_eq!((status, body.as_str()), (200, "published"));
+    }
+    eventually("every message is handled", || {
+        messages_counted(&nodes[1], "t") >= before + 30
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        messages_counted(&nodes[2], "t"),
+        before + 30,
+        "a message was handled twice"
+    );
+    // The event carried the subject (without the tenant) and the body. (The log is appended
+    // without a transaction, so concurrent events may overwrite each other's lines.)
+    let (_, log) = http(nodes[0].addr, "GET", "/t/svc/kv/events/message-log", b"");
+    assert!(log.contains("orders.created order "), "{log}");
+    // Tenant `u` subscribes to `orders.*` too, and saw none of `t`'s messages.
+    assert_eq!(messages_counted(&nodes[0], "u"), 0);
+
+    // Publishing is checked against the grant at each call.
+    let (status, body) = publish(&nodes[0], "invoices.created", "x");
+    assert_eq!(status, 403);
+    assert!(body.contains("not granted"), "{body}");
+}

@@ -15,6 +15,7 @@ mod cluster;
 mod dashboard;
 mod exhaustion;
 mod traces;
+mod triggers;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshwa");
 

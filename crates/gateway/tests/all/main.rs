@@ -59,6 +59,7 @@ mod tested {
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_typed;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as hopper;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as sink;
+    pub(crate) use crate::services::a_publishing_function_needs_its_grant_and_a_message_bus as publisher;
     pub(crate) use crate::services::key_value_operations_through_the_server as services;
     pub(crate) use crate::services::the_guestbook_example_keeps_state_and_reads_config as umbrella_guestbook;
     pub(crate) use crate::serving::both_example_tenants_answer_over_http1_and_http2 as acme_greeter;

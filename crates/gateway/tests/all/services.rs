@@ -494,3 +494,38 @@ async fn a_read_never_returns_a_value_older_than_an_acknowledged_write() {
         client.await.unwrap();
     }
 }
+
+#[test]
+pub(crate) fn a_publishing_function_needs_its_grant_and_a_message_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(settings(), data.path()).unwrap();
+    let load = |grants: &str| {
+        let path = dir.path().join("pub.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "tenant = \"acme\"\napp = \"news\"\n[[functions]]\nname = \"pub\"\ncomponent = \"{}\"\nroute = \"/acme/pub\"\n[functions.grants]\n{grants}\n",
+                programs::PUBLISHER
+            ),
+        )
+        .unwrap();
+        let manifest = meshwa_manifest::Manifest::load(&path).unwrap();
+        runtime
+            .load_app(&manifest, &Secrets::default())
+            .err()
+            .map(|e| e.to_string())
+    };
+    // Granting is linking: the import without a grant is refused, naming the grant.
+    let e = load("").expect("no grant: refused");
+    assert!(
+        e.contains("meshwa:platform/messaging") && e.contains("publish = [\"<subject>\"]"),
+        "{e}"
+    );
+    // With the grant, a server alone has no bus to publish on.
+    let e = load("publish = [\"orders.>\"]").expect("no bus: refused");
+    assert!(
+        e.contains("acme/news/pub: `grants.publish` needs a message bus"),
+        "{e}"
+    );
+}

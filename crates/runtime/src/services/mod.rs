@@ -22,6 +22,7 @@ pub(crate) mod config;
 pub(crate) mod egress;
 pub(crate) mod keyvalue;
 pub(crate) mod logging;
+pub(crate) mod messaging;
 pub(crate) mod outbound;
 pub(crate) mod recent;
 mod secrets;
@@ -62,12 +63,15 @@ pub(crate) const SERVICES: &[HostService] = &[
     logging::SERVICE,
     spin::KEY_VALUE,
     spin::VARIABLES,
+    messaging::SERVICE,
 ];
 
 /// What one function may use, resolved at load and shared by all its instances.
 pub(crate) struct FunctionServices {
     pub(crate) id: FunctionId,
     pub(crate) key_value: Option<KeyValueGrant>,
+    /// The subjects it may publish to, and the bus (`grants.publish`).
+    pub(crate) publish: Option<messaging::PublishGrant>,
     pub(crate) config: WasiConfigVariables,
     pub(crate) log: Arc<GuestLog>,
     pub(crate) recent: Arc<recent::RecentLog>,
@@ -100,6 +104,7 @@ impl FunctionServices {
         spec: &FunctionSpec,
         secrets: &Secrets,
         stores: &[keyvalue::StoreBackend],
+        bus: Option<&Arc<dyn messaging::MessageBus>>,
         egress: Arc<egress::Egress>,
     ) -> Result<FunctionServices, LoadError> {
         let id = manifest.function_id(spec);
@@ -112,6 +117,7 @@ impl FunctionServices {
         let recent = Arc::new(recent::RecentLog::default());
         Ok(FunctionServices {
             key_value: keyvalue::resolve(&resolving, stores),
+            publish: messaging::resolve(&resolving, bus)?,
             config: config::resolve(&resolving)?,
             log: Arc::new(logging::resolve(&resolving, recent.clone())?),
             recent,
