@@ -11,6 +11,9 @@
 //! - `cargo xtask test [ARGS...]`: `setup`, then `cargo test --workspace ARGS`; without ARGS
 //!   also the unit tests of the tax benchmark's logic (`bench/tax`, a workspace of its own).
 //! - `cargo xtask c-bindings`: regenerates the C bindings of `sdk/c/generated` from `wit/`.
+//! - `cargo xtask cluster`: builds the examples and `meshwa` (release), starts three NATS
+//!   JetStream servers and three `meshwa serve --cluster` nodes on loopback, deploys the examples
+//!   through the first node and prints where to send requests (see `cluster`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,6 +21,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 mod c_bindings;
+mod cluster;
 mod setup;
 
 fn main() -> ExitCode {
@@ -89,6 +93,18 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        "cluster" => {
+            setup::run()?;
+            build_examples(&root)?;
+            let status = cargo(&root)
+                .args(["build", "--release", "--package", "meshwa"])
+                .status()
+                .context("cannot run cargo")?;
+            if !status.success() {
+                bail!("building meshwa failed");
+            }
+            cluster::run(&root)
+        }
         "c-bindings" => {
             let dir = root.join(c_bindings::DIR);
             c_bindings::write(&root, &dir)?;
@@ -96,7 +112,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | c-bindings"
+            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | cluster | c-bindings"
         ),
     }
 }

@@ -3,7 +3,7 @@
 //! - The bucket `meshwa-control` (key-value, replicated) holds `app.<tenant>.<app>`: the app's
 //!   current deployment (`AppRecord` as JSON). Writing it is a deploy's commit point: the
 //!   deploying node answers its client only once JetStream has acknowledged it, that is once a
-//!   majority of replicas has it on disk. A removal deletes the key. Versions are the sequence
+//!   majority of replicas has written it (see `kv` for what that survives). A removal deletes the key. Versions are the sequence
 //!   numbers JetStream gives a write of the key `version`: unique and increasing cluster-wide.
 //! - The object store `meshwa-apps` holds each current deployment's archive as uploaded,
 //!   `<tenant>/<app>/v<version>`, written before the record that points to it.
@@ -19,8 +19,12 @@
 //! deploy replaced it, or it fails this node's checks) is logged and skipped there, as at a
 //! restore.
 //!
-//! Not shared yet: tenants and tokens. A node creates a tenant when its first app arrives; tokens
-//! must be created on each node that should accept them.
+//! Tenants and tokens are records of the same bucket: `tenant.<name>` (its creation time) and
+//! `token.<sha-256 of the token>` (the `TokenRecord`; never the token). The node that takes a
+//! change publishes it after its own store took it; every node mirrors the records into its
+//! store, which answers every token check locally. A revocation is a deletion of the record: at
+//! catch-up, a node also drops every token the bucket does not hold, so one that was down while
+//! a token was revoked does not keep accepting it.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -31,7 +35,7 @@ use async_nats::jetstream::kv::{self as js_kv, Operation};
 use async_nats::jetstream::object_store::ObjectStore;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
-use meshwa_control::{AppRecord, ControlPlane, Replication, StoreError};
+use meshwa_control::{AppRecord, ControlPlane, Replication, StoreError, TokenRecord};
 use tokio::io::AsyncReadExt as _;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
@@ -56,6 +60,14 @@ pub struct ClusterControl {
 
 fn app_key(tenant: &str, app: &str) -> String {
     format!("app.{tenant}.{app}")
+}
+
+fn tenant_key(tenant: &str) -> String {
+    format!("tenant.{tenant}")
+}
+
+fn token_key(hash: &str) -> String {
+    format!("token.{hash}")
 }
 
 fn archive_name(tenant: &str, app: &str, version: u64) -> String {
@@ -168,34 +180,67 @@ impl ClusterControl {
             .await
             .map_err(|e| store_error("listing deployments", e))?
             .into_iter()
-            .filter(|key| key.starts_with("app."))
+            .filter(|key| key != "version")
             .collect();
         for (tenant, app, _) in control.deployed().await {
             if !recorded.contains(&app_key(&tenant, &app)) {
                 self.remove_here(control, &tenant, &app).await;
             }
         }
+        for hash in control.token_hashes()? {
+            if !recorded.contains(&token_key(&hash)) {
+                control.apply_token_revocation(&hash)?;
+            }
+        }
         if recorded.is_empty() {
             signal();
         }
+        // Every record (nats-server 2.9 takes one filter per consumer): apps, tenants, tokens.
         let mut changes = self
             .records
-            .watch_with_history("app.>")
+            .watch_with_history(">")
             .await
             .map_err(|e| store_error("following deployments", e))?;
         while let Some(change) = changes.next().await {
             let change = change.map_err(|e| store_error("following deployments", e))?;
             // The last record of the replay: what was recorded at the start is applied after it.
             let replayed = change.delta == 0;
-            let mut parts = change.key.splitn(3, '.').skip(1);
-            let (Some(tenant), Some(app)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            match change.operation {
-                Operation::Put => self.deploy_here(control, &change.value).await,
-                Operation::Delete | Operation::Purge => {
+            let put = change.operation == Operation::Put;
+            let mut parts = change.key.splitn(3, '.');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("app"), Some(_), Some(_)) if put => {
+                    self.deploy_here(control, &change.value).await;
+                }
+                (Some("app"), Some(tenant), Some(app)) => {
                     self.remove_here(control, tenant, app).await;
                 }
+                (Some("tenant"), Some(tenant), None) => {
+                    let applied = if put {
+                        let created = std::str::from_utf8(&change.value)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        control.apply_tenant(tenant, created)
+                    } else {
+                        control.apply_tenant_removal(tenant)
+                    };
+                    if let Err(error) = applied {
+                        tracing::error!(%tenant, %error, "cluster: cannot mirror a tenant here");
+                    }
+                }
+                (Some("token"), Some(hash), None) => {
+                    let applied = if put {
+                        serde_json::from_slice::<TokenRecord>(&change.value)
+                            .map_err(|e| store_error("a damaged token record", e))
+                            .and_then(|record| control.apply_token(hash, &record))
+                    } else {
+                        control.apply_token_revocation(hash).map(|_| ())
+                    };
+                    if let Err(error) = applied {
+                        tracing::error!(%error, "cluster: cannot mirror a token here");
+                    }
+                }
+                _ => {}
             }
             if replayed {
                 signal();
@@ -321,6 +366,73 @@ impl Replication for ClusterControl {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn publish_tenant(&self, tenant: &str, created: u64) -> Result<(), StoreError> {
+        self.wait(async {
+            self.records
+                .put(tenant_key(tenant), Bytes::from(created.to_string()))
+                .await
+                .map(|_| ())
+                .map_err(|e| store_error("recording a tenant", e))
+        })
+    }
+
+    fn publish_tenant_removal(&self, tenant: &str) -> Result<(), StoreError> {
+        self.wait(async {
+            self.records
+                .delete(tenant_key(tenant))
+                .await
+                .map_err(|e| store_error("recording a tenant's removal", e))?;
+            // Its tokens: every node drops them with the tenant, and the records go too, so
+            // that a tenant created again under the name does not get them back.
+            let prefix = "token.";
+            let keys: Vec<String> = self
+                .records
+                .keys()
+                .await
+                .map_err(|e| store_error("listing tokens", e))?
+                .try_collect()
+                .await
+                .map_err(|e| store_error("listing tokens", e))?;
+            for key in keys.iter().filter(|k| k.starts_with(prefix)) {
+                let Some(value) = self
+                    .records
+                    .get(key.as_str())
+                    .await
+                    .map_err(|e| store_error("reading a token", e))?
+                else {
+                    continue;
+                };
+                if serde_json::from_slice::<TokenRecord>(&value).is_ok_and(|r| r.tenant == tenant) {
+                    self.records
+                        .delete(key.as_str())
+                        .await
+                        .map_err(|e| store_error("revoking a token", e))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn publish_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        self.wait(async {
+            let json = serde_json::to_vec(record).map_err(|e| store_error("a token", e))?;
+            self.records
+                .put(token_key(hash), json.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| store_error("recording a token", e))
+        })
+    }
+
+    fn publish_token_revocation(&self, hash: &str) -> Result<(), StoreError> {
+        self.wait(async {
+            self.records
+                .delete(token_key(hash))
+                .await
+                .map_err(|e| store_error("revoking a token", e))
         })
     }
 }

@@ -12,7 +12,9 @@
 //! Consistency: reads go to the bucket's stream leader (direct gets are off: they would let a
 //! lagging replica answer), so a read on any node sees every write acknowledged before it. A
 //! write returns when JetStream has acknowledged it, which it does once a majority of replicas
-//! have it on disk. Every write is a compare-and-set against the *bucket's* last sequence
+//! have written it to their files. (nats-server does not fsync each write: an acknowledged write
+//! survives the loss of a minority of servers, `kill -9` included, not a power loss of all of
+//! them at once. The embedded backend fsyncs each write.) Every write is a compare-and-set against the *bucket's* last sequence
 //! (`Nats-Expected-Last-Sequence`), retried when another write came first, so writes within an
 //! app are serialized and increments from several nodes never lose an update. Why not the
 //! per-key condition (`Nats-Expected-Last-Subject-Sequence`), which would let writes to

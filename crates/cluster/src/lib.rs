@@ -6,7 +6,7 @@
 //!
 //! - key-value state ([`kv::JetStreamBackend`], behind the same `KeyValueBackend` as the embedded
 //!   redb): a replicated bucket per app holds its cluster-wide stores; a write returns when
-//!   JetStream has stored it on a majority of the bucket's replicas; every write is a
+//!   a majority of the bucket's replicas has written it; every write is a
 //!   compare-and-set, so concurrent writers on several nodes never lose an update.
 //!
 //! This crate is the only one that speaks NATS; the runtime, gateway and control plane know the

@@ -126,6 +126,38 @@ impl ControlPlane {
         api::apply_removal(self, tenant, app).await
     }
 
+    /// Mirrors the cluster's record of `tenant` (created at `created`) into this node's store.
+    pub fn apply_tenant(&self, tenant: &str, created: u64) -> Result<(), StoreError> {
+        self.store.insert_tenant(tenant, created)
+    }
+
+    /// Mirrors the removal of `tenant`: its record and tokens. (Its apps' removals and its
+    /// key-value data are the cluster's already.)
+    pub fn apply_tenant_removal(&self, tenant: &str) -> Result<(), StoreError> {
+        self.store.delete_tenant(tenant).map(|_| ())
+    }
+
+    /// Mirrors a token of the cluster's into this node's store.
+    pub fn apply_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        self.store.insert_tenant(&record.tenant, record.created)?;
+        self.store.put_token(hash, record)
+    }
+
+    /// Mirrors a revocation: the token with this hash no longer opens anything here.
+    pub fn apply_token_revocation(&self, hash: &str) -> Result<bool, StoreError> {
+        self.store.remove_token(hash)
+    }
+
+    /// The hashes of the tokens this node accepts.
+    pub fn token_hashes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .token_records()?
+            .into_iter()
+            .map(|(hash, _)| hash)
+            .collect())
+    }
+
     /// The deployed apps this node serves, with their versions.
     pub async fn deployed(&self) -> Vec<(String, String, u64)> {
         self.registry

@@ -1,4 +1,4 @@
-//! Deployments shared with the other nodes of a cluster.
+//! Deployments, tenants and tokens shared with the other nodes of a cluster.
 //!
 //! A node alone records its deployments in its own data directory ([`crate::ControlStore`]).
 //! In a cluster, the cluster's record is the truth: a deploy or removal sent to any node is
@@ -6,10 +6,12 @@
 //! and is acknowledged to the client only once the cluster has stored it durably. Every node
 //! (the deploying one too) then converges to the cluster's record through
 //! [`crate::ControlPlane::apply_deploy`] and [`crate::ControlPlane::apply_removal`], compiling
-//! from its own cache. The implementation (NATS JetStream) lives in `meshwa-cluster`: this crate
-//! knows only the seam.
+//! from its own cache. Tenants and token hashes are published the same way after the node's own
+//! store took them, and every node mirrors them into its store ([`crate::ControlStore`] answers
+//! every token check locally); a revocation reaches every node the same way. The
+//! implementation (NATS JetStream) lives in `meshwa-cluster`: this crate knows only the seam.
 
-use crate::{AppRecord, StoreError};
+use crate::{AppRecord, StoreError, TokenRecord};
 
 /// Where deployments are published for the other nodes. Calls may block on the network; they
 /// run on the deploying request's task, under the registry's lock.
@@ -23,4 +25,16 @@ pub trait Replication: Send + Sync + 'static {
 
     /// Records, durably in the cluster, that `tenant/app` is no longer deployed.
     fn publish_removal(&self, tenant: &str, app: &str) -> Result<(), StoreError>;
+
+    /// Records that `tenant` exists, created at `created` (Unix seconds).
+    fn publish_tenant(&self, tenant: &str, created: u64) -> Result<(), StoreError>;
+
+    /// Records that `tenant` no longer exists (its tokens go with it on every node).
+    fn publish_tenant_removal(&self, tenant: &str) -> Result<(), StoreError>;
+
+    /// Records a token: its hash (never the token) and record.
+    fn publish_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Records that the token with this hash is revoked.
+    fn publish_token_revocation(&self, hash: &str) -> Result<(), StoreError>;
 }

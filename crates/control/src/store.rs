@@ -372,6 +372,50 @@ impl ControlStore {
         })
     }
 
+    /// Records `tenant` as created at `created` (a cluster's record), if it is not yet.
+    pub fn insert_tenant(&self, tenant: &str, created: u64) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(TENANTS).map_err(db_error)?;
+            if table.get(tenant).map_err(db_error)?.is_none() {
+                table.insert(tenant, created).map_err(db_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores a token's record under its hash (a cluster's record).
+    pub fn put_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Db(e.to_string()))?;
+        self.write(|txn| {
+            let mut table = txn.open_table(TOKENS).map_err(db_error)?;
+            table.insert(hash, json.as_str()).map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    /// Removes the token with this hash; false if there was none.
+    pub fn remove_token(&self, hash: &str) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(TOKENS).map_err(db_error)?;
+            Ok(table.remove(hash).map_err(db_error)?.is_some())
+        })
+    }
+
+    /// Every stored token: its hash and record.
+    pub fn token_records(&self) -> Result<Vec<(String, TokenRecord)>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(TOKENS).map_err(db_error)?;
+            let mut records = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (hash, value) = entry.map_err(db_error)?;
+                if let Ok(record) = serde_json::from_str::<TokenRecord>(value.value()) {
+                    records.push((hash.value().to_owned(), record));
+                }
+            }
+            Ok(records)
+        })
+    }
+
     /// Every deployed app's current version.
     pub fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         self.read(|txn| {

@@ -381,3 +381,75 @@ fn a_message_is_handled_once_across_the_cluster_and_only_within_its_tenant() {
     assert_eq!(status, 403);
     assert!(body.contains("not granted"), "{body}");
 }
+
+#[test]
+fn tenants_and_tokens_are_shared_and_a_revocation_reaches_every_node() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str, url: &str| {
+        serve_with(
+            &dir.path().join(name),
+            &[],
+            &["--cluster", url, "--operator-token", "op-token"],
+        )
+    };
+    let first = start("node0", &urls[0]);
+    let second = start("node1", &urls[1]);
+    let (code, _, err) = client(first.admin, "op-token", &["tenant", "create", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, token, err) = client(
+        first.admin,
+        "op-token",
+        &["token", "create", "--tenant", "acme"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_owned();
+    let (code, kept, _) = client(
+        first.admin,
+        "op-token",
+        &["token", "create", "--tenant", "acme"],
+    );
+    assert_eq!(code, 0);
+    let kept = kept.trim().to_owned();
+    let works_on = |served: &Served, token: &str| client(served.admin, token, &["ls"]).0 == 0;
+
+    // Issued through one node, accepted by another; the tenant exists there too.
+    eventually("the token reaches the second node", || {
+        works_on(&second, &token)
+    });
+    let (code, out, _) = client(second.admin, "op-token", &["tenant", "ls"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("acme"), "{out}");
+
+    // Revoked through the second node: refused everywhere, the kept one still works.
+    let (code, out, _) = client(second.admin, &token, &["token", "ls"]);
+    assert_eq!(code, 0);
+    let id = out
+        .lines()
+        .find_map(|line| line.split_whitespace().next().filter(|w| w.len() == 12))
+        .unwrap_or_else(|| panic!("no token id in {out}"));
+    let (code, out, err) = client(
+        second.admin,
+        "op-token",
+        &["token", "revoke", "--tenant", "acme", id],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // (Which of the two was revoked depends on the listing's order.)
+    let revoked_is_first = !works_on(&second, &token);
+    let (revoked, live) = if revoked_is_first {
+        (&token, &kept)
+    } else {
+        (&kept, &token)
+    };
+    assert!(!works_on(&second, revoked));
+    eventually("the revocation reaches the first node", || {
+        !works_on(&first, revoked)
+    });
+    assert!(works_on(&first, live));
+
+    // A node started later accepts the live token and not the revoked one.
+    let third = start("node2", &urls[2]);
+    assert!(works_on(&third, live));
+    assert!(!works_on(&third, revoked));
+}

@@ -365,7 +365,7 @@ pub(crate) async fn apply_deploy(
         other => vec![other.to_string()],
     };
     let name = Name::new(tenant).map_err(|e| vec![e.to_string()])?;
-    // Tenants are not shared yet: a tenant's first app creates it on the nodes it reaches.
+    // The tenant's own record may come after its app's (they are different keys).
     control
         .store
         .create_tenant(&name)

@@ -39,6 +39,22 @@ pub(super) async fn create_tenant(call: Call<'_>) -> Reply {
     if !control.store.create_tenant(&name)? {
         return Err(ApiError::Conflict(format!("tenant {name} exists")));
     }
+    if let Some(cluster) = control.replication.clone() {
+        let created = control
+            .store
+            .tenants()?
+            .into_iter()
+            .find(|(t, _)| t == name.as_str())
+            .map_or(0, |(_, created)| created);
+        let tenant = name.to_string();
+        let published =
+            tokio::task::spawn_blocking(move || cluster.publish_tenant(&tenant, created)).await;
+        if let Err(error) = flatten(published) {
+            // Not in the cluster, so not here either.
+            control.store.delete_tenant(name.as_str())?;
+            return Err(error);
+        }
+    }
     tracing::info!(tenant = %name, "tenant created");
     created(&TenantCreated {
         name: name.to_string(),
@@ -66,6 +82,10 @@ pub(super) async fn delete_tenant(call: Call<'_>) -> Reply {
         } else {
             operators_apps.push(name);
         }
+    }
+    if let Some(cluster) = control.replication.clone() {
+        let name = tenant.to_owned();
+        flatten(tokio::task::spawn_blocking(move || cluster.publish_tenant_removal(&name)).await)?;
     }
     control.store.delete_tenant(tenant)?;
     // Its key-value data goes with it, so that a tenant created under the same name later
@@ -113,6 +133,18 @@ pub(super) async fn create_token(call: Call<'_>) -> Reply {
             "tenant `{tenant}` has {max_tokens} tokens, the most the operator allows (policy max-tokens); revoke one first"
         )));
     };
+    if let Some(cluster) = call.control.replication.clone() {
+        let hash = crate::store::token_hash(&token);
+        let published = {
+            let (hash, record) = (hash.clone(), record.clone());
+            tokio::task::spawn_blocking(move || cluster.publish_token(&hash, &record)).await
+        };
+        if let Err(error) = flatten(published) {
+            // Not in the cluster, so not valid here either.
+            call.control.store.remove_token(&hash)?;
+            return Err(error);
+        }
+    }
     tracing::info!(%tenant, id = %record.id, "token issued");
     created(&IssuedToken {
         tenant,
@@ -125,11 +157,35 @@ pub(super) async fn create_token(call: Call<'_>) -> Reply {
 pub(super) async fn revoke_token(call: Call<'_>) -> Reply {
     let tenant = call.existing_tenant()?;
     let id = call.param("id");
-    if !call.control.store.revoke_token(&tenant, id)? {
+    let hash = call
+        .control
+        .store
+        .token_records()?
+        .into_iter()
+        .find(|(_, r)| r.tenant == tenant && r.id == id)
+        .map(|(hash, _)| hash);
+    let Some(hash) = hash else {
         return Err(ApiError::NotFound(format!("no token {id}")));
+    };
+    if let Some(cluster) = call.control.replication.clone() {
+        // Revoked in the cluster first: every node drops it (this one's follower may be first).
+        flatten(
+            tokio::task::spawn_blocking(move || cluster.publish_token_revocation(&hash)).await,
+        )?;
     }
+    call.control.store.revoke_token(&tenant, id)?;
     tracing::info!(%tenant, %id, "token revoked");
     ok(&TokenRevoked {
         revoked: id.to_owned(),
     })
+}
+
+/// A blocking publication's outcome as the API's.
+fn flatten(
+    outcome: Result<Result<(), crate::StoreError>, tokio::task::JoinError>,
+) -> Result<(), ApiError> {
+    match outcome {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(ApiError::Host(format!("the publishing task failed: {e}"))),
+    }
 }
