@@ -7,7 +7,7 @@
 //! 2. Deploy convergence: `meshwa deploy` through one of three `meshwa serve --cluster` nodes,
 //!    until the new version is served by all three.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use http_body_util::Full;
 use meshwa_cluster::testing::NatsCluster;
 use meshwa_cluster::{Cluster, ClusterSettings};
 use meshwa_manifest::Manifest;
-use meshwa_runtime::{EngineSettings, Runtime, Secrets};
+use meshwa_runtime::{EngineSettings, Runtime};
 
 use crate::common::{ServerChild, control_call, guest_timings, meshwa_binary, percentile_us, post};
 
@@ -123,18 +123,7 @@ fn key_value_row(args: &ClusterBenchArgs, backend: &Backend) -> anyhow::Result<K
             anyhow::Ok(cluster)
         })?),
     };
-    let manifest = format!(
-        "tenant = \"bench\"\napp = \"bench\"\n\
-         [[functions]]\nname = \"svc\"\ncomponent = {:?}\nroute = \"/bench/svc\"\nlimits = {{ timeout = \"600s\" }}\n\
-         grants = {{ key-value = [\"bench\"], config = [\"unused\"], logging = true }}\n\
-         [key-value.bench]\n[config]\nunused = \"\"\n",
-        args.component.display().to_string()
-    );
-    let manifest = Manifest::parse(&manifest, Path::new("kv"), Path::new("."))?;
-    let function = runtime
-        .load_app(&manifest, &Secrets::default())?
-        .pop()
-        .context("the bench function")?;
+    let function = crate::common::load_kv_bench(&runtime, &args.component)?;
     let guest = |op: &str| -> anyhow::Result<(f64, f64)> {
         let path = format!("/bench/svc/kvbench/bench?op={op}&n={}", args.iterations);
         let (status, body) = tokio.block_on(post(&function, &path))?;

@@ -280,3 +280,20 @@ pub async fn control_call(
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
 }
+
+/// The services guest (`component`) as tenant `bench`'s app `bench`, granted the store `bench`,
+/// for its `kvbench` loop (`meshwa-bench kv` and `cluster`).
+pub fn load_kv_bench(runtime: &Runtime, component: &Path) -> anyhow::Result<Arc<Function>> {
+    let manifest = format!(
+        "tenant = \"bench\"\napp = \"bench\"\n\
+         [[functions]]\nname = \"svc\"\ncomponent = {:?}\nroute = \"/bench/svc\"\nlimits = {{ timeout = \"600s\" }}\n\
+         grants = {{ key-value = [\"bench\"], config = [\"unused\"], logging = true }}\n\
+         [key-value.bench]\n[config]\nunused = \"\"\n",
+        component.display().to_string()
+    );
+    let manifest = meshwa_manifest::Manifest::parse(&manifest, Path::new("kv"), Path::new("."))?;
+    runtime
+        .load_app(&manifest, &meshwa_runtime::Secrets::default())?
+        .pop()
+        .context("the bench function")
+}

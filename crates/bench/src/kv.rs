@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use meshwa_manifest::Manifest;
-use meshwa_runtime::{EngineSettings, Runtime, Secrets};
+use meshwa_runtime::{EngineSettings, Runtime};
 
 use crate::common::{guest_timings, percentile_us, post};
 
@@ -127,18 +126,7 @@ pub fn run(args: KvArgs) -> anyhow::Result<()> {
 
 fn run_with(args: &KvArgs, redis: &RedisServer, data: &Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(EngineSettings::default(), data)?;
-    let manifest = format!(
-        "tenant = \"bench\"\napp = \"bench\"\n\
-         [[functions]]\nname = \"svc\"\ncomponent = {:?}\nroute = \"/bench/svc\"\nlimits = {{ timeout = \"600s\" }}\n\
-         grants = {{ key-value = [\"bench\"], config = [\"unused\"], logging = true }}\n\
-         [key-value.bench]\n[config]\nunused = \"\"\n",
-        args.component.display().to_string()
-    );
-    let manifest = Manifest::parse(&manifest, Path::new("kv"), Path::new("."))?;
-    let function = runtime
-        .load_app(&manifest, &Secrets::default())?
-        .pop()
-        .context("the bench function")?;
+    let function = crate::common::load_kv_bench(&runtime, &args.component)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -22,13 +22,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use meshwa_control::Registry;
-use meshwa_gateway::{Metrics, next_invocation_id, record_invocation};
+use meshwa_gateway::{Metrics, deliver_recorded, next_invocation_id};
 use meshwa_runtime::{Event, Function, MessageBus, Shutdown, Trigger, TriggerError};
 
 /// NATS subjects of tenants' messages start with this.
@@ -154,8 +154,6 @@ async fn deliver(
     subject: String,
     message: async_nats::Message,
 ) {
-    let invocation = next_invocation_id();
-    let started = Instant::now();
     let attributes = message
         .headers
         .iter()
@@ -173,18 +171,9 @@ async fn deliver(
         subject,
         attributes,
         payload: message.payload,
-        invocation: invocation.clone(),
+        invocation: next_invocation_id(),
     };
-    match function.deliver(event).await {
-        Ok(outcome) => {
-            let status = http::StatusCode::from_u16(outcome.status)
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            record_invocation(metrics, function, &invocation, started, Ok(status));
-        }
-        Err(error) => {
-            record_invocation(metrics, function, &invocation, started, Err(&error));
-        }
-    }
+    deliver_recorded(metrics, function, event).await;
 }
 
 impl Trigger for MessageTrigger {

@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use meshwa_gateway::{Metrics, next_invocation_id, record_invocation};
+use meshwa_gateway::{Metrics, deliver_recorded, next_invocation_id};
 use meshwa_runtime::{Event, Function, Shutdown, Trigger, TriggerError};
 
 use crate::Registry;
@@ -131,25 +131,14 @@ impl CronTrigger {
             if !claim.claim(&id, tick).await {
                 return;
             }
-            let invocation = next_invocation_id();
-            let started = Instant::now();
             let event = Event {
                 trigger: "cron",
                 subject: String::new(),
                 attributes: vec![(TICK_HEADER.to_owned(), tick.to_rfc3339())],
                 payload: bytes::Bytes::new(),
-                invocation: invocation.clone(),
+                invocation: next_invocation_id(),
             };
-            match function.deliver(event).await {
-                Ok(outcome) => {
-                    let status = http::StatusCode::from_u16(outcome.status)
-                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                    record_invocation(&metrics, &function, &invocation, started, Ok(status));
-                }
-                Err(error) => {
-                    record_invocation(&metrics, &function, &invocation, started, Err(&error));
-                }
-            }
+            deliver_recorded(&metrics, &function, event).await;
         }));
     }
 }

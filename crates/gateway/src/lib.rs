@@ -375,6 +375,26 @@ pub fn record_invocation(
     status
 }
 
+/// Runs one invocation for a trigger that is not HTTP (a schedule, a message:
+/// `Function::deliver`) and accounts for it like a request ([`record_invocation`]). Returns the
+/// status it answered.
+pub async fn deliver_recorded(
+    metrics: &Metrics,
+    function: &Function,
+    event: meshwa_runtime::Event,
+) -> StatusCode {
+    let invocation = event.invocation.clone();
+    let started = Instant::now();
+    match function.deliver(event).await {
+        Ok(outcome) => {
+            let status =
+                StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            record_invocation(metrics, function, &invocation, started, Ok(status))
+        }
+        Err(error) => record_invocation(metrics, function, &invocation, started, Err(&error)),
+    }
+}
+
 /// What is known of a streamed response when its head goes out, kept until its body ends.
 struct Head {
     metrics: Arc<Metrics>,
