@@ -361,6 +361,36 @@ pub struct TraceSpan {
     pub error: Option<String>,
 }
 
+/// Answer of `GET /v1/cluster` (operator): what each node of the cluster serves, as it last
+/// said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClusterView {
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One node of a cluster and the deployed apps it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClusterNode {
+    /// The node's name (`meshwa serve --node-name`).
+    pub node: String,
+    /// When the node last said what it serves, Unix seconds: after every change it applies, and
+    /// every 10 s while it runs, so an old time means a node that is gone.
+    pub updated_at: u64,
+    /// The deployed apps it serves (not its command-line apps).
+    pub apps: Vec<ServedApp>,
+}
+
+/// A deployed app and the version a node serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ServedApp {
+    pub tenant: String,
+    pub app: String,
+    pub version: u64,
+}
+
 /// Answer of `GET /v1/pool` (operator): the server's instance pool now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

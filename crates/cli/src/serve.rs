@@ -156,6 +156,11 @@ pub struct ServeArgs {
     )]
     cluster: Vec<String>,
 
+    /// This node's name in the cluster (`GET /v1/cluster`): letters, digits, '-' and '_'
+    /// [default: the host's name and a hash of DATA_DIR's path].
+    #[arg(long, env = "MESHWA_NODE_NAME", requires = "cluster")]
+    node_name: Option<String>,
+
     /// Replicas of each JetStream bucket this node creates: 3 keeps every acknowledged write
     /// through the loss of one NATS server [default: 3, or fewer if fewer servers are given].
     #[arg(long, requires = "cluster")]
@@ -391,8 +396,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (control, cluster_control) = match &cluster {
         None => (control, None),
         Some(cluster) => {
+            let node = args
+                .node_name
+                .clone()
+                .unwrap_or_else(|| default_node_name(&args.data_dir));
             let shared = Arc::new(
-                meshwa_cluster::control::ClusterControl::open(cluster, args.max_upload).await?,
+                meshwa_cluster::control::ClusterControl::open(cluster, &node, args.max_upload)
+                    .await?,
             );
             (control.with_replication(shared.clone()), Some(shared))
         }
@@ -515,4 +525,30 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+}
+
+/// `<host name>-<8 hex digits of the data directory's path>`: stable across restarts, different
+/// for two nodes of one host (each has its own data directory), and only what a node name may
+/// hold.
+fn default_node_name(data_dir: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    // SipHash with fixed keys: the same path gives the same name at every start.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut hasher);
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".to_owned());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    format!("{host}-{:08x}", hasher.finish() as u32)
 }

@@ -14,6 +14,10 @@
 //!   deploy on the node itself. A node that started or reconnected late thus catches up; a
 //!   version it already serves is skipped, so the deploying node does not load its deploy twice.
 //!
+//! - Each node says what it serves in `node.<name>` (`meshwa_api::ClusterNode`): after it
+//!   catches up, after every change it applies, and every [`HEARTBEAT`] (so an old time there
+//!   means a node that is gone). `GET /v1/cluster` reads them.
+//!
 //! Concurrent deploys of one app on two nodes both succeed; the later record in the bucket wins
 //! on every node. An app whose record a node cannot apply (its archive is gone because a newer
 //! deploy replaced it, or it fails this node's checks) is logged and skipped there, as at a
@@ -48,9 +52,13 @@ pub const ARCHIVES: &str = "meshwa-apps";
 
 /// How long a node waits before following the bucket again after losing it.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often a node says what it serves when nothing changes.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// This node's side of the shared control plane (see the module docs).
 pub struct ClusterControl {
+    /// This node's name, in `node.<name>`.
+    node: String,
     records: js_kv::Store,
     archives: ObjectStore,
     /// Largest archive a node fetches (the deploying node's upload limit).
@@ -79,9 +87,25 @@ fn store_error(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl ClusterControl {
-    /// Opens (or creates) the cluster's control bucket and archive store. Must run on the runtime
-    /// that drives the connection.
-    pub async fn open(cluster: &Cluster, max_archive: u64) -> Result<ClusterControl, ClusterError> {
+    /// Opens (or creates) the cluster's control bucket and archive store, for the node `node`
+    /// (letters, digits, `-` and `_`, at most 64). Must run on the runtime that drives the
+    /// connection.
+    pub async fn open(
+        cluster: &Cluster,
+        node: &str,
+        max_archive: u64,
+    ) -> Result<ClusterControl, ClusterError> {
+        if node.is_empty()
+            || node.len() > 64
+            || !node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ClusterError::Setup {
+                what: format!("the node name {node:?}"),
+                reason: "a node name is 1 to 64 letters, digits, '-' and '_'".to_owned(),
+            });
+        }
         let setup = |what: &str, e: async_nats::Error| ClusterError::Setup {
             what: what.to_owned(),
             reason: e.to_string(),
@@ -103,6 +127,7 @@ impl ClusterControl {
         .await
         .map_err(|e| setup(ARCHIVES, e))?;
         Ok(ClusterControl {
+            node: node.to_owned(),
             records,
             archives,
             max_archive,
@@ -154,8 +179,15 @@ impl ClusterControl {
                 tokio::time::sleep(RETRY).await;
             }
         };
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                self.say_what_is_served(&control).await;
+            }
+        };
         tokio::select! {
             () = following => {}
+            () = heartbeat => {}
             () = shutdown => {}
         }
     }
@@ -166,11 +198,6 @@ impl ClusterControl {
         control: &ControlPlane,
         caught_up: &mut Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<(), StoreError> {
-        let mut signal = || {
-            if let Some(sender) = caught_up.take() {
-                let _ = sender.send(());
-            }
-        };
         let recorded: BTreeSet<String> = self
             .records
             .keys()
@@ -193,7 +220,7 @@ impl ClusterControl {
             }
         }
         if recorded.is_empty() {
-            signal();
+            self.caught_up(control, caught_up).await;
         }
         // Every record (nats-server 2.9 takes one filter per consumer): apps, tenants, tokens.
         let mut changes = self
@@ -243,10 +270,57 @@ impl ClusterControl {
                 _ => {}
             }
             if replayed {
-                signal();
+                self.caught_up(control, caught_up).await;
+            } else if caught_up.is_none() && change.key.starts_with("app.") {
+                self.say_what_is_served(control).await;
             }
         }
         Ok(())
+    }
+
+    /// Says so, the first time this node serves every recorded deployment.
+    async fn caught_up(
+        &self,
+        control: &ControlPlane,
+        caught_up: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
+        if let Some(sender) = caught_up.take() {
+            self.say_what_is_served(control).await;
+            let _ = sender.send(());
+        }
+    }
+
+    /// Writes `node.<name>`: the deployed apps this node serves now.
+    async fn say_what_is_served(&self, control: &ControlPlane) {
+        let apps = control
+            .deployed()
+            .await
+            .into_iter()
+            .map(|(tenant, app, version)| meshwa_api::ServedApp {
+                tenant,
+                app,
+                version,
+            })
+            .collect();
+        let status = meshwa_api::ClusterNode {
+            node: self.node.clone(),
+            updated_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            apps,
+        };
+        let written = match serde_json::to_vec(&status) {
+            Ok(json) => self
+                .records
+                .put(format!("node.{}", self.node), json.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = written {
+            tracing::warn!(%error, "cluster: cannot say what this node serves");
+        }
     }
 
     async fn deploy_here(&self, control: &ControlPlane, value: &Bytes) {
@@ -433,6 +507,36 @@ impl Replication for ClusterControl {
                 .delete(token_key(hash))
                 .await
                 .map_err(|e| store_error("revoking a token", e))
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<meshwa_api::ClusterNode>, StoreError> {
+        self.wait(async {
+            let keys: Vec<String> = self
+                .records
+                .keys()
+                .await
+                .map_err(|e| store_error("listing nodes", e))?
+                .try_collect()
+                .await
+                .map_err(|e| store_error("listing nodes", e))?;
+            let mut nodes = Vec::new();
+            for key in keys.iter().filter(|k| k.starts_with("node.")) {
+                let Some(value) = self
+                    .records
+                    .get(key.as_str())
+                    .await
+                    .map_err(|e| store_error("reading a node", e))?
+                else {
+                    continue;
+                };
+                match serde_json::from_slice::<meshwa_api::ClusterNode>(&value) {
+                    Ok(node) => nodes.push(node),
+                    Err(error) => tracing::warn!(%key, %error, "cluster: a damaged node record"),
+                }
+            }
+            nodes.sort_by(|a, b| a.node.cmp(&b.node));
+            Ok(nodes)
         })
     }
 }

@@ -163,8 +163,25 @@ async fn deliver(
                 .iter()
                 .map(move |value| (name.to_string(), value.as_str().to_owned()))
         })
-        // Headers only the host sets are not the publisher's to set.
-        .filter(|(name, _)| !name.to_ascii_lowercase().starts_with("meshwa-"))
+        // What only the host sets: its own headers, and the request's framing (the event's
+        // request has its own host and length).
+        .filter(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            !name.starts_with("meshwa-")
+                && !name.starts_with("nats-")
+                && !matches!(
+                    name.as_str(),
+                    "host"
+                        | "content-length"
+                        | "transfer-encoding"
+                        | "connection"
+                        | "keep-alive"
+                        | "te"
+                        | "trailer"
+                        | "upgrade"
+                        | "proxy-connection"
+                )
+        })
         .collect();
     let event = Event {
         trigger: "message",

@@ -37,4 +37,7 @@ pub trait Replication: Send + Sync + 'static {
 
     /// Records that the token with this hash is revoked.
     fn publish_token_revocation(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// Every node of the cluster and what it serves, as each last said (`GET /v1/cluster`).
+    fn nodes(&self) -> Result<Vec<meshwa_api::ClusterNode>, StoreError>;
 }

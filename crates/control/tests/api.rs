@@ -1097,6 +1097,8 @@ fn the_openapi_document_matches_the_api_types() {
         ("PoolStatus", written::<api::PoolStatus>()),
         ("TrafficReport", written::<api::TrafficReport>()),
         ("Trace", written::<api::Trace>()),
+        ("ClusterNode", written::<api::ClusterNode>()),
+        ("ServedApp", written::<api::ServedApp>()),
     ]);
     // Bodies the document describes inline: (operationId, "request" or status) → type.
     let inline: BTreeMap<(&str, &str), Value> = BTreeMap::from([
@@ -1111,6 +1113,7 @@ fn the_openapi_document_matches_the_api_types() {
         (("getLogs", "200"), written::<api::LogList>()),
         (("listAllApps", "200"), written::<api::AppList>()),
         (("getTraces", "200"), written::<api::TraceList>()),
+        (("getCluster", "200"), written::<api::ClusterView>()),
     ]);
     let mut problems = Vec::new();
     let schemas = document["components"]["schemas"]

@@ -214,6 +214,24 @@ fn a_deploy_through_one_node_is_served_by_every_node_and_by_one_started_later() 
             greeter_version(served) == Some(redeployed)
         });
     }
+    // The operator sees, through any node, which version each node serves.
+    eventually("every node says it serves the redeploy", || {
+        let (status, body) = super::http_with(
+            second.admin,
+            "GET",
+            "/v1/cluster",
+            "authorization: Bearer op-token\r\n",
+            b"",
+        );
+        assert_eq!(status, 200, "{body}");
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let nodes = view["nodes"].as_array().unwrap();
+        nodes.len() == 3
+            && nodes.iter().all(|node| {
+                node["apps"]
+                    == serde_json::json!([{ "tenant": "acme", "app": "greeter", "version": redeployed }])
+            })
+    });
 
     // A removal through any node converges too; a restarted node does not bring it back.
     drop(second);

@@ -70,6 +70,7 @@ pub enum Endpoint {
     Logs,
     ListAllApps,
     Pool,
+    Cluster,
     Traffic,
     Traces,
     Dashboard,
@@ -131,6 +132,7 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     ),
     (Method::GET, "/v1/apps", Endpoint::ListAllApps),
     (Method::GET, "/v1/pool", Endpoint::Pool),
+    (Method::GET, "/v1/cluster", Endpoint::Cluster),
     (
         Method::GET,
         "/v1/tenants/{tenant}/apps/{app}/traffic",
@@ -211,6 +213,7 @@ async fn dispatch(
         Endpoint::Invoke => invoke::invoke(call()?).await,
         Endpoint::ListAllApps => apps::list_all_apps(call()?).await,
         Endpoint::Pool => observe::pool(call()?).await,
+        Endpoint::Cluster => observe::cluster(call()?).await,
         Endpoint::Traffic => observe::traffic(call()?).await,
         Endpoint::Traces => observe::traces(call()?).await,
         // Whole, or a stream that follows.

@@ -3,7 +3,9 @@
 //! (`meshwa_runtime::Traffic`, `RecentTraces`); these handlers only select what the caller may
 //! see and shape it.
 
-use meshwa_api::{FunctionTraffic, PoolStatus, Trace, TraceList, TraceSpan, TrafficReport};
+use meshwa_api::{
+    ClusterView, FunctionTraffic, PoolStatus, Trace, TraceList, TraceSpan, TrafficReport,
+};
 use meshwa_runtime::ChainTrace;
 
 use super::{ApiError, Call, Reply, ok};
@@ -75,6 +77,20 @@ pub(super) async fn traces(call: Call<'_>) -> Reply {
     let skip = traces.len().saturating_sub(limit);
     traces.drain(..skip);
     ok(&TraceList { traces })
+}
+
+/// `GET /v1/cluster` (operator): what each node of the cluster serves, as it last said.
+pub(super) async fn cluster(call: Call<'_>) -> Reply {
+    call.caller.require_operator()?;
+    let Some(cluster) = call.control.replication.clone() else {
+        return Err(ApiError::NotFound(
+            "this server is not in a cluster (meshwa serve --cluster)".to_owned(),
+        ));
+    };
+    let nodes = tokio::task::spawn_blocking(move || cluster.nodes())
+        .await
+        .map_err(|e| ApiError::Host(format!("the cluster task failed: {e}")))??;
+    ok(&ClusterView { nodes })
 }
 
 /// `GET /v1/pool` (operator): instance slots and their use.

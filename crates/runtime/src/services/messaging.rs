@@ -105,6 +105,11 @@ impl messaging::Host for InstanceState {
             {
                 return Ok(Err(format!("invalid header {name:?}")));
             }
+            // `nats-*` headers are instructions to NATS, `meshwa-*` ones the host's to set.
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("nats-") || lower.starts_with("meshwa-") {
+                return Ok(Err(format!("header {name:?} is reserved")));
+            }
         }
         let bus = grant.bus.clone();
         let full = format!("{}.{subject}", grant.tenant);
