@@ -230,7 +230,7 @@ impl ClusterControl {
             .map_err(|e| store_error("following deployments", e))?;
         while let Some(change) = changes.next().await {
             let change = change.map_err(|e| store_error("following deployments", e))?;
-            // The last record of the replay: what was recorded at the start is applied after it.
+            // No record pending behind this one: the replay of what was recorded is done.
             let replayed = change.delta == 0;
             let put = change.operation == Operation::Put;
             let mut parts = change.key.splitn(3, '.');
@@ -269,9 +269,12 @@ impl ClusterControl {
                 }
                 _ => {}
             }
-            if replayed {
-                self.caught_up(control, caught_up).await;
-            } else if caught_up.is_none() && change.key.starts_with("app.") {
+            // (Live changes have no pending ones behind them either: `delta` is 0 for them too.)
+            if caught_up.is_some() {
+                if replayed {
+                    self.caught_up(control, caught_up).await;
+                }
+            } else if change.key.starts_with("app.") {
                 self.say_what_is_served(control).await;
             }
         }
