@@ -611,6 +611,39 @@ pub async fn deploy(connection: Connection, args: DeployArgs) -> anyhow::Result<
     Ok(())
 }
 
+/// `meshwa nodes`: `GET /v1/cluster`, one line per node and app.
+pub async fn nodes(connection: Connection) -> anyhow::Result<()> {
+    let client = Client::new(connection)?;
+    let view: Answer<meshwa_api::ClusterView> =
+        client.call(http::Method::GET, "/v1/cluster").await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    client.print(&view, |view| {
+        let mut lines = vec![format!(
+            "{:<32} {:<10} {:<32} VERSION",
+            "NODE", "SEEN", "APP"
+        )];
+        for node in &view.nodes {
+            let seen = format!("{}s ago", now.saturating_sub(node.updated_at));
+            if node.apps.is_empty() {
+                lines.push(format!("{:<32} {:<10} -", node.node, seen));
+            }
+            for app in &node.apps {
+                lines.push(format!(
+                    "{:<32} {:<10} {:<32} {}",
+                    node.node,
+                    seen,
+                    format!("{}/{}", app.tenant, app.app),
+                    app.version
+                ));
+            }
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
 pub async fn ls(connection: Connection) -> anyhow::Result<()> {
     let client = Client::new(connection)?;
     let tenant = client.tenant().await?;

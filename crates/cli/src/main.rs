@@ -45,6 +45,8 @@ enum Command {
     /// Manage the tenant's tokens.
     #[command(subcommand)]
     Token(client::TokenCommand),
+    /// The nodes of the cluster and the version of each app each one serves (operator token).
+    Nodes,
 }
 
 /// Runs a client command on a small runtime of its own.
@@ -77,6 +79,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Deploy(args) => client_command(client::deploy(connection, args)),
         Command::Ls => client_command(client::ls(connection)),
+        Command::Nodes => client_command(client::nodes(connection)),
         Command::Rm(args) => client_command(client::rm(connection, args)),
         Command::Invoke(args) => client_command(client::invoke(connection, args)),
         Command::Logs(args) => client_command(client::logs(connection, args)),

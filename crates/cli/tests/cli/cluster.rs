@@ -238,6 +238,13 @@ fn a_deploy_through_one_node_is_served_by_every_node_and_by_one_started_later() 
                     == serde_json::json!([{ "tenant": "acme", "app": "greeter", "version": redeployed }])
             })
     });
+    let (code, out, err) = client(third.admin, "op-token", &["nodes"]);
+    assert_eq!(code, 0, "{err}");
+    let served: Vec<&str> = out
+        .lines()
+        .filter(|line| line.contains("acme/greeter") && line.ends_with(&format!(" {redeployed}")))
+        .collect();
+    assert_eq!(served.len(), 3, "{out}");
 
     // A removal through any node converges too; a restarted node does not bring it back.
     drop(second);
