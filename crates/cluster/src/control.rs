@@ -41,7 +41,7 @@ use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use meshwa_control::{AppRecord, ControlPlane, Replication, StoreError, TokenRecord};
 use tokio::io::AsyncReadExt as _;
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 
 use crate::{Cluster, ClusterError};
 
@@ -140,13 +140,11 @@ impl ClusterControl {
         &self,
         future: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match Handle::try_current().map(|h| h.runtime_flavor()) {
-            Err(_) => self.handle.block_on(future),
-            Ok(RuntimeFlavor::CurrentThread) => Err(StoreError::Db(
+        crate::block_on(&self.handle, future).unwrap_or_else(|crate::SingleThreaded| {
+            Err(StoreError::Db(
                 "cluster: called from a single-threaded runtime".to_owned(),
-            )),
-            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(future)),
-        }
+            ))
+        })
     }
 
     /// The current record of `tenant/app`, if the cluster has one.

@@ -50,7 +50,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use meshwa_kv::{KeyPage, KeyValueBackend, KvError, LIST_PAGE, StoreId, StoreQuota, check_entry};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 
 /// Prefix of every bucket meshwa creates; the rest is `<tenant>_<app>`.
 pub const BUCKET_PREFIX: &str = "meshwa_";
@@ -434,16 +434,11 @@ impl JetStreamBackend {
 
     /// Runs `future` to completion for a synchronous caller (see the module docs).
     fn wait<T>(&self, future: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
-        match Handle::try_current().map(|h| h.runtime_flavor()) {
-            // Not inside a runtime: block on the connection's.
-            Err(_) => self.handle.block_on(future),
-            // A single-threaded runtime cannot hand its work to another thread, and if it is the
-            // one driving the connection, waiting on it would never end.
-            Ok(RuntimeFlavor::CurrentThread) => Err(KvError::Backend(
+        crate::block_on(&self.handle, future).unwrap_or_else(|crate::SingleThreaded| {
+            Err(KvError::Backend(
                 "the JetStream backend was called from a single-threaded runtime".to_owned(),
-            )),
-            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(future)),
-        }
+            ))
+        })
     }
 }
 

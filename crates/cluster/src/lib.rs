@@ -192,3 +192,24 @@ pub(crate) async fn object_store(
     })
     .await
 }
+
+/// Runs `future` to completion on `handle` (the runtime driving the connection) for a caller
+/// that cannot await: the synchronous `KeyValueBackend` and `Replication` traits. On a worker of
+/// a multi-threaded runtime the wait is announced with `block_in_place`, so the worker's other
+/// tasks move to another thread instead of waiting behind it. `Err` if called from a
+/// single-threaded runtime, which cannot hand its work over (and, if it drives the connection,
+/// would wait forever).
+pub(crate) fn block_on<T, E>(
+    handle: &tokio::runtime::Handle,
+    future: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<Result<T, E>, SingleThreaded> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => Ok(handle.block_on(future)),
+        Ok(RuntimeFlavor::CurrentThread) => Err(SingleThreaded),
+        Ok(_) => Ok(tokio::task::block_in_place(|| handle.block_on(future))),
+    }
+}
+
+/// [`block_on`] was called from a single-threaded runtime.
+pub(crate) struct SingleThreaded;

@@ -96,8 +96,7 @@ impl MessageTrigger {
                 let Some(subject) = &spec.triggers.subscribe else {
                     continue;
                 };
-                let Some(function) = app.functions.iter().find(|f| f.id().function == spec.name)
-                else {
+                let Some(function) = app.function(&spec.name) else {
                     continue;
                 };
                 let subject = format!("{PREFIX}{}.{subject}", app.manifest.tenant);

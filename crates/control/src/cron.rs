@@ -87,8 +87,7 @@ impl CronTrigger {
                 let Some(schedule) = &spec.triggers.cron else {
                     continue;
                 };
-                let Some(function) = app.functions.iter().find(|f| f.id().function == spec.name)
-                else {
+                let Some(function) = app.function(&spec.name) else {
                     continue;
                 };
                 let key = (function.id().to_string(), schedule.as_str().to_owned());

@@ -59,6 +59,11 @@ pub struct ActiveApp {
 }
 
 impl ActiveApp {
+    /// The function of this app named `name`.
+    pub fn function(&self, name: &meshwa_manifest::Name) -> Option<&Arc<Function>> {
+        self.functions.iter().find(|f| &f.id().function == name)
+    }
+
     /// What the app counts against its tenant's policy; the operator's own apps count nothing.
     fn usage(&self) -> Option<TenantUsage> {
         match self.origin {

@@ -36,6 +36,15 @@ node-local = true
     )
 }
 
+/// A meshwa node of the cluster with no apps of its own, the operator's token `op-token`.
+fn operator_node(dir: &Path, name: &str, nats: &str) -> Served {
+    serve_with(
+        &dir.join(name),
+        &[],
+        &["--cluster", nats, "--operator-token", "op-token"],
+    )
+}
+
 /// A meshwa node of the cluster, connected to `nats` (one server's URL, or several).
 fn node(dir: &Path, name: &str, manifest: &Path, nats: &str) -> Served {
     serve_with(
@@ -172,13 +181,7 @@ fn a_deploy_through_one_node_is_served_by_every_node_and_by_one_started_later() 
     let nats = NatsCluster::start(3);
     let urls = nats.urls();
     let dir = tempfile::tempdir().unwrap();
-    let start = |name: &str, url: &str| {
-        serve_with(
-            &dir.path().join(name),
-            &[],
-            &["--cluster", url, "--operator-token", "op-token"],
-        )
-    };
+    let start = |name: &str, url: &str| operator_node(dir.path(), name, url);
     let first = start("node0", &urls[0]);
     let second = start("node1", &urls[1]);
     let app = Path::new(programs::EXAMPLES_DIR).join("acme-greeter");
@@ -418,13 +421,7 @@ fn tenants_and_tokens_are_shared_and_a_revocation_reaches_every_node() {
     let nats = NatsCluster::start(3);
     let urls = nats.urls();
     let dir = tempfile::tempdir().unwrap();
-    let start = |name: &str, url: &str| {
-        serve_with(
-            &dir.path().join(name),
-            &[],
-            &["--cluster", url, "--operator-token", "op-token"],
-        )
-    };
+    let start = |name: &str, url: &str| operator_node(dir.path(), name, url);
     let first = start("node0", &urls[0]);
     let second = start("node1", &urls[1]);
     let (code, _, err) = client(first.admin, "op-token", &["tenant", "create", "acme"]);
