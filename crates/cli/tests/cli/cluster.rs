@@ -480,4 +480,11 @@ fn tenants_and_tokens_are_shared_and_a_revocation_reaches_every_node() {
     let third = start("node2", &urls[2]);
     assert!(works_on(&third, live));
     assert!(!works_on(&third, revoked));
+    // What the nodes serve is the operator's to see, not a tenant's.
+    let (code, _, err) = client(third.admin, live, &["nodes"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("403") || err.to_lowercase().contains("forbidden") || err.contains("operator"),
+        "{err}"
+    );
 }
