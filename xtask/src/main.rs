@@ -9,11 +9,14 @@
 //!   tests: Debian's clang toolchain for C/C++, and Chromium for the dashboard's browser test
 //!   (with apt-get, as root or through sudo).
 //! - `cargo xtask test [ARGS...]`: `setup`, then `cargo test --workspace ARGS`; without ARGS
-//!   also the unit tests of the tax benchmark's logic (`bench/tax`, a workspace of its own).
+//!   also the unit tests of the tax benchmark's logic (`bench/tax`, a workspace of its own) and
+//!   the unikernel's tests and smoke test (`unikernel/`, another workspace).
 //! - `cargo xtask c-bindings`: regenerates the C bindings of `sdk/c/generated` from `wit/`.
 //! - `cargo xtask cluster`: builds the examples and `meshwa` (release), starts three NATS
 //!   JetStream servers and three `meshwa serve --cluster` nodes on loopback, deploys the examples
 //!   through the first node and prints where to send requests (see `cluster`).
+//! - `cargo xtask unikernel [MANIFEST...]`, `unikernel-run [--port N] [MANIFEST...]`,
+//!   `unikernel-test`: meshwa as a unikernel under QEMU (see `unikernel`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +26,7 @@ use anyhow::{Context, bail};
 mod c_bindings;
 mod cluster;
 mod setup;
+mod unikernel;
 
 fn main() -> ExitCode {
     match run() {
@@ -66,6 +70,10 @@ fn run() -> anyhow::Result<()> {
                 if !status.success() {
                     bail!("tests of bench/tax failed");
                 }
+                // The unikernel (a workspace of its own): its engine's tests against the example
+                // components, then the smoke test that boots it.
+                build_examples(&root)?;
+                unikernel::test(&root)?;
             }
             Ok(())
         }
@@ -105,6 +113,27 @@ fn run() -> anyhow::Result<()> {
             }
             cluster::run(&root)
         }
+        "unikernel" => {
+            setup::run()?;
+            build_examples(&root)?;
+            let image = unikernel::build(&root, &unikernel::manifests_or_default(&rest))?;
+            println!(
+                "kernel {}\nbundle {}\nboot them with `cargo xtask unikernel-run`",
+                image.kernel.display(),
+                image.bundle.display()
+            );
+            Ok(())
+        }
+        "unikernel-run" => {
+            setup::run()?;
+            build_examples(&root)?;
+            unikernel::run(&root, &rest)
+        }
+        "unikernel-test" => {
+            setup::run()?;
+            build_examples(&root)?;
+            unikernel::smoke_test(&root)
+        }
         "c-bindings" => {
             let dir = root.join(c_bindings::DIR);
             c_bindings::write(&root, &dir)?;
@@ -112,11 +141,12 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | cluster | c-bindings"
+            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | cluster | unikernel [MANIFEST...] | unikernel-run [--port N] [MANIFEST...] | unikernel-test | c-bindings"
         ),
     }
 }
 
+/// `cargo`, run in `dir`.
 fn cargo(root: &Path) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(root);

@@ -3,15 +3,15 @@
 //! Debian's clang toolchain builds the C and C++ functions (the versions measured to work on
 //! these machines; see docs/languages.md); Debian's Chromium (with a font, so that screenshots
 //! are legible) is the browser the dashboard's test drives; Debian's `nats-server` (2.9, with
-//! JetStream) is the cluster the cluster tests start. Installing needs root: run as root,
-//! or with sudo.
+//! JetStream) is the cluster the cluster tests start; Debian's QEMU boots the unikernel in its
+//! smoke test. Installing needs root: run as root, or with sudo.
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// Debian packages the C and C++ guests are built with, the dashboard's test runs in, and the
-/// cluster tests start.
+/// Debian packages the C and C++ guests are built with, the dashboard's test runs in, the cluster
+/// tests start and the unikernel boots in.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "clang-16",
     "lld-16",
@@ -23,6 +23,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "chromium",
     "fonts-liberation",
     "nats-server",
+    "qemu-system-x86",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -2,18 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use meshwa_faults::{Fault, InvokeError};
 use meshwa_manifest::FunctionId;
-
-/// Whose fault an error is: decides between 4xx and 5xx, and who gets paged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The request was bad (too large, malformed): 4xx.
-    Client,
-    /// The function misbehaved (trap, timeout, memory, no response): 5xx.
-    Guest,
-    /// The host could not serve (out of capacity, internal failure): 5xx.
-    Host,
-}
 
 /// Why the engine could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -147,81 +137,6 @@ impl LoadError {
             LoadError::KeyValue(_) | LoadError::PreloadWrite { .. } => Fault::Host,
             LoadError::Preload { source, .. } if !source.is_suppliers_fault() => Fault::Host,
             _ => Fault::Client,
-        }
-    }
-}
-
-/// How one invocation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InvokeError {
-    #[error("request body exceeds the function's limit of {limit} bytes")]
-    PayloadTooLarge { limit: u64 },
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    /// The client did not finish sending the request body before the function's deadline
-    /// (a CGI program's body is read whole before it starts).
-    #[error("the request body did not arrive within the function's deadline of {0:?}")]
-    RequestTimeout(std::time::Duration),
-    #[error("function trapped: {0}")]
-    Trap(String),
-    #[error("function exceeded its deadline of {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("function exceeded its memory limit of {limit} bytes: {detail}")]
-    OutOfMemory { limit: u64, detail: String },
-    #[error("function returned without setting a response")]
-    NoResponse,
-    #[error("function answered with an error: {0}")]
-    GuestError(String),
-    #[error("no instance slot became free before the deadline")]
-    Overloaded,
-    /// From outside: the tenant's quota and its queue are full; in-process: its quota is.
-    #[error("tenant {tenant} is at its quota of {limit} live instances")]
-    TenantQuota { tenant: String, limit: u32 },
-    #[error(
-        "tenant {tenant}'s live instances would hold more than its memory quota of {limit} bytes"
-    )]
-    TenantMemory { tenant: String, limit: u64 },
-    /// A CGI program's stdout does not start with a valid CGI header block.
-    #[error("the program's output is not a CGI response: {0}")]
-    BadCgiOutput(String),
-    #[error("internal error: {0}")]
-    Host(String),
-}
-
-impl InvokeError {
-    pub fn fault(&self) -> Fault {
-        match self {
-            InvokeError::PayloadTooLarge { .. }
-            | InvokeError::BadRequest(_)
-            | InvokeError::RequestTimeout(_)
-            | InvokeError::TenantQuota { .. }
-            | InvokeError::TenantMemory { .. } => Fault::Client,
-            InvokeError::Trap(_)
-            | InvokeError::Timeout(_)
-            | InvokeError::OutOfMemory { .. }
-            | InvokeError::NoResponse
-            | InvokeError::GuestError(_)
-            | InvokeError::BadCgiOutput(_) => Fault::Guest,
-            InvokeError::Overloaded | InvokeError::Host(_) => Fault::Host,
-        }
-    }
-
-    /// A short, stable name of the kind, for logs and metrics labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            InvokeError::PayloadTooLarge { .. } => "payload_too_large",
-            InvokeError::BadRequest(_) => "bad_request",
-            InvokeError::RequestTimeout(_) => "request_timeout",
-            InvokeError::Trap(_) => "trap",
-            InvokeError::Timeout(_) => "timeout",
-            InvokeError::OutOfMemory { .. } => "out_of_memory",
-            InvokeError::NoResponse => "no_response",
-            InvokeError::GuestError(_) => "guest_error",
-            InvokeError::BadCgiOutput(_) => "bad_cgi_output",
-            InvokeError::Overloaded => "overloaded",
-            InvokeError::TenantQuota { .. } => "tenant_quota",
-            InvokeError::TenantMemory { .. } => "tenant_memory",
-            InvokeError::Host(_) => "host",
         }
     }
 }

@@ -8,47 +8,16 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
-use crate::{Fault, InvokeError, ResponseBody};
+use crate::{InvokeError, ResponseBody};
 
-/// The status for an invocation failure: 4xx for the client's fault, 5xx for the guest's or the
-/// host's.
+/// The status for an invocation failure (the mapping is `meshwa_faults::status_code`, shared with
+/// the unikernel).
 pub fn status_for(error: &InvokeError) -> StatusCode {
-    match error {
-        InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        InvokeError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-        InvokeError::TenantQuota { .. } | InvokeError::TenantMemory { .. } => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
-        InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        InvokeError::BadCgiOutput(_) => StatusCode::BAD_GATEWAY,
-        InvokeError::OutOfMemory { .. } | InvokeError::Overloaded => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        other => match other.fault() {
-            Fault::Client => StatusCode::BAD_REQUEST,
-            Fault::Guest | Fault::Host => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-    }
+    StatusCode::from_u16(meshwa_faults::status_code(error))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// What the client is told. A client's own mistake is explained in full; for a guest's or the
-/// host's failure the details (trap messages, backtraces) stay in the log, found by error id.
-pub fn public_message(error: &InvokeError) -> String {
-    match error {
-        InvokeError::Timeout(limit) => format!("the function exceeded its deadline of {limit:?}"),
-        InvokeError::OutOfMemory { limit, .. } => {
-            format!("the function exceeded its memory limit of {limit} bytes")
-        }
-        InvokeError::Trap(_) => "the function trapped".to_owned(),
-        InvokeError::GuestError(_) => "the function answered with an error".to_owned(),
-        InvokeError::BadCgiOutput(_) => {
-            "the program's output does not start with a valid CGI header block".to_owned()
-        }
-        InvokeError::Host(_) => "internal error".to_owned(),
-        other => other.to_string(),
-    }
-}
+pub use meshwa_faults::public_message;
 
 /// Header carrying the error id of a failed request; the same id is in the log line.
 pub const ERROR_ID_HEADER: &str = "x-meshwa-error-id";
@@ -60,13 +29,7 @@ pub fn error_response(
     message: &str,
     invocation: &str,
 ) -> Response<ResponseBody> {
-    let body = serde_json::json!({
-        "error": kind,
-        "message": message,
-        "error_id": invocation,
-    });
-    let mut bytes = body.to_string().into_bytes();
-    bytes.push(b'\n');
+    let bytes = meshwa_faults::error_body(kind, message, invocation).into_bytes();
     let mut response = Response::new(
         Full::new(Bytes::from(bytes))
             .map_err(|never: Infallible| match never {})
