@@ -116,7 +116,8 @@ fn run() -> anyhow::Result<()> {
         "unikernel" => {
             setup::run()?;
             build_examples(&root)?;
-            let image = unikernel::build(&root, &unikernel::manifests_or_default(&rest))?;
+            let (execution, manifests) = unikernel::parse_build_args(&rest)?;
+            let image = unikernel::build(&root, &manifests, &execution)?;
             println!(
                 "kernel {}\nbundle {}\nboot them with `cargo xtask unikernel-run`",
                 image.kernel.display(),
@@ -132,7 +133,8 @@ fn run() -> anyhow::Result<()> {
         "unikernel-test" => {
             setup::run()?;
             build_examples(&root)?;
-            unikernel::smoke_test(&root)
+            let (execution, _) = unikernel::parse_build_args(&rest)?;
+            unikernel::smoke_test(&root, &execution)
         }
         "c-bindings" => {
             let dir = root.join(c_bindings::DIR);
@@ -141,7 +143,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | cluster | unikernel [MANIFEST...] | unikernel-run [--port N] [MANIFEST...] | unikernel-test | c-bindings"
+            "usage: cargo xtask setup | test [cargo test args] | build-examples | serve [meshwa serve flags] | cluster | unikernel [--execution native|pulley] [MANIFEST...] | unikernel-run [--port N] [--execution E] [MANIFEST...] | unikernel-test [--execution E] | c-bindings"
         ),
     }
 }

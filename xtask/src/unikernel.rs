@@ -1,13 +1,14 @@
 //! meshwa as a unikernel (issue 23): build the image and the bundle, boot them under QEMU, and the
 //! smoke test that does both without a human.
 //!
-//! - `cargo xtask unikernel [MANIFEST...]` builds the kernel (`unikernel/kernel`, for
-//!   `x86_64-unknown-none`) and a bundle of the manifests' functions, precompiled on this machine
-//!   for the kernel's engine (`unikernel/bundler`); default manifests: acme-greeter and
-//!   globex-textkit.
-//! - `cargo xtask unikernel-run [--port N] [MANIFEST...]` builds them and boots the VM with the
-//!   console on this terminal (type `shutdown` to stop it cleanly).
-//! - `cargo xtask unikernel-test` is the smoke test (also part of `cargo xtask test`).
+//! - `cargo xtask unikernel [--execution native|pulley] [MANIFEST...]` builds the kernel
+//!   (`unikernel/kernel`, for `x86_64-unknown-none`) and a bundle of the manifests' functions,
+//!   precompiled on this machine for the kernel's engine (`unikernel/bundler`): native x86_64
+//!   code unless `--execution pulley`; default manifests: acme-greeter and globex-textkit.
+//! - `cargo xtask unikernel-run [--port N] [--execution E] [MANIFEST...]` builds them and boots
+//!   the VM with the console on this terminal (type `shutdown` to stop it cleanly).
+//! - `cargo xtask unikernel-test [--execution E]` is the smoke test; `cargo xtask test` runs it
+//!   for both execution modes.
 //!
 //! QEMU runs without KVM (these machines have none): every guest instruction is emulated, so
 //! timings are TCG's, not the hardware's (docs/unikernel.md compares under the same emulation).
@@ -30,6 +31,11 @@ const DEFAULT_MANIFESTS: [&str; 2] = [
     "examples/globex-textkit/meshwa.toml",
 ];
 
+/// The CPU the VM emulates: QEMU's baseline plus RDRAND (wasi:random) and SSE up to 4.2, which
+/// native code is compiled to use (`meshwa_unikernel_runtime::NATIVE_FEATURES`).
+pub const CPU: &str =
+    "qemu64,apic,fsgsbase,fxsr,rdrand,rdtscp,xsave,xsaveopt,+ssse3,+sse4.1,+sse4.2";
+
 /// What `build` produces.
 pub struct Image {
     pub kernel: PathBuf,
@@ -38,7 +44,7 @@ pub struct Image {
 
 /// Builds the kernel and the bundle of `manifests` (paths relative to the repository root or
 /// absolute). The example components must be built already (`build_examples`).
-pub fn build(root: &Path, manifests: &[PathBuf]) -> anyhow::Result<Image> {
+pub fn build(root: &Path, manifests: &[PathBuf], execution: &str) -> anyhow::Result<Image> {
     let target_dir = root.join("target/unikernel");
     let workspace = root.join("unikernel");
     // Run from `unikernel/` so its `.cargo/config.toml` (the kernel's code model) applies.
@@ -70,6 +76,7 @@ pub fn build(root: &Path, manifests: &[PathBuf]) -> anyhow::Result<Image> {
         ])
         .arg("--out")
         .arg(&bundle)
+        .args(["--execution", execution])
         .args(manifests.iter().map(|manifest| root.join(manifest)))
         .env("CARGO_TARGET_DIR", &target_dir)
         .status()
@@ -80,13 +87,26 @@ pub fn build(root: &Path, manifests: &[PathBuf]) -> anyhow::Result<Image> {
     Ok(Image { kernel, bundle })
 }
 
-/// The manifests named on the command line, or the default two.
-pub fn manifests_or_default(args: &[String]) -> Vec<PathBuf> {
-    let named: Vec<PathBuf> = args
-        .iter()
-        .filter(|arg| !arg.starts_with("--"))
-        .map(PathBuf::from)
-        .collect();
+/// Splits `[--execution native|pulley] [MANIFEST...]`: the execution mode (native unless
+/// said), and the manifests named, or the default two.
+pub fn parse_build_args(args: &[String]) -> anyhow::Result<(String, Vec<PathBuf>)> {
+    let mut execution = "native".to_owned();
+    let mut named = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--execution" {
+            execution = args
+                .next()
+                .context("--execution needs native or pulley")?
+                .clone();
+        } else {
+            named.push(PathBuf::from(arg));
+        }
+    }
+    Ok((execution, manifests_or_default(named)))
+}
+
+fn manifests_or_default(named: Vec<PathBuf>) -> Vec<PathBuf> {
     if named.is_empty() {
         DEFAULT_MANIFESTS.iter().map(PathBuf::from).collect()
     } else {
@@ -100,11 +120,7 @@ pub fn qemu(image: &Image, host_port: u16, append: &str) -> Command {
     let mut command = Command::new("qemu-system-x86_64");
     command
         .args(["-machine", "pc", "-m", "512M", "-no-reboot", "-nographic"])
-        // The CPU features the kernel's code may use under TCG (no KVM on these machines).
-        .args([
-            "-cpu",
-            "qemu64,apic,fsgsbase,fxsr,rdrand,rdtscp,xsave,xsaveopt",
-        ])
+        .args(["-cpu", CPU])
         .arg("-kernel")
         .arg(&image.kernel)
         .arg("-initrd")
@@ -138,7 +154,8 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             rest.push(arg.clone());
         }
     }
-    let image = build(root, &manifests_or_default(&rest))?;
+    let (execution, manifests) = parse_build_args(&rest)?;
+    let image = build(root, &manifests, &execution)?;
     println!(
         "meshwa unikernel: booting {} (bundle {}); it answers on http://127.0.0.1:{port}/ — type `shutdown` to stop it",
         image.kernel.display(),
@@ -171,13 +188,15 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     if !status.success() {
         bail!("tests of the unikernel's runtime failed");
     }
-    smoke_test(root)
+    // Both ways of running code: native (the default) and the interpreter.
+    smoke_test(root, "native")?;
+    smoke_test(root, "pulley")
 }
 
 /// The smoke test: two example tenants and the faulty one in one image, booted without KVM;
 /// both examples answer, a trap and a runaway loop in the faulty tenant are answered 500 and 504
 /// while the others keep answering, and the VM shuts down cleanly from its console.
-pub fn smoke_test(root: &Path) -> anyhow::Result<()> {
+pub fn smoke_test(root: &Path, execution: &str) -> anyhow::Result<()> {
     if Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
@@ -185,9 +204,9 @@ pub fn smoke_test(root: &Path) -> anyhow::Result<()> {
     {
         bail!("qemu-system-x86_64 is not installed (`cargo xtask setup` installs qemu-system-x86)");
     }
-    let mut manifests = manifests_or_default(&[]);
+    let mut manifests = manifests_or_default(Vec::new());
     manifests.push(PathBuf::from("unikernel/tests/faulty.toml"));
-    let image = build(root, &manifests)?;
+    let image = build(root, &manifests, execution)?;
     let port = free_port()?;
     let console = root.join("target/unikernel/smoke-console.log");
     let log = std::fs::File::create(&console)
@@ -200,6 +219,12 @@ pub fn smoke_test(root: &Path) -> anyhow::Result<()> {
         .spawn()
         .context("cannot start qemu-system-x86_64")?);
     let result = smoke_checks(&mut vm, port, started);
+    if result.is_ok() {
+        println!(
+            "unikernel smoke ({execution}): passed in {:.2?}",
+            started.elapsed()
+        );
+    }
     if result.is_err() {
         let _ = vm.0.kill();
         let _ = vm.0.wait();
@@ -286,7 +311,6 @@ fn smoke_checks(vm: &mut Vm, port: u16, started: Instant) -> anyhow::Result<()> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("unikernel smoke: passed in {:.2?}", started.elapsed());
     Ok(())
 }
 

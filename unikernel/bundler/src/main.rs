@@ -1,4 +1,5 @@
-//! `meshwa-unikernel-bundler --out BUNDLE MANIFEST...`: the unikernel's `-initrd`.
+//! `meshwa-unikernel-bundler --out BUNDLE [--execution native|pulley] MANIFEST...`: the
+//! unikernel's `-initrd`. Native x86_64 code by default; Pulley bytecode for the interpreter.
 //!
 //! Reads each meshwa.toml with meshwa's manifest crate (the same strict rules, names, limits and
 //! route-collision check as `meshwa serve`), refuses what the unikernel does not offer yet with a
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use meshwa_manifest::{FunctionKind, Manifest, check_route_collisions};
-use meshwa_unikernel_runtime::{BundleFunction, compile_bundle};
+use meshwa_unikernel_runtime::{BundleFunction, Execution, compile_bundle};
 
 fn main() -> ExitCode {
     match run() {
@@ -26,16 +27,25 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut out = None;
+    let mut execution = Execution::Native;
     let mut paths = Vec::new();
     while let Some(arg) = args.next() {
         if arg == "--out" {
             out = Some(PathBuf::from(args.next().context("--out needs a path")?));
+        } else if arg == "--execution" {
+            execution = match args.next().as_deref() {
+                Some("native") => Execution::Native,
+                Some("pulley") => Execution::Pulley,
+                other => bail!("--execution native|pulley, not {other:?}"),
+            };
         } else {
             paths.push(PathBuf::from(arg));
         }
     }
     let Some(out) = out else {
-        bail!("usage: meshwa-unikernel-bundler --out BUNDLE MANIFEST...");
+        bail!(
+            "usage: meshwa-unikernel-bundler --out BUNDLE [--execution native|pulley] MANIFEST..."
+        );
     };
     if paths.is_empty() {
         bail!("no manifest given");
@@ -74,10 +84,10 @@ fn run() -> anyhow::Result<()> {
         }
     }
     let count = functions.len();
-    let bundle = compile_bundle(functions).context("precompiling the components")?;
+    let bundle = compile_bundle(functions, execution).context("precompiling the components")?;
     std::fs::write(&out, &bundle).with_context(|| format!("cannot write {}", out.display()))?;
     println!(
-        "wrote {} ({count} functions, {} KiB)",
+        "wrote {} ({count} functions, {execution:?} code, {} KiB)",
         out.display(),
         bundle.len() / 1024
     );

@@ -15,6 +15,7 @@
 extern crate alloc;
 
 mod boot;
+mod cpu;
 mod http;
 mod interrupts;
 mod memory;
@@ -92,7 +93,7 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
             power::power_off();
         }
     };
-    if !random::available() {
+    if !cpu::has_rdrand() {
         fail(format_args!(
             "the CPU has no RDRAND (QEMU: -cpu ...,rdrand)"
         ));
@@ -106,7 +107,16 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
         boot.bundle.len() >> 10
     );
 
-    let engine = match wasmtime::Engine::new(&meshwa_unikernel_runtime::engine_config()) {
+    let bundle = match Bundle::decode(boot.bundle) {
+        Ok(bundle) => bundle,
+        Err(error) => fail(format_args!("bad bundle: {error}")),
+    };
+    let mut config = meshwa_unikernel_runtime::engine_config(bundle.execution);
+    // SAFETY: `cpu::host_feature` answers from CPUID, and says "absent" for what the kernel has
+    // not enabled (AVX), so wasmtime never loads code using an instruction this CPU would fault
+    // on.
+    unsafe { config.detect_host_feature(cpu::host_feature) };
+    let engine = match wasmtime::Engine::new(&config) {
         Ok(engine) => ENGINE.call_once(|| engine),
         Err(error) => fail(format_args!("cannot create the engine: {error}")),
     };
@@ -114,14 +124,12 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     meshwa_unikernel_runtime::set_clock(interrupts::now_ns);
     meshwa_unikernel_runtime::set_random(random::fill);
     meshwa_unikernel_runtime::set_log_sink(|line| println!("{line}"));
-    let bundle = match Bundle::decode(boot.bundle) {
-        Ok(bundle) => bundle,
-        Err(error) => fail(format_args!("bad bundle: {error}")),
-    };
+    let execution = bundle.execution;
     let server = match Server::new(engine, bundle) {
         Ok(server) => server,
         Err(error) => fail(format_args!("{error}")),
     };
+    println!("meshwa: {execution:?} code");
     for route in server.routes() {
         println!("meshwa: serving {route}");
     }

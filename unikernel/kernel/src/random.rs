@@ -4,20 +4,14 @@
 
 use core::arch::asm;
 
-/// Whether the CPU has RDRAND (CPUID leaf 1, ECX bit 30).
-pub fn available() -> bool {
-    let leaf = core::arch::x86_64::__cpuid(1);
-    leaf.ecx & (1 << 30) != 0
-}
-
 fn next() -> u64 {
     // Intel's guidance: retry a failed RDRAND (carry clear) up to ten times; more failures mean
     // a broken generator, and handing out predictable bytes instead is worse than stopping.
     for _ in 0..10 {
         let value: u64;
         let ok: u8;
-        // SAFETY: RDRAND writes one register and the carry flag; `available` was checked at
-        // boot.
+        // SAFETY: RDRAND writes one register and the carry flag; `cpu::has_rdrand` was checked
+        // at boot.
         unsafe {
             asm!("rdrand {value}", "setc {ok}", value = out(reg) value, ok = out(reg_byte) ok,
                 options(nomem, nostack));

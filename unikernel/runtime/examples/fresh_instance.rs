@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use meshwa_unikernel_runtime::wasmtime::Engine;
 use meshwa_unikernel_runtime::{
-    Bundle, BundleFunction, Request, Server, TICK_MS, compile_bundle, engine_config,
+    Bundle, BundleFunction, Execution, Request, Server, TICK_MS, compile_bundle, engine_config,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,17 +19,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: fresh_instance COMPONENT.wasm [N]")?;
     let count: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(2000);
-    let bundle = compile_bundle(vec![BundleFunction {
-        tenant: "bench".into(),
-        app: "bench".into(),
-        name: "hello".into(),
-        route: "/bench".into(),
-        max_memory: 16 << 20,
-        timeout_ms: 2000,
-        max_request_body: 64 << 10,
-        component: std::fs::read(&component)?,
-    }])?;
-    let mut config = engine_config();
+    let bundle = compile_bundle(
+        vec![BundleFunction {
+            tenant: "bench".into(),
+            app: "bench".into(),
+            name: "hello".into(),
+            route: "/bench".into(),
+            max_memory: 16 << 20,
+            timeout_ms: 2000,
+            max_request_body: 64 << 10,
+            component: std::fs::read(&component)?,
+        }],
+        Execution::Pulley,
+    )?;
+    let mut config = engine_config(Execution::Pulley);
     config.enable_compiler(false);
     let engine = Engine::new(&config)?;
     let server = Server::new(&engine, Bundle::decode(&bundle)?)?;

@@ -6,7 +6,7 @@
 //! All integers are little-endian:
 //!
 //! ```text
-//! "MESHWAB\0"  u32 version (1)  u32 count
+//! "MESHWAB\0"  u32 version (2)  u32 execution (0 Pulley, 1 native x86_64)  u32 count
 //! count × { str tenant, str app, str name, str route,
 //!           u64 max_memory, u64 timeout_ms, u64 max_request_body, bytes code }
 //! str = u32 length + UTF-8, bytes = u64 length + bytes
@@ -19,12 +19,17 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::engine::Execution;
+
 const MAGIC: &[u8; 8] = b"MESHWAB\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The functions an image serves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bundle {
+    /// What the code was compiled for: the kernel makes its engine with
+    /// [`engine_config`](crate::engine_config)`(execution)`.
+    pub execution: Execution,
     pub functions: Vec<BundledFunction>,
 }
 
@@ -82,6 +87,8 @@ pub enum BundleError {
     NotUtf8 { field: &'static str, offset: usize },
     /// Bytes after the last function.
     TrailingBytes { offset: usize },
+    /// An execution mode this build does not know.
+    Execution(u32),
 }
 
 impl fmt::Display for BundleError {
@@ -98,6 +105,7 @@ impl fmt::Display for BundleError {
             BundleError::NotUtf8 { field, offset } => {
                 write!(f, "bundle field `{field}` at byte {offset} is not UTF-8")
             }
+            BundleError::Execution(code) => write!(f, "unknown execution mode {code}"),
             BundleError::TrailingBytes { offset } => {
                 write!(
                     f,
@@ -121,6 +129,11 @@ impl Bundle {
         if version != VERSION {
             return Err(BundleError::Version(version));
         }
+        let execution = match reader.u32("execution")? {
+            0 => Execution::Pulley,
+            1 => Execution::Native,
+            other => return Err(BundleError::Execution(other)),
+        };
         let count = reader.u32("count")?;
         // Each function takes at least 48 bytes: no allocation beyond what the input can hold.
         let mut functions = Vec::with_capacity((count as usize).min(bytes.len() / 48));
@@ -145,7 +158,10 @@ impl Bundle {
                 offset: reader.offset,
             });
         }
-        Ok(Bundle { functions })
+        Ok(Bundle {
+            execution,
+            functions,
+        })
     }
 
     /// Writes the bundle in the format [`Bundle::decode`] reads.
@@ -160,6 +176,11 @@ impl Bundle {
         let mut out = Vec::with_capacity(16 + size);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
+        let execution: u32 = match self.execution {
+            Execution::Pulley => 0,
+            Execution::Native => 1,
+        };
+        out.extend_from_slice(&execution.to_le_bytes());
         out.extend_from_slice(&len_u32(self.functions.len()).to_le_bytes());
         for function in &self.functions {
             for text in [
@@ -245,6 +266,7 @@ mod tests {
 
     fn sample() -> Bundle {
         Bundle {
+            execution: Execution::Native,
             functions: vec![
                 BundledFunction {
                     tenant: "acme".into(),
@@ -301,6 +323,12 @@ mod tests {
         bytes[8] = 9;
         assert_eq!(Bundle::decode(&bytes).unwrap_err(), BundleError::Version(9));
         let mut bytes = sample().encode();
+        bytes[12] = 7;
+        assert_eq!(
+            Bundle::decode(&bytes).unwrap_err(),
+            BundleError::Execution(7)
+        );
+        let mut bytes = sample().encode();
         bytes.push(0);
         assert!(matches!(
             Bundle::decode(&bytes),
@@ -308,14 +336,14 @@ mod tests {
         ));
         // A count far beyond the input allocates nothing big and fails.
         let mut bytes = Bundle::default().encode();
-        bytes[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             Bundle::decode(&bytes),
             Err(BundleError::Truncated { .. })
         ));
         // A huge code length fails without allocating.
         let mut bytes = sample().encode();
-        let code_len_at = 16 + 4 * 4 + "acmegreeterhello/acme/hello".len() + 24;
+        let code_len_at = 20 + 4 * 4 + "acmegreeterhello/acme/hello".len() + 24;
         bytes[code_len_at..code_len_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(
             Bundle::decode(&bytes),
@@ -326,7 +354,7 @@ mod tests {
     #[test]
     fn refuses_non_utf8_names() {
         let mut bytes = sample().encode();
-        bytes[20] = 0xff;
+        bytes[24] = 0xff;
         assert!(matches!(
             Bundle::decode(&bytes),
             Err(BundleError::NotUtf8 {

@@ -1,9 +1,9 @@
 //! The host side: precompiling components into a bundle for the kernel (feature `compile`).
 //!
 //! The kernel has no compiler. The bundler compiles each function's component here, with
-//! [`engine_config`] and Cranelift, into Pulley bytecode, and checks its imports with the same
-//! rules [`Server::new`](crate::Server::new) applies at boot, so an unservable function fails the
-//! build rather than the boot.
+//! [`engine_config`] and Cranelift, into x86_64 code or Pulley bytecode ([`Execution`]), and
+//! checks its imports with the same rules [`Server::new`](crate::Server::new) applies at boot,
+//! so an unservable function fails the build rather than the boot.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -13,7 +13,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::bundle::{Bundle, BundledFunction};
-use crate::engine::engine_config;
+use crate::engine::{Execution, engine_config};
 use crate::wasi;
 
 /// A function to bundle: its manifest entry and its component (WebAssembly component bytes).
@@ -48,14 +48,26 @@ impl fmt::Display for CompileError {
 impl std::error::Error for CompileError {}
 
 /// Compiles every function's component for the kernel's engine and encodes the bundle.
-pub fn compile_bundle(functions: Vec<BundleFunction>) -> Result<Vec<u8>, CompileError> {
-    let engine = Engine::new(&engine_config()).map_err(|error| CompileError {
-        function: "(engine)".to_string(),
-        error: alloc::format!("{error:#}"),
-    })?;
+pub fn compile_bundle(
+    functions: Vec<BundleFunction>,
+    execution: Execution,
+) -> Result<Vec<u8>, CompileError> {
+    let engine_for = |execution| {
+        Engine::new(&engine_config(execution)).map_err(|error| CompileError {
+            function: "(engine)".to_string(),
+            error: alloc::format!("{error:#}"),
+        })
+    };
+    // Imports are checked on a loaded component, which only Pulley code is on this machine
+    // (native code is for the kernel's triple, so it is precompiled without being loaded).
+    let checking = engine_for(Execution::Pulley)?;
+    let engine = engine_for(execution)?;
     // Functions built from the same component are compiled once.
     let mut compiled: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut bundle = Bundle::default();
+    let mut bundle = Bundle {
+        execution,
+        ..Bundle::default()
+    };
     for function in functions {
         let id = alloc::format!("{}/{}/{}", function.tenant, function.app, function.name);
         let fail = |error: String| CompileError {
@@ -68,12 +80,14 @@ pub fn compile_bundle(functions: Vec<BundleFunction>) -> Result<Vec<u8>, Compile
         {
             Some((_, code)) => code.clone(),
             None => {
-                let component = Component::new(&engine, &function.component)
+                let component = Component::new(&checking, &function.component)
                     .map_err(|error| fail(alloc::format!("{error:#}")))?;
-                check_imports(&engine, &component).map_err(fail)?;
-                let code = component
-                    .serialize()
-                    .map_err(|error| fail(alloc::format!("{error:#}")))?;
+                check_imports(&checking, &component).map_err(fail)?;
+                let code = match execution {
+                    Execution::Pulley => component.serialize(),
+                    Execution::Native => engine.precompile_component(&function.component),
+                }
+                .map_err(|error| fail(alloc::format!("{error:#}")))?;
                 compiled.push((function.component, code.clone()));
                 code
             }

@@ -13,20 +13,22 @@
 //!   the repo's test components.
 //!
 //! What the two hosts share is not only this code but the settings: [`engine_config`] is the one
-//! place that says how code is compiled (Pulley bytecode, explicit bounds checks, epochs), used
-//! by the bundler to compile and by the kernel to load, so they cannot drift apart. Failures map
+//! place that says how code is compiled (native x86_64 or Pulley bytecode, explicit bounds
+//! checks, epochs), used by the bundler to compile and by the kernel to load, so they cannot
+//! drift apart. Failures map
 //! to statuses and JSON bodies through `meshwa-faults`, the crate the Linux host uses too.
 //!
 //! # Embedding
 //!
 //! ```rust,ignore
-//! let engine = wasmtime::Engine::new(&meshwa_unikernel_runtime::engine_config())?;
+//! let bundle = Bundle::decode(bundle_bytes)?;
+//! let engine = wasmtime::Engine::new(&meshwa_unikernel_runtime::engine_config(bundle.execution))?;
 //! // Every TICK_MS (the kernel: its timer interrupt; tests: a thread):
 //! //     engine.increment_epoch();
 //! meshwa_unikernel_runtime::set_clock(now_ns);        // monotonic ns: clocks, host-call deadlines
 //! meshwa_unikernel_runtime::set_random(fill_rdrand);  // wasi:random (traps without it)
 //! meshwa_unikernel_runtime::set_log_sink(|line| println!("{line}"));
-//! let server = Server::new(&engine, Bundle::decode(bundle_bytes)?)?;
+//! let server = Server::new(&engine, bundle)?;
 //! let response = server.handle(request);              // per parsed HTTP request
 //! ```
 //!
@@ -55,7 +57,7 @@ mod wasi;
 pub use bundle::{Bundle, BundleError, BundledFunction};
 #[cfg(feature = "compile")]
 pub use compile::{BundleFunction, CompileError, compile_bundle};
-pub use engine::{TICK_MS, deadline_ticks, engine_config};
+pub use engine::{Execution, NATIVE_FEATURES, TICK_MS, deadline_ticks, engine_config};
 pub use meshwa_faults;
 pub use platform::{set_clock, set_log_sink, set_random, set_wall_clock};
 pub use server::{LoadError, Request, Response, RouteInfo, Server};

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use meshwa_unikernel_runtime::wasmtime::{Config, Engine};
 use meshwa_unikernel_runtime::{
-    Bundle, BundleFunction, BundledFunction, LoadError, Request, Response, Server, TICK_MS,
-    compile_bundle, engine_config,
+    Bundle, BundleFunction, BundledFunction, Execution, LoadError, Request, Response, Server,
+    TICK_MS, compile_bundle, engine_config,
 };
 
 const MIB: u64 = 1 << 20;
@@ -95,9 +95,9 @@ fn bundle_functions() -> Vec<BundleFunction> {
     ]
 }
 
-/// The engine the kernel has: `engine_config()` and no compiler.
+/// The engine the kernel has: `engine_config(Execution::Pulley)` and no compiler.
 fn kernel_engine() -> Engine {
-    let mut config: Config = engine_config();
+    let mut config: Config = engine_config(Execution::Pulley);
     config.enable_compiler(false);
     Engine::new(&config).unwrap()
 }
@@ -132,7 +132,7 @@ fn fixture() -> &'static Fixture {
         meshwa_unikernel_runtime::set_log_sink(log_sink);
         meshwa_unikernel_runtime::set_random(fill_random);
         let started = Instant::now();
-        let bytes = compile_bundle(bundle_functions()).unwrap();
+        let bytes = compile_bundle(bundle_functions(), Execution::Pulley).unwrap();
         eprintln!(
             "compiled the bundle ({} KiB) in {:?}",
             bytes.len() / 1024,
@@ -360,9 +360,10 @@ fn routes_are_listed_longest_first() {
 
 /// A bundle holding `component` compiled without the bundler's import check.
 fn unchecked_bundle(component: &str) -> Bundle {
-    let engine = Engine::new(&engine_config()).unwrap();
+    let engine = Engine::new(&engine_config(Execution::Pulley)).unwrap();
     let code = engine.precompile_component(&guest(component)).unwrap();
     Bundle {
+        execution: Execution::Pulley,
         functions: vec![BundledFunction {
             tenant: "initech".into(),
             app: "calls".into(),
@@ -400,7 +401,7 @@ fn outbound_http_is_refused_at_load_and_at_build() {
         "{message}"
     );
 
-    let error = compile_bundle(vec![function_caller()])
+    let error = compile_bundle(vec![function_caller()], Execution::Pulley)
         .err()
         .unwrap()
         .to_string();
@@ -456,7 +457,7 @@ fn platform_imports_are_refused_at_load() {
 
 #[test]
 fn code_for_other_settings_is_refused() {
-    let mut config = engine_config();
+    let mut config = engine_config(Execution::Pulley);
     config.epoch_interruption(false);
     let other = Engine::new(&config).unwrap();
     let code = other.precompile_component(&guest("acme_greeter")).unwrap();
@@ -469,7 +470,7 @@ fn code_for_other_settings_is_refused() {
 
 #[test]
 fn what_the_test_components_import() {
-    let engine = Engine::new(&engine_config()).unwrap();
+    let engine = Engine::new(&engine_config(Execution::Pulley)).unwrap();
     for name in [
         "acme_greeter",
         "globex_textkit",
