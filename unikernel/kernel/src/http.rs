@@ -4,7 +4,9 @@
 //!
 //! A small server by design: it is single-threaded like the rest of the kernel and runs one
 //! function at a time, so buffering a request and its response whole costs nothing in
-//! concurrency. Chunked request bodies are refused (411), as are bodies over `MAX_BODY_BYTES`.
+//! concurrency. Chunked request bodies are refused (411), as are bodies over `MAX_BODY_BYTES`;
+//! a connection that makes no progress for `IDLE_TIMEOUT_MS` is closed, so sixteen silent clients
+//! cannot hold every socket (the Linux host's `--header-read-timeout`).
 
 use alloc::format;
 use alloc::string::ToString;
@@ -24,8 +26,10 @@ const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// The largest request body the kernel buffers; a function's own limit may be lower (it answers
-/// 413 itself then).
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// 413 itself then). With every connection holding one, 64 MiB of the heap at most.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// A connection with nothing received or sent for this long is closed.
+const IDLE_TIMEOUT_MS: u64 = 30_000;
 
 /// One connection's state between polls.
 pub struct Connection {
@@ -36,6 +40,8 @@ pub struct Connection {
     written: usize,
     close_when_written: bool,
     continue_sent: bool,
+    /// When this connection last made progress (ms since boot).
+    active_at_ms: u64,
 }
 
 impl Connection {
@@ -53,6 +59,7 @@ impl Connection {
             written: 0,
             close_when_written: false,
             continue_sent: false,
+            active_at_ms: 0,
         };
         connection.relisten(sockets);
         connection
@@ -75,11 +82,19 @@ impl Connection {
     pub fn poll(
         &mut self,
         sockets: &mut SocketSet<'static>,
+        now_ms: u64,
         handle: &mut dyn FnMut(Request) -> Response,
     ) -> bool {
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
         match socket.state() {
-            tcp::State::Listen | tcp::State::SynReceived => return false,
+            tcp::State::Listen | tcp::State::SynReceived => {
+                self.active_at_ms = now_ms;
+                return false;
+            }
+            _ if now_ms.saturating_sub(self.active_at_ms) > IDLE_TIMEOUT_MS => {
+                self.relisten(sockets);
+                return true;
+            }
             tcp::State::Closed | tcp::State::TimeWait => {
                 self.relisten(sockets);
                 return true;
@@ -148,6 +163,9 @@ impl Connection {
                     progressed = true;
                 }
             }
+        }
+        if progressed {
+            self.active_at_ms = now_ms;
         }
         progressed
     }
@@ -224,7 +242,7 @@ fn parse(input: &[u8]) -> Parsed {
     if content_length > MAX_BODY_BYTES {
         return Parsed::Refused(
             413,
-            "request body larger than the unikernel buffers (16 MiB)",
+            "request body larger than the unikernel buffers (4 MiB)",
         );
     }
     if input.len() < head_len + content_length {

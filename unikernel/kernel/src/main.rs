@@ -190,8 +190,9 @@ extern "C" fn kernel_main(start_info: u32) -> ! {
     loop {
         interface.poll(now(), &mut device, &mut sockets);
         let mut busy = false;
+        let now_ms = interrupts::now_ns() / 1_000_000;
         for connection in connections.iter_mut() {
-            busy |= connection.poll(&mut sockets, &mut handle);
+            busy |= connection.poll(&mut sockets, now_ms, &mut handle);
         }
         if busy {
             continue;
