@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-pub use meshwa_faults::{Fault, InvokeError};
+pub use meshwa_rules::{Fault, InvokeError};
 use meshwa_manifest::FunctionId;
 
 /// Why the engine could not be set up.

@@ -10,14 +10,14 @@ use http_body_util::{BodyExt, Full};
 
 use crate::{InvokeError, ResponseBody};
 
-/// The status for an invocation failure (the mapping is `meshwa_faults::status_code`, shared with
+/// The status for an invocation failure (the mapping is `meshwa_rules::status_code`, shared with
 /// the unikernel).
 pub fn status_for(error: &InvokeError) -> StatusCode {
-    StatusCode::from_u16(meshwa_faults::status_code(error))
+    StatusCode::from_u16(meshwa_rules::status_code(error))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-pub use meshwa_faults::public_message;
+pub use meshwa_rules::public_message;
 
 /// Header carrying the error id of a failed request; the same id is in the log line.
 pub const ERROR_ID_HEADER: &str = "x-meshwa-error-id";
@@ -29,7 +29,7 @@ pub fn error_response(
     message: &str,
     invocation: &str,
 ) -> Response<ResponseBody> {
-    let bytes = meshwa_faults::error_body(kind, message, invocation).into_bytes();
+    let bytes = meshwa_rules::error_body(kind, message, invocation).into_bytes();
     let mut response = Response::new(
         Full::new(Bytes::from(bytes))
             .map_err(|never: Infallible| match never {})

@@ -25,9 +25,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Most table elements one instance may hold: far above what real programs use, far below what a
-/// table-growth bomb would like.
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub use meshwa_rules::MAX_TABLE_ELEMENTS;
 
 pub struct InstanceState {
     table: ResourceTable,

@@ -16,7 +16,7 @@
 //! place that says how code is compiled (native x86_64 or Pulley bytecode, explicit bounds
 //! checks, epochs), used by the bundler to compile and by the kernel to load, so they cannot
 //! drift apart. Failures map
-//! to statuses and JSON bodies through `meshwa-faults`, the crate the Linux host uses too.
+//! to statuses and JSON bodies through `meshwa-rules`, the crate the Linux host uses too.
 //!
 //! # Embedding
 //!
@@ -58,7 +58,7 @@ pub use bundle::{Bundle, BundleError, BundledFunction};
 #[cfg(feature = "compile")]
 pub use compile::{BundleFunction, CompileError, compile_bundle};
 pub use engine::{Execution, NATIVE_FEATURES, TICK_MS, deadline_ticks, engine_config};
-pub use meshwa_faults;
+pub use meshwa_rules;
 pub use platform::{set_clock, set_log_sink, set_random, set_wall_clock};
 pub use server::{LoadError, Request, Response, RouteInfo, Server};
 /// The wasmtime this crate is built against, for the embedder's `Engine` (`engine_config`) and

@@ -11,7 +11,7 @@
 //! memory via a resource limiter, its host-held bytes via a budget, its deadline via the epoch)
 //! instantiates the component and calls `wasi:http/incoming-handler.handle`.
 //!
-//! Failures become responses exactly as on the Linux host: `meshwa_faults` gives the status, the
+//! Failures become responses exactly as on the Linux host: `meshwa_rules` gives the status, the
 //! error kind and the public message of an [`InvokeError`], the body is
 //! `{"error":kind,"error_id":...,"message":...}`, the error id is also in `x-meshwa-error-id` and
 //! in the log line with the full error. One difference: the Linux host streams a response and has
@@ -28,7 +28,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use meshwa_faults::{InvokeError, error_body, public_message, status_code};
+use meshwa_rules::{InvokeError, error_body, public_message, status_code};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi_io::bytes::Bytes;

@@ -109,8 +109,8 @@ pub(crate) fn why_not_offered(interface: &str) -> &'static str {
 
 /// Bounds on what one instance may make the host do.
 pub(crate) mod limits {
-    /// Table elements an instance may grow its tables to (the Linux host's limit).
-    pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+    /// Table elements an instance may grow its tables to: the Linux host's limit.
+    pub use meshwa_rules::MAX_TABLE_ELEMENTS;
     /// Resources (fields, streams, pollables...) alive at once in one instance.
     pub const MAX_RESOURCES: usize = 10_000;
     /// What a stream accepts per write (`check-write`).

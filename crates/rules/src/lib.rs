@@ -1,8 +1,10 @@
-//! How one invocation of a function fails, whose fault that is, and what the client is told.
+//! The rules meshwa's two hosts apply alike: how one invocation of a function fails, whose fault
+//! that is and what the client is told, and the sandbox limits that are not the manifest's.
 //!
-//! Shared by meshwa's two hosts, the Linux server (`meshwa-runtime`, `meshwa-gateway`) and the
-//! unikernel (`unikernel/`), so that a trap, a timeout or a too-large body gets the same status,
-//! error kind and message on both. `no_std` with `alloc` for the unikernel's sake.
+//! Shared by the Linux server (`meshwa-runtime`, `meshwa-gateway`) and the unikernel
+//! (`unikernel/`), so that a trap, a timeout or a too-large body gets the same status, error
+//! kind and message on both, and a guest meets the same ceilings. `no_std` with `alloc` for the
+//! unikernel's sake.
 
 #![no_std]
 
@@ -12,6 +14,10 @@ use alloc::borrow::ToOwned;
 use alloc::format;
 use alloc::string::{String, ToString};
 use core::time::Duration;
+
+/// Most table elements one instance may hold: far above what real programs use, far below what a
+/// table-growth bomb would like (tables are host memory that max-memory does not count).
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Whose fault an error is: decides between 4xx and 5xx, and who gets paged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
