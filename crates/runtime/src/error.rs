@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-pub use meshwa_rules::{Fault, InvokeError};
 use meshwa_manifest::FunctionId;
+pub use meshwa_rules::{Fault, InvokeError};
 
 /// Why the engine could not be set up.
 #[derive(Debug, thiserror::Error)]
