@@ -299,8 +299,20 @@ fn smoke_checks(vm: &mut Vm, port: u16, started: Instant) -> anyhow::Result<()> 
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     let answer = String::from_utf8_lossy(&answer);
-    if !answer.starts_with("HTTP/1.1 413 ") {
-        bail!("expected 413 for a 100 MB body, got {answer}");
+    if !answer.starts_with("HTTP/1.1 413 ") || !answer.contains("\"error\":\"payload_too_large\"") {
+        bail!("expected 413 payload_too_large for a 100 MB body, got {answer}");
+    }
+    // Two lengths (a smuggling attempt) are refused, not reconciled.
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(
+        b"POST /acme/hello HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 5\r\n\r\nx",
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    if !answer.starts_with("HTTP/1.1 400 ") {
+        bail!("expected 400 for two content-lengths, got {answer}");
     }
     let (status, body) = http(port, "POST", "/acme/hello", &[b'x'; 70_000])?;
     expect(status, &body, 413, "payload_too_large")?;

@@ -16,6 +16,9 @@ use alloc::vec::Vec;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use meshwa_unikernel_runtime::meshwa_rules::error_body;
 use meshwa_unikernel_runtime::{Request, Response};
 
 /// Connections served at once (listening sockets on the port).
@@ -147,8 +150,8 @@ impl Connection {
                         self.queue(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), false);
                     }
                 }
-                Parsed::Refused(status, message) => {
-                    self.queue(error_response(status, message), true);
+                Parsed::Refused(status, kind, message) => {
+                    self.queue(error_response(status, kind, message), true);
                     progressed = true;
                 }
                 Parsed::Complete {
@@ -185,7 +188,8 @@ enum Parsed {
     Incomplete {
         send_continue: bool,
     },
-    Refused(u16, &'static str),
+    /// Status, error kind, message.
+    Refused(u16, &'static str, &'static str),
     Complete {
         request: Request,
         consumed: usize,
@@ -199,7 +203,7 @@ fn parse(input: &[u8]) -> Parsed {
     let head_len = match head.parse(input) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD_BYTES => {
-            return Parsed::Refused(431, "request head too large");
+            return Parsed::Refused(431, "header_too_large", "request head too large");
         }
         Ok(httparse::Status::Partial) => {
             return Parsed::Incomplete {
@@ -207,11 +211,11 @@ fn parse(input: &[u8]) -> Parsed {
             };
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Refused(431, "too many request headers");
+            return Parsed::Refused(431, "header_too_large", "too many request headers");
         }
-        Err(_) => return Parsed::Refused(400, "malformed request"),
+        Err(_) => return Parsed::Refused(400, "bad_request", "malformed request"),
     };
-    let mut content_length = 0usize;
+    let mut content_length: Option<usize> = None;
     let mut close = head.version == Some(0);
     let mut expects_continue = false;
     for header in head.headers.iter() {
@@ -219,13 +223,15 @@ fn parse(input: &[u8]) -> Parsed {
             let parsed = core::str::from_utf8(header.value)
                 .ok()
                 .and_then(|text| text.trim().parse::<usize>().ok());
-            match parsed {
-                Some(length) => content_length = length,
-                None => return Parsed::Refused(400, "invalid content-length"),
+            // Two lengths are how requests get smuggled past a proxy: refuse, never pick one.
+            match (parsed, content_length) {
+                (Some(length), None) => content_length = Some(length),
+                _ => return Parsed::Refused(400, "bad_request", "invalid content-length"),
             }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Parsed::Refused(
                 411,
+                "length_required",
                 "chunked request bodies are not supported: send content-length",
             );
         } else if header.name.eq_ignore_ascii_case("connection") {
@@ -239,9 +245,11 @@ fn parse(input: &[u8]) -> Parsed {
             expects_continue = header.value.eq_ignore_ascii_case(b"100-continue");
         }
     }
+    let content_length = content_length.unwrap_or(0);
     if content_length > MAX_BODY_BYTES {
         return Parsed::Refused(
             413,
+            "payload_too_large",
             "request body larger than the unikernel buffers (4 MiB)",
         );
     }
@@ -306,14 +314,21 @@ fn serialize(response: &Response, close: bool) -> Vec<u8> {
     out
 }
 
+/// Ids of the kernel's own refusals (the functions' failures get theirs from the runtime).
+static REFUSALS: AtomicU64 = AtomicU64::new(0);
+
 /// A refusal by the kernel itself (the request never reached a function), in the JSON shape the
-/// functions' failures use.
-fn error_response(status: u16, message: &str) -> Vec<u8> {
-    let body = format!("{{\"error\":\"bad_request\",\"message\":\"{message}\"}}\n");
+/// functions' failures use (`meshwa_rules::error_body`), with an id that is also logged.
+fn error_response(status: u16, kind: &str, message: &str) -> Vec<u8> {
+    let id = format!("kernel-{}", REFUSALS.fetch_add(1, Ordering::Relaxed));
+    crate::println!("meshwa: {id} refused with {status} ({kind}): {message}");
     let response = Response {
         status,
-        headers: vec![("content-type".to_string(), b"application/json".to_vec())],
-        body: body.into_bytes(),
+        headers: vec![
+            ("content-type".to_string(), b"application/json".to_vec()),
+            ("x-meshwa-error-id".to_string(), id.clone().into_bytes()),
+        ],
+        body: error_body(kind, message, &id).into_bytes(),
     };
     serialize(&response, true)
 }
