@@ -19,6 +19,12 @@ use core::time::Duration;
 /// table-growth bomb would like (tables are host memory that max-memory does not count).
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// Whether a table may grow to `desired` elements: within [`MAX_TABLE_ELEMENTS`] and the table's
+/// own declared maximum. Both hosts' `ResourceLimiter::table_growing`.
+pub fn table_growth_allowed(desired: usize, maximum: Option<usize>) -> bool {
+    desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max)
+}
+
 /// Whose fault an error is: decides between 4xx and 5xx, and who gets paged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -205,6 +211,14 @@ mod tests {
             body,
             "{\"error\":\"bad_request\",\"error_id\":\"id-1\",\"message\":\"a \\\"quoted\\\"\\nline\\u0001\"}\n"
         );
+    }
+
+    #[test]
+    fn tables_grow_within_both_ceilings() {
+        assert!(table_growth_allowed(MAX_TABLE_ELEMENTS, None));
+        assert!(!table_growth_allowed(MAX_TABLE_ELEMENTS + 1, None));
+        assert!(table_growth_allowed(10, Some(10)));
+        assert!(!table_growth_allowed(11, Some(10)));
     }
 
     #[test]

@@ -253,6 +253,6 @@ impl ResourceLimiter for InstanceLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+        Ok(meshwa_rules::table_growth_allowed(desired, maximum))
     }
 }

@@ -109,8 +109,6 @@ pub(crate) fn why_not_offered(interface: &str) -> &'static str {
 
 /// Bounds on what one instance may make the host do.
 pub(crate) mod limits {
-    /// Table elements an instance may grow its tables to: the Linux host's limit.
-    pub use meshwa_rules::MAX_TABLE_ELEMENTS;
     /// Resources (fields, streams, pollables...) alive at once in one instance.
     pub const MAX_RESOURCES: usize = 10_000;
     /// What a stream accepts per write (`check-write`).
@@ -182,7 +180,7 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool> {
-        Ok(desired <= limits::MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+        Ok(meshwa_rules::table_growth_allowed(desired, maximum))
     }
 }
 
