@@ -149,9 +149,9 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// `cargo`, run in `dir`.
-fn cargo(root: &Path) -> Command {
+fn cargo(dir: &Path) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.current_dir(root);
+    command.current_dir(dir);
     command
 }
 
