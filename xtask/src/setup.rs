@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// Debian packages the C and C++ guests are built with, the dashboard's test runs in, the cluster
-/// tests start and the unikernel boots in.
+/// tests start, the unikernel boots in and the hardware report counts system calls with.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "clang-16",
     "lld-16",
@@ -24,6 +24,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "fonts-liberation",
     "nats-server",
     "qemu-system-x86",
+    "strace",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -10,9 +10,11 @@
 //!    instance; the time of each, and how many memory
 //!    slots fit in the address space with each (measured by reserving the pool).
 //! 2. **The page-table work of a fresh instance**: per request, minor page faults of the thread
-//!    that ran it (instantiation, guest, teardown) and time, for a small and two large memory
-//!    images, with copy-on-write images and memset reset, and with 0, 1 and 16 MiB kept
-//!    resident.
+//!    that ran it and time, the same split into instantiation and teardown (the runtime's
+//!    `--explain` accounting), and the memory-management system calls of each (`strace`, see
+//!    [`crate::syscalls`]), for a small and two large memory images, with copy-on-write images
+//!    and memset reset, with 0, 1 and 16 MiB kept resident, and with the pool advised to use
+//!    transparent huge pages.
 //! 3. **Protection keys**: whether the CPU has `pku`; with it, the same pool with and without
 //!    MPK striping, measured; without it, the slot count computed from the pool layout, and said
 //!    to be computed.
@@ -25,7 +27,8 @@
 //!    instances would save.
 //!
 //! The report ends with what each hardware feature would change, each claim pointing at the
-//! row it rests on.
+//! row it rests on. It also says how steady the machine was: one request is timed at the start
+//! and again at the end of the run.
 //!
 //! Each figure is the median of several runs of a request in-process (no sockets), on a
 //! current-thread runtime, so that one thread does all of a request's work and its page faults
@@ -43,6 +46,7 @@ use meshwa_runtime::{
 
 use crate::common::{get, load_function};
 use crate::density::{largest_pool, mpk_slot_bytes};
+use crate::syscalls::{self, Phase};
 
 #[derive(Args)]
 pub struct HardwareArgs {
@@ -83,6 +87,9 @@ pub struct HardwareArgs {
     #[arg(long)]
     quick: bool,
 }
+
+/// Slices each row of sections 1 and 2 is measured in, spread over the run.
+const ROUNDS: u32 = 3;
 
 /// Most linear memory of an instance in these measurements (the reservation of the
 /// bounds-checked rows), as in `meshwa-bench density`.
@@ -135,28 +142,50 @@ struct Reset {
     name: &'static str,
     cow: bool,
     keep_resident: usize,
+    /// The pool's memories advised `MADV_HUGEPAGE` (see [`advise_huge_pages`]).
+    huge_pages: bool,
 }
+
+/// The memset rows without and with huge pages, which the report compares.
+const MEMSET: &str = "data copied in, memset reset (no copy-on-write)";
+const MEMSET_HUGE: &str = "data copied in, memset reset, huge pages";
 
 const RESETS: &[Reset] = &[
     Reset {
         name: "copy-on-write image, keep-resident 0",
         cow: true,
         keep_resident: 0,
+        huge_pages: false,
     },
     Reset {
         name: "copy-on-write image, keep-resident 1 MiB (default)",
         cow: true,
         keep_resident: 1 << 20,
+        huge_pages: false,
     },
     Reset {
         name: "copy-on-write image, keep-resident 16 MiB",
         cow: true,
         keep_resident: 16 << 20,
+        huge_pages: false,
     },
     Reset {
-        name: "data copied in, memset reset (no copy-on-write)",
+        name: MEMSET,
         cow: false,
         keep_resident: 16 << 20,
+        huge_pages: false,
+    },
+    Reset {
+        name: "copy-on-write image, keep-resident 1 MiB, huge pages",
+        cow: true,
+        keep_resident: 1 << 20,
+        huge_pages: true,
+    },
+    Reset {
+        name: MEMSET_HUGE,
+        cow: false,
+        keep_resident: 16 << 20,
+        huge_pages: true,
     },
 ];
 
@@ -216,6 +245,17 @@ pub struct ResetRow {
     pub reset: String,
     pub median_us: f64,
     pub faults_per_request: f64,
+    /// Per request, from the runtime's `--explain` accounting (a second pass with it on).
+    pub instantiate_us: f64,
+    pub teardown_us: f64,
+    pub instantiate_faults: f64,
+    pub teardown_faults: f64,
+    /// Memory-management calls of a third pass under strace, over `traced` requests.
+    pub syscalls: syscalls::Counts,
+    pub traced: u32,
+    /// Transparent huge pages in the pool's memories after a timed slice (`AnonHugePages`, the
+    /// most of any slice), MiB.
+    pub huge_mib: f64,
 }
 
 /// Section 3: protection keys.
@@ -249,6 +289,28 @@ pub struct Findings {
     pub keys: Keys,
     pub offload: Offload,
     pub copies: Vec<CopyRow>,
+    pub steadiness: Steadiness,
+}
+
+/// The same compute-bound request (SHA-256 under guard regions) timed at the start and at the
+/// end of a run: how far the machine itself moved while the report was measured. A shared
+/// VM's CPU is not steady (other tenants of the host take it), and the report says by how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Steadiness {
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+impl Steadiness {
+    /// The larger median over the smaller, less one (0.1 = 10 % apart).
+    pub fn apart(&self) -> f64 {
+        let (low, high) = if self.start_ms < self.end_ms {
+            (self.start_ms, self.end_ms)
+        } else {
+            (self.end_ms, self.start_ms)
+        };
+        if low > 0.0 { high / low - 1.0 } else { 0.0 }
+    }
 }
 
 /// A row of section 5: one way of calling another function, one payload size.
@@ -315,7 +377,35 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         .enable_all()
         .build()?;
 
-    let mut bounds = Vec::new();
+    // The steadiness probe: the first row of section 1, again at the end.
+    let probe = |name: &str| -> anyhow::Result<f64> {
+        let settings = isolations()
+            .into_iter()
+            .next()
+            .context("no isolation")?
+            .settings;
+        let runtime = runtime_in(settings, format!("steadiness-{name}"))?;
+        let sha = load_function(&runtime, &args.sha, &format!("kind = \"cgi\"\n{LIMITS}"))?;
+        let times = timed(&tokio, &sha, &format!("/sha?mib={sha_mib}"), requests)?;
+        Ok(median(&times).as_secs_f64() * 1000.0)
+    };
+    let start_ms = probe("start")?;
+
+    // Sections 1 and 2 measure in ROUNDS interleaved slices, every row once per round, and keep
+    // each row's quickest slice: the CPU of a shared VM is taken away in bursts of seconds, and a
+    // row measured in one block can fall entirely into one.
+    let per_round = (requests / ROUNDS).max(2);
+
+    struct Kernel {
+        isolation: &'static str,
+        kernel: &'static str,
+        slots: u32,
+        function: std::sync::Arc<Function>,
+        request: Request,
+        best_ms: f64,
+    }
+    let mut kernels = Vec::new();
+    let mut runtimes = Vec::new();
     for (n, isolation) in isolations().into_iter().enumerate() {
         let runtime = runtime_in(isolation.settings.clone(), format!("bounds-{n}"))
             .with_context(|| format!("engine for {}", isolation.name))?;
@@ -330,45 +420,62 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         let sorter = load_function(&runtime, &args.table, LIMITS)?;
         let checkout = load_checkout(&runtime, &args.checkout, &tokio)?;
         let order = bytes::Bytes::from(serde_json::to_vec(&tax_logic::sample_request(0))?);
-        let kernels: [(&str, &Function, Request); 5] = [
+        for (kernel, function, request) in [
             (
                 "SHA-256 (C, compute)",
-                &sha,
+                sha,
                 Request::Get(format!("/sha?mib={sha_mib}")),
             ),
             (
                 "table build (Rust, memory writes)",
-                &table,
+                table,
                 Request::Get("/".to_owned()),
             ),
             (
                 "sort of 200,000 u64 (Rust)",
-                &sorter,
+                sorter.clone(),
                 Request::Get("/sort".to_owned()),
             ),
             (
                 "hash map of 200,000 u64 (Rust)",
-                &sorter,
+                sorter,
                 Request::Get("/hashmap".to_owned()),
             ),
             (
                 "checkout (Rust, JSON and key-value reads)",
-                &checkout,
+                checkout,
                 Request::Post("/shop/checkout/local".to_owned(), order),
             ),
-        ];
-        for (kernel, function, request) in kernels {
-            let times = timed_request(&tokio, function, &request, requests)?;
-            bounds.push(BoundsRow {
-                kernel: kernel.to_owned(),
-                isolation: isolation.name.to_owned(),
-                median_ms: median(&times).as_secs_f64() * 1000.0,
+        ] {
+            kernels.push(Kernel {
+                isolation: isolation.name,
+                kernel,
                 slots,
+                function,
+                request,
+                best_ms: f64::INFINITY,
             });
         }
+        runtimes.push(runtime);
     }
+    for _ in 0..ROUNDS {
+        for k in &mut kernels {
+            let times = timed_request(&tokio, &k.function, &k.request, per_round)?;
+            k.best_ms = k.best_ms.min(median(&times).as_secs_f64() * 1000.0);
+        }
+    }
+    let bounds: Vec<BoundsRow> = kernels
+        .iter()
+        .map(|k| BoundsRow {
+            kernel: k.kernel.to_owned(),
+            isolation: k.isolation.to_owned(),
+            median_ms: k.best_ms,
+            slots: k.slots,
+        })
+        .collect();
+    drop(kernels);
+    drop(runtimes);
 
-    let mut resets = Vec::new();
     let images: [(&str, &Path, &str); 3] = [
         ("small (Rust hello, 0.1 MB)", &args.hello, "http"),
         ("1.6 MB written per request (table)", &args.table, "table"),
@@ -378,6 +485,26 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
             "http",
         ),
     ];
+    struct Image {
+        image: &'static str,
+        reset: &'static str,
+        /// Loaded in a runtime without and with the `--explain` accounting (which costs time of
+        /// its own): the first for the whole request, the second for its split and its calls.
+        plain: std::sync::Arc<Function>,
+        explained: std::sync::Arc<Function>,
+        /// The plain runtime's memory pools, for the huge pages its memories hold.
+        pools: Vec<(usize, usize)>,
+        best_us: f64,
+        faults: u64,
+        requests: u64,
+        /// The round with the quickest instantiation and teardown, per invocation: µs each.
+        split_us: (f64, f64),
+        split_faults: (u64, u64),
+        invocations: u64,
+        huge_mib: f64,
+    }
+    let mut rows = Vec::new();
+    let mut runtimes = Vec::new();
     for (n, reset) in RESETS.iter().enumerate() {
         let settings = EngineSettings {
             allocator: AllocatorChoice::Pooling,
@@ -387,24 +514,101 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
             memory_keep_resident: reset.keep_resident,
             ..EngineSettings::default()
         };
-        let runtime = runtime_in(settings, format!("reset-{n}"))?;
+        let reserved = mappings()?;
+        let plain = runtime_in(settings.clone(), format!("reset-{n}"))?;
+        let plain_pools = new_pools(&reserved)?;
+        let reserved = mappings()?;
+        let explained = runtime_in(
+            EngineSettings {
+                explain: true,
+                ..settings
+            },
+            format!("reset-{n}-explain"),
+        )?;
+        if reset.huge_pages {
+            advise_huge_pages(&plain_pools)?;
+            advise_huge_pages(&new_pools(&reserved)?)?;
+        }
         for (image, component, kind) in images {
-            let function = match kind {
-                "table" => load_table(&runtime, component)?,
-                _ => load_function(&runtime, component, LIMITS)?,
+            let load = |runtime: &Runtime| match kind {
+                "table" => load_table(runtime, component),
+                _ => load_function(runtime, component, LIMITS),
             };
-            let before = thread_faults();
-            let times = timed(&tokio, &function, "/", requests)?;
-            let faults = thread_faults().saturating_sub(before);
-            resets.push(ResetRow {
-                image: image.to_owned(),
-                reset: reset.name.to_owned(),
-                median_us: median(&times).as_secs_f64() * 1e6,
-                // `timed` makes one warm-up request more than it times.
-                faults_per_request: faults as f64 / f64::from(requests + 1),
+            rows.push(Image {
+                image,
+                reset: reset.name,
+                pools: plain_pools.clone(),
+                plain: load(&plain)?,
+                explained: load(&explained)?,
+                best_us: f64::INFINITY,
+                faults: 0,
+                requests: 0,
+                split_us: (f64::INFINITY, f64::INFINITY),
+                split_faults: (0, 0),
+                invocations: 0,
+                huge_mib: 0.0,
             });
         }
+        runtimes.push((plain, explained));
     }
+    for _ in 0..ROUNDS {
+        for row in &mut rows {
+            let before = thread_faults();
+            let times = timed(&tokio, &row.plain, "/", per_round)?;
+            row.faults += thread_faults().saturating_sub(before);
+            // `timed` makes one warm-up request more than it times.
+            row.requests += u64::from(per_round + 1);
+            row.best_us = row.best_us.min(median(&times).as_secs_f64() * 1e6);
+            row.huge_mib = row.huge_mib.max(huge_pages_in(&row.pools) as f64 / 1024.0);
+
+            let before = row.explained.phases().unwrap_or_default();
+            timed(&tokio, &row.explained, "/", per_round)?;
+            let after = row.explained.phases().unwrap_or_default();
+            let invocations = after.invocations.saturating_sub(before.invocations).max(1);
+            let per = |later: Duration, earlier: Duration| {
+                later.saturating_sub(earlier).as_secs_f64() * 1e6 / invocations as f64
+            };
+            let split = (
+                per(after.instantiate, before.instantiate),
+                per(after.teardown, before.teardown),
+            );
+            if split.0 + split.1 < row.split_us.0 + row.split_us.1 {
+                row.split_us = split;
+            }
+            row.split_faults.0 += after
+                .instantiate_faults
+                .saturating_sub(before.instantiate_faults);
+            row.split_faults.1 += after.teardown_faults.saturating_sub(before.teardown_faults);
+            row.invocations += invocations;
+        }
+    }
+    let traced = if args.quick { 3 } else { 20 };
+    let mut resets = Vec::new();
+    for (n, row) in rows.iter().enumerate() {
+        let log = data.join(format!("strace-{n}.log"));
+        let tracer = syscalls::Tracer::attach(syscalls::current_thread_id()?, &log)
+            .context("counting system calls (section 2)")?;
+        // `timed` makes one request more than it times: `traced` in all.
+        let traced_run = timed(&tokio, &row.explained, "/", traced - 1);
+        let counts = tracer.finish()?;
+        traced_run?;
+        let invocations = row.invocations.max(1) as f64;
+        resets.push(ResetRow {
+            image: row.image.to_owned(),
+            reset: row.reset.to_owned(),
+            median_us: row.best_us,
+            faults_per_request: row.faults as f64 / row.requests.max(1) as f64,
+            instantiate_us: row.split_us.0,
+            teardown_us: row.split_us.1,
+            instantiate_faults: row.split_faults.0 as f64 / invocations,
+            teardown_faults: row.split_faults.1 as f64 / invocations,
+            syscalls: counts,
+            traced,
+            huge_mib: row.huge_mib,
+        });
+    }
+    drop(rows);
+    drop(runtimes);
 
     let keys = if mpk_available() {
         let base = EngineSettings {
@@ -464,6 +668,10 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         if args.quick { 20 } else { 1000 },
     )?;
 
+    let steadiness = Steadiness {
+        start_ms,
+        end_ms: probe("end")?,
+    };
     Ok(Findings {
         machine,
         date: today(),
@@ -473,6 +681,7 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
         keys,
         offload,
         copies,
+        steadiness,
     })
 }
 
@@ -493,9 +702,8 @@ fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Res
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let mut rows: Vec<CopyRow> = Vec::new();
     // (guest path, label, caller, crossings of the payload per call)
-    for (style, label, caller, crossings) in [
+    let styles = [
         // The caller's buffer is made once; each call, the callee reads it into its memory.
         ("invoke-full", "invoke, host-owned buffer", &hopper, 1.0),
         // Out of the caller into the body stream, out of the stream into the callee.
@@ -507,11 +715,18 @@ fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Res
             &typed,
             2.0,
         ),
-    ] {
-        let mut at_64 = None;
-        for size in COPY_SIZES {
-            let path = format!("/hop/{style}/{size}/{n}");
-            let function = caller.clone();
+    ];
+    // Each cell's quickest of ROUNDS interleaved slices, as in sections 1 and 2.
+    let calls = (n / ROUNDS).max(2);
+    let mut best = vec![f64::INFINITY; styles.len() * COPY_SIZES.len()];
+    for _ in 0..ROUNDS {
+        for (cell, ((style, _, caller, _), size)) in styles
+            .iter()
+            .flat_map(|style| COPY_SIZES.iter().map(move |size| (style, *size)))
+            .enumerate()
+        {
+            let path = format!("/hop/{style}/{size}/{calls}");
+            let function = (*caller).clone();
             let (p50, _) = tokio.block_on(async move {
                 tokio::spawn(async move {
                     let (status, body) = get(&function, &path, "hardware").await?;
@@ -519,12 +734,19 @@ fn copies(args: &HardwareArgs, cache: &Path, data: &Path, n: u32) -> anyhow::Res
                 })
                 .await?
             })?;
-            let base = *at_64.get_or_insert(p50);
+            best[cell] = best[cell].min(p50);
+        }
+    }
+    let mut rows: Vec<CopyRow> = Vec::new();
+    for (s, (_, label, _, crossings)) in styles.iter().enumerate() {
+        let base = best[s * COPY_SIZES.len()];
+        for (i, size) in COPY_SIZES.iter().enumerate() {
+            let p50 = best[s * COPY_SIZES.len() + i];
             rows.push(CopyRow {
-                style: label.to_owned(),
-                payload: size,
+                style: (*label).to_owned(),
+                payload: *size,
                 call_us: p50,
-                bytes_per_call: crossings * size as f64,
+                bytes_per_call: crossings * *size as f64,
                 size_us: (p50 - base).max(0.0),
             });
         }
@@ -755,6 +977,109 @@ fn median(sorted: &[Duration]) -> Duration {
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
+/// The address ranges of this process's mappings (`/proc/self/maps`).
+fn mappings() -> anyhow::Result<Vec<(usize, usize)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").context("reading /proc/self/maps")?;
+    Ok(maps
+        .lines()
+        .filter_map(|line| {
+            let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+            Some((
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// The address ranges of 1 GiB or more mapped since `before`: the memory pools of the runtimes
+/// made in between. The kernel merges a new reservation with an adjacent old one of the same
+/// flags into one mapping, so what was mapped before is cut out of each mapping, not compared
+/// whole.
+fn new_pools(before: &[(usize, usize)]) -> anyhow::Result<Vec<(usize, usize)>> {
+    let pools = mapped_since(&mappings()?, before);
+    anyhow::ensure!(!pools.is_empty(), "no memory pool found in /proc/self/maps");
+    Ok(pools)
+}
+
+/// The parts of `now`'s ranges of 1 GiB or more that no range of `before` covers.
+fn mapped_since(now: &[(usize, usize)], before: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut fresh = Vec::new();
+    for &(start, end) in now {
+        let mut at = start;
+        let mut old: Vec<&(usize, usize)> = before
+            .iter()
+            .filter(|&&(s, e)| s < end && start < e)
+            .collect();
+        old.sort();
+        for &(s, e) in old {
+            if s > at {
+                fresh.push((at, s));
+            }
+            at = at.max(e);
+        }
+        if end > at {
+            fresh.push((at, end));
+        }
+    }
+    fresh.retain(|&(start, end)| end - start >= 1 << 30);
+    fresh
+}
+
+/// Advises `MADV_HUGEPAGE` on `pools`. wasmtime 48 has no setting for huge pages, and under the
+/// usual `madvise` mode of transparent huge pages its memories never get any; this measures what
+/// they would buy. A slot that is later re-mapped (a copy-on-write image mapped over it) loses
+/// the advice, as it would if wasmtime gave it.
+fn advise_huge_pages(pools: &[(usize, usize)]) -> anyhow::Result<()> {
+    for &(start, end) in pools {
+        #[allow(unsafe_code)]
+        // SAFETY: MADV_HUGEPAGE only marks the range as eligible for transparent huge pages: it
+        // does not map, unmap, or change the contents or protection of any page, so no
+        // invariant of Rust or of wasmtime about that memory can break. The range is a mapping
+        // of this process, read from /proc/self/maps by `new_pools`.
+        let advised =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        anyhow::ensure!(
+            advised == 0,
+            "madvise(MADV_HUGEPAGE): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Memory in transparent huge pages inside `pools`, KiB (`AnonHugePages` of the mappings of
+/// `/proc/self/smaps` that lie in them).
+fn huge_pages_in(pools: &[(usize, usize)]) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut inside = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if let Some(field) = line.strip_prefix("AnonHugePages:") {
+            if inside {
+                kib += field
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        } else if let Some((start, end)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|range| range.split_once('-'))
+            .and_then(|(start, end)| {
+                Some((
+                    usize::from_str_radix(start, 16).ok()?,
+                    usize::from_str_radix(end, 16).ok()?,
+                ))
+            })
+        {
+            inside = pools.iter().any(|&(s, e)| s <= start && end <= e);
+        }
+    }
+    kib
+}
+
 /// Minor page faults of the calling thread so far.
 fn thread_faults() -> u64 {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
@@ -899,14 +1224,24 @@ pub fn report(f: &Findings, chart: &str) -> String {
     let _ = writeln!(
         out,
         "# The hardware report: what memory safety costs in software here\n\n\
-         Written by `meshwa-bench hardware` ({}), {}. Re-run it to measure your own machine; \
-         two runs on one machine agree within about ±15 % (medians of in-process requests on \
-         one thread; the machines of this project are shared 2-vCPU VMs).\n\n\
+         Written by `meshwa-bench hardware` ({}), {}. Re-run it to measure your own machine. \
+         Figures are medians of in-process requests on one thread. The machines of this \
+         project are shared 2-vCPU VMs, whose CPU is taken by the host's other tenants in \
+         bursts, so sections 1, 2 and 5 measure each row in three slices spread over the run \
+         and keep the quickest slice's median. Two runs back to back on such a VM agreed \
+         within 1–9 % on the median row of each section, single rows up to about 45 % apart \
+         (docs/benchmarks.md, \"The hardware report\"): read a difference smaller than \
+         that between rows as noise. How steady this one was: the SHA-256 \
+         request of section 1 (guard regions) took {:.3} ms at the start of this run and \
+         {:.3} ms at its end, {:.0} % apart; compare rows of other runs only within that.\n\n\
          | machine | |\n| --- | --- |\n| CPU | {} ({} cores) |\n| kernel | {} |\n\
          | memory protection keys (`pku`) | {} |\n| transparent huge pages | {} |\n\
          | `vm.max_map_count` | {} |\n",
         f.command,
         f.date,
+        f.steadiness.start_ms,
+        f.steadiness.end_ms,
+        100.0 * f.steadiness.apart(),
         m.cpu,
         m.cores,
         m.kernel,
@@ -954,22 +1289,53 @@ pub fn report(f: &Findings, chart: &str) -> String {
         );
     }
 
+    let traced = f.resets.first().map_or(0, |row| row.traced);
     let _ = writeln!(
         out,
         "\n## 2. The page-table work of a fresh instance\n\n\
          Every request gets a fresh instance: its memory is mapped from the component's image \
-         and reset when the request ends. Minor page faults are those of the one thread that \
-         made the instance, ran the guest and tore it down (`/proc/thread-self/stat`), per \
-         request; time is the whole request, in-process. Transparent huge pages: `{}` \
-         (wasmtime maps linear memories with 4 KiB pages; huge pages are not used).\n\n\
-         | image | reset | median µs | minor faults per request |\n| --- | --- | ---: | ---: |",
-        m.thp
+         and reset when the request ends. Three passes per row, in-process on one thread:\n\n\
+         - *median µs* and *minor faults per request*: the whole request (instantiation, guest, \
+         teardown), faults of the thread that ran it (`/proc/thread-self/stat`);\n\
+         - *instantiation* and *teardown*: µs and minor faults of each, from the runtime's \
+         `--explain` accounting (a second runtime with it on; teardown is dropping the store, \
+         which resets the slot);\n\
+         - *calls*: the memory-management system calls ({traced_calls}) of {traced} requests \
+         under `strace -k -p` attached to that thread, per request, each put under \
+         instantiation or teardown by the wasmtime function that made it, the rest under \
+         *other* (the guest's `memory.grow`, which makes more of the slot accessible with \
+         mprotect; the allocator; calls whose stack could not be read) \
+         (`crates/bench/src/syscalls.rs`); `PAGEMAP_SCAN` is the ioctl with which wasmtime \
+         finds the pages a request dirtied, to reset only those and keep them resident.\n\n\
+         Transparent huge pages are `{thp}` here. wasmtime maps linear memories with 4 KiB \
+         pages and has no setting for huge pages; the rows marked *huge pages* advise \
+         `MADV_HUGEPAGE` on the pool's reservation (which the `madvise` mode honours, `never` \
+         ignores), to measure what they would buy. A slot that wasmtime re-maps (a \
+         copy-on-write image mapped over it) loses the advice. The last column is the \
+         `AnonHugePages` of the pool's mappings after a slice of the row's requests.\n\n\
+         | image | reset | median µs | minor faults per request | instantiation µs (faults) \
+         | teardown µs (faults) | calls per request, instantiation | calls per request, \
+         teardown | other calls per request | huge pages, MiB |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |",
+        traced_calls = syscalls::TRACED.replace(',', ", "),
+        thp = m.thp
     );
     for row in &f.resets {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} |",
-            row.image, row.reset, row.median_us, row.faults_per_request
+            "| {} | {} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} ({:.1}) | {} | {} | {} | {:.0} |",
+            row.image,
+            row.reset,
+            row.median_us,
+            row.faults_per_request,
+            row.instantiate_us,
+            row.instantiate_faults,
+            row.teardown_us,
+            row.teardown_faults,
+            row.syscalls.per_request(Phase::Instantiation, row.traced),
+            row.syscalls.per_request(Phase::Teardown, row.traced),
+            row.syscalls.per_request(Phase::Other, row.traced),
+            row.huge_mib
         );
     }
 
@@ -1156,11 +1522,43 @@ fn on_paper(f: &Findings) -> String {
         let _ = writeln!(
             out,
             "- **Memory tagging (Arm MTE) and page-table work**: a fresh instance of the {} \
-             takes {:.1} minor faults per request with nothing kept resident (section 2): \
-             page-table work that isolation by tags inside one mapping, instead of by mappings, \
-             would avoid; keeping pages resident and resetting them with memset already \
-             removes most of it in software, at the cost of resident memory per slot.",
-            row.image, row.faults_per_request
+             takes {:.1} minor faults and {:.1} page-table system calls at teardown per \
+             request with nothing kept resident (section 2): page-table work that isolation by \
+             tags inside one mapping, instead of by mappings, would avoid; keeping pages \
+             resident and resetting them with memset already removes most of it in software, \
+             at the cost of resident memory per slot.",
+            row.image,
+            row.faults_per_request,
+            row.syscalls.in_phase(Phase::Teardown) as f64 / f64::from(row.traced.max(1))
+        );
+    }
+    let row_of = |image: &str, reset: &str| {
+        f.resets
+            .iter()
+            .find(|r| r.image == image && r.reset == reset)
+    };
+    if let Some((flat, huge)) = f
+        .resets
+        .iter()
+        .filter(|r| r.reset == MEMSET_HUGE)
+        .max_by(|a, b| a.huge_mib.total_cmp(&b.huge_mib))
+        .and_then(|huge| Some((row_of(&huge.image, MEMSET)?, huge)))
+    {
+        let _ = writeln!(
+            out,
+            "- **Huge pages (on today's hardware)**: with the pool advised `MADV_HUGEPAGE` and \
+             data copied in, the {} held {:.0} MiB in huge pages and took {:.1} minor faults \
+             per request instead of {:.1}, {:.0} µs instead of {:.0} (section 2). Copy-on-write \
+             images are file mappings, which get no transparent huge pages unless shared memory \
+             allows them (`shmem_enabled`), so the default layout gains nothing; a setting in \
+             wasmtime to advise its pool would be the software step, 1 GiB pages the hardware \
+             one.",
+            huge.image,
+            huge.huge_mib,
+            huge.faults_per_request,
+            flat.faults_per_request,
+            huge.median_us,
+            flat.median_us
         );
     }
     if let Some(row) = f
@@ -1236,8 +1634,38 @@ mod tests {
                 .iter()
                 .all(|r| r.median_ms > 0.0 && r.slots > 0)
         );
-        assert!(findings.resets.iter().all(|r| r.median_us > 0.0));
+        assert!(
+            findings
+                .resets
+                .iter()
+                .all(|r| r.median_us > 0.0 && r.instantiate_us > 0.0 && r.teardown_us > 0.0)
+        );
+        // With nothing kept resident, every reset gives the slot's pages back to the kernel:
+        // strace must have seen those calls (in this debug build their stacks end in rustix's
+        // wrapper, so they may be counted as "other": see `syscalls`).
+        for row in findings
+            .resets
+            .iter()
+            .filter(|r| r.reset.contains("keep-resident 0"))
+        {
+            assert!(
+                row.syscalls.of_kinds(&["madvise", "PAGEMAP_SCAN"]) >= u64::from(row.traced),
+                "{row:?}"
+            );
+        }
         assert!(findings.offload.requests > 1 && findings.offload.server_cpu_us > 0.0);
+        assert!(findings.steadiness.start_ms > 0.0 && findings.steadiness.end_ms > 0.0);
+        // Under the `madvise` mode, only the advised pools hold huge pages, and the large image
+        // copied into one does.
+        if findings.machine.thp.contains("[madvise]") {
+            for row in &findings.resets {
+                let advised = row.reset.contains("huge pages");
+                assert!(advised || row.huge_mib == 0.0, "{row:?}");
+                if row.reset == MEMSET_HUGE && row.image.starts_with("large") {
+                    assert!(row.huge_mib > 0.0, "{row:?}");
+                }
+            }
+        }
         assert_eq!(findings.copies.len(), 3 * COPY_SIZES.len());
         assert!(
             findings
@@ -1298,7 +1726,42 @@ mod tests {
                 reset: "copy-on-write image, keep-resident 0".into(),
                 median_us: 20.0,
                 faults_per_request: 7.0,
-            }],
+                instantiate_us: 5.0,
+                teardown_us: 3.0,
+                instantiate_faults: 1.0,
+                teardown_faults: 0.5,
+                syscalls: syscalls::Counts(
+                    [
+                        ((Phase::Instantiation, "mprotect".to_owned()), 20),
+                        ((Phase::Teardown, "PAGEMAP_SCAN".to_owned()), 40),
+                        ((Phase::Teardown, "madvise".to_owned()), 20),
+                    ]
+                    .into(),
+                ),
+                traced: 20,
+                huge_mib: 0.0,
+            }]
+            .into_iter()
+            .chain(
+                [
+                    (MEMSET, 400.0, 3000.0, 0.0),
+                    (MEMSET_HUGE, 2.0, 2000.0, 12.0),
+                ]
+                .map(|(reset, faults, us, huge)| ResetRow {
+                    image: "large".into(),
+                    reset: reset.into(),
+                    median_us: us,
+                    faults_per_request: faults,
+                    instantiate_us: 1.0,
+                    teardown_us: 1.0,
+                    instantiate_faults: 0.0,
+                    teardown_faults: 0.0,
+                    syscalls: syscalls::Counts::default(),
+                    traced: 20,
+                    huge_mib: huge,
+                }),
+            )
+            .collect(),
             keys,
             offload: Offload {
                 requests: 1000,
@@ -1315,6 +1778,10 @@ mod tests {
                 bytes_per_call: 131_072.0,
                 size_us: 239.0,
             }],
+            steadiness: Steadiness {
+                start_ms: 10.0,
+                end_ms: 12.0,
+            },
         }
     }
 
@@ -1323,11 +1790,16 @@ mod tests {
         let report = report(&recorded(true), "chart.svg");
         for expected in [
             "Test CPU (2 cores)",
+            "took 10.000 ms at the start of this run and 12.000 ms at its end, 20 % apart",
             "| memory protection keys (`pku`) | yes |",
             "| SHA-256 | bounds checks | 12.500 | 1.25 | 900000 |",
-            "| small | copy-on-write image, keep-resident 0 | 20.0 | 7.0 |",
+            "| small | copy-on-write image, keep-resident 0 | 20.0 | 7.0 | 5.0 (1.0) | 3.0 (0.5) \
+             | 1.0 mprotect | 2.0 PAGEMAP_SCAN, 1.0 madvise | none | 0 |",
             "Measured on this machine",
             "1.25× slower",
+            "7.0 minor faults and 3.0 page-table system calls at teardown",
+            "the large held 12 MiB in huge pages and took 2.0 minor faults per request instead \
+             of 400.0, 2000 µs instead of 3000",
             "![time relative to guard regions](chart.svg)",
             "| gateway: connections, HTTP, copies, scheduling (the rest) | 40.0 | 50 % |",
             "at least 2.00× the requests per core",
@@ -1347,6 +1819,20 @@ mod tests {
         assert!(report.contains("**Computed, not measured**"), "{report}");
         assert!(report.contains("about **450000** slots"), "{report}");
         assert!(!report.contains("Measured on this machine"), "{report}");
+    }
+
+    #[test]
+    fn a_new_pool_is_found_also_when_the_kernel_merged_it_with_an_old_one() {
+        const G: usize = 1 << 30;
+        let before = [(0, 4 * G), (10 * G, 10 * G + 4096)];
+        // A new reservation right after the first old one, merged with it; one of its own; a
+        // small mapping.
+        let now = [(0, 12 * G), (20 * G, 22 * G), (30 * G, 30 * G + 4096)];
+        assert_eq!(
+            mapped_since(&now, &before),
+            [(4 * G, 10 * G), (10 * G + 4096, 12 * G), (20 * G, 22 * G)]
+        );
+        assert!(mapped_since(&before, &before).is_empty());
     }
 
     #[test]

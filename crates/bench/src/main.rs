@@ -32,6 +32,7 @@ mod languages;
 mod layout;
 mod native_servers;
 mod soak;
+mod syscalls;
 
 use clap::{Parser, Subcommand};
 
