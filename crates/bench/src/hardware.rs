@@ -32,7 +32,9 @@
 //!
 //! Each figure is the median of several runs of a request in-process (no sockets), on a
 //! current-thread runtime, so that one thread does all of a request's work and its page faults
-//! can be read from `/proc/thread-self/stat`.
+//! can be read from `/proc/thread-self/stat`. Sections 1, 2 and 5 measure every row in
+//! [`ROUNDS`] slices interleaved over the run and keep the quickest slice's median: the CPU of a
+//! shared VM is taken away in bursts of seconds, which a row measured in one block can fall into.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -88,7 +90,7 @@ pub struct HardwareArgs {
     quick: bool,
 }
 
-/// Slices each row of sections 1 and 2 is measured in, spread over the run.
+/// Slices each row of sections 1, 2 and 5 is measured in, spread over the run.
 const ROUNDS: u32 = 3;
 
 /// Most linear memory of an instance in these measurements (the reservation of the
@@ -391,9 +393,7 @@ fn measure(args: &HardwareArgs, data: &Path) -> anyhow::Result<Findings> {
     };
     let start_ms = probe("start")?;
 
-    // Sections 1 and 2 measure in ROUNDS interleaved slices, every row once per round, and keep
-    // each row's quickest slice: the CPU of a shared VM is taken away in bursts of seconds, and a
-    // row measured in one block can fall entirely into one.
+    // Every row once per round, the quickest slice kept (see the module's docs).
     let per_round = (requests / ROUNDS).max(2);
 
     struct Kernel {
