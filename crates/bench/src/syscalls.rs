@@ -146,8 +146,9 @@ impl Tracer {
 
 impl Drop for Tracer {
     fn drop(&mut self) {
-        // Only reached without `finish` (an error between attaching and finishing): strace must
-        // not outlive the measurement; the kernel detaches a tracer that is killed.
+        // After `finish`, strace is already gone and this does nothing. Without it (an error
+        // between attaching and finishing), strace must not outlive the measurement; the kernel
+        // detaches the traced thread when its tracer is killed.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
