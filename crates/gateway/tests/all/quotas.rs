@@ -250,7 +250,7 @@ async fn in_process_fan_out_stays_within_the_callers_tenant_quota() {
         &flood,
         format!(
             "tenant = \"flood\"\napp = \"a\"\n\
-             [[functions]]\nname = \"fan\"\ncomponent = \"{}\"\nroute = \"/flood\"\nlimits = {{ timeout = \"3s\" }}\n\
+             [[functions]]\nname = \"fan\"\ncomponent = \"{}\"\nroute = \"/flood\"\nlimits = {{ timeout = \"6s\" }}\n\
              [[functions]]\nname = \"slow\"\ncomponent = \"{}\"\nlimits = {{ timeout = \"1500ms\" }}\n",
             programs::CALLER,
             programs::FAULTS
@@ -265,7 +265,10 @@ async fn in_process_fan_out_stays_within_the_callers_tenant_quota() {
     };
     let server = start_with_settings(&[flood, good], settings).await;
 
-    // Two requests each start 12 calls to a callee that holds its instance until the deadline.
+    // Two requests each start 12 calls to a callee that holds its instance until its deadline
+    // (1.5 s). A fan request that waits for its own admission until the other's callees are done
+    // (up to 1.5 s, within its deadline) then runs its own for 1.5 s: its 6 s deadline leaves
+    // room for that on a loaded machine (3 s did not, once).
     let mut fans = tokio::task::JoinSet::new();
     for _ in 0..2 {
         let addr = server.addr;
