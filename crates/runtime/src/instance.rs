@@ -13,7 +13,8 @@
 //!    on the tenant's CPU lane and bounded by the deadline;
 //! 4. **teardown**: a failure is classified (timeout, out of memory, trap...) and the store is
 //!    dropped, both on the tenant's lane too (resetting a memory is its CPU time); only then are
-//!    the instance's live count and its slot released.
+//!    the instance's live count and its slot released. Also when the invocation is dropped
+//!    half-way (its client went away): the store goes first there too.
 //!
 //! The entry kinds (`http`, `cgi`) own only what differs: how the input reaches the guest and
 //! how its output becomes a response.
@@ -44,16 +45,26 @@ pub(crate) type GuestWork<'s, T> = Pin<Box<dyn Future<Output = wasmtime::Result<
 
 /// An admitted invocation's store, and what is released when it ends.
 pub(crate) struct Instance {
-    store: Store<InstanceState>,
+    held: Held,
     deadline: Instant,
     limits: meshwa_manifest::Limits,
     memory_denial: MemoryDenial,
     /// Named in the error only if the tenant's quota refused a growth.
     tenant_memory: Arc<TenantMemory>,
     cpu: Arc<TenantCpu>,
-    live: LiveInstance,
-    permit: Admitted,
     phases: Option<Arc<PhaseMeter>>,
+}
+
+/// What a live instance holds, in the order it must be let go: the store (the pool's memory,
+/// table and stack slots) first, then the live count, then the admission slot. Struct fields
+/// drop in declaration order, so this holds on every path, including an invocation dropped
+/// half-way (its client went away): separate locals of an async fn would drop in reverse order
+/// there, freeing the admission slot while the pool's slot is still taken, and the next request
+/// admitted to it would be refused by the pool.
+struct Held {
+    store: Store<InstanceState>,
+    _live: LiveInstance,
+    _permit: Admitted,
 }
 
 impl Instance {
@@ -109,21 +120,23 @@ impl Instance {
             }
         });
         Ok(Instance {
-            store,
+            held: Held {
+                store,
+                _live: live,
+                _permit: permit,
+            },
             deadline,
             limits,
             memory_denial,
             tenant_memory: gate.memory.clone(),
             cpu: gate.cpu.clone(),
-            live,
-            permit,
             phases: function.phase_meter().cloned(),
         })
     }
 
     /// The store, for an entry kind to put its input into before [`Instance::run`].
     pub(crate) fn store_mut(&mut self) -> &mut Store<InstanceState> {
-        &mut self.store
+        &mut self.held.store
     }
 
     /// Steps 3 and 4: runs `work` on the store, then tears the instance down and releases its
@@ -135,61 +148,55 @@ impl Instance {
         body_exceeded: impl Fn() -> bool + Send,
     ) -> Result<T, InvokeError> {
         let Instance {
-            mut store,
+            mut held,
             deadline,
             limits,
             memory_denial,
             tenant_memory,
             cpu,
-            live,
-            permit,
             phases,
         } = self;
         // The guest runs inside its invocation's span (see `trace`): its events and its
         // in-process calls are the span's.
-        let span = store.data().call_context().span.clone();
-        let run = tracing::Instrument::instrument(cpu.metered(work(&mut store)), span.clone());
+        let span = held.store.data().call_context().span.clone();
+        let run = tracing::Instrument::instrument(cpu.metered(work(&mut held.store)), span.clone());
         let result = match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_elapsed) => Err(wasmtime::Error::new(DeadlineExceeded)),
         };
-        let clock = store.data_mut().clock.take().map(|mut clock| {
+        let clock = held.store.data_mut().clock.take().map(|mut clock| {
             clock.ran();
             clock
         });
         // Classifying a failure and tearing the instance down (resetting its memory) are this
         // tenant's CPU time too: on its lane, like the guest code.
-        let result = cpu
-            .metered(Box::pin(async move {
-                let result = result.map_err(|error| {
-                    classify_failure(
-                        error,
-                        &limits,
-                        &memory_denial,
-                        &tenant_memory,
-                        body_exceeded(),
-                    )
-                });
-                if let Err(error) = &result {
-                    crate::trace::record_outcome(&span, Err(error.kind()));
-                }
-                let before_teardown = clock
-                    .as_ref()
-                    .map(|_| (std::time::Instant::now(), thread_minor_faults()));
-                drop(store);
-                if let (Some(clock), Some((started, faults)), Some(phases)) =
-                    (clock, before_teardown, phases)
-                {
-                    let faults = thread_minor_faults().saturating_sub(faults);
-                    phases.record(&clock, started.elapsed(), faults);
-                }
-                result
-            }))
-            .await;
-        // The instance is gone before its slot is released.
-        drop(live);
-        drop(permit);
-        result
+        cpu.metered(Box::pin(async move {
+            let result = result.map_err(|error| {
+                classify_failure(
+                    error,
+                    &limits,
+                    &memory_denial,
+                    &tenant_memory,
+                    body_exceeded(),
+                )
+            });
+            if let Err(error) = &result {
+                crate::trace::record_outcome(&span, Err(error.kind()));
+            }
+            let before_teardown = clock
+                .as_ref()
+                .map(|_| (std::time::Instant::now(), thread_minor_faults()));
+            // The store, then the live count, then the slot (see `Held`).
+            drop(held);
+            if let (Some(clock), Some((started, faults)), Some(phases)) =
+                (clock, before_teardown, phases)
+            {
+                let faults = thread_minor_faults().saturating_sub(faults);
+                phases.record(&clock, started.elapsed(), faults);
+            }
+            result
+        }))
+        .await
     }
 }
 

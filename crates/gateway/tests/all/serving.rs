@@ -349,18 +349,23 @@ async fn a_client_that_goes_away_ends_its_instance() {
     );
     // One instance slot for the whole server.
     let server = start_with(&[m], 1).await;
-    let abandoned = tokio::spawn({
-        let addr = server.addr;
-        async move { get(addr, "/loop/loop").await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    abandoned.abort();
-    let _ = abandoned.await;
-    // The only slot must come free long before the spinning instance's 60 s deadline.
-    let answer = tokio::time::timeout(Duration::from_secs(10), get(server.addr, "/hello"))
-        .await
-        .expect("the abandoned instance still holds the slot");
-    assert_eq!(answer.status, 200);
+    // Several rounds, each abandoning the spinning instance at a different point of its run: the
+    // next request must find the slot free and its instance must instantiate (the slot is
+    // released only after the abandoned instance's memory is gone, or the pool refuses it).
+    for round in 0..12u64 {
+        let abandoned = tokio::spawn({
+            let addr = server.addr;
+            async move { get(addr, "/loop/loop").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100 + 17 * round)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        // The only slot must come free long before the spinning instance's 60 s deadline.
+        let answer = tokio::time::timeout(Duration::from_secs(10), get(server.addr, "/hello"))
+            .await
+            .expect("the abandoned instance still holds the slot");
+        assert_eq!((round, answer.status), (round, 200), "{}", answer.body);
+    }
 }
 
 /// The bundled five-function pipeline: one public function, four private ones reached by both
