@@ -4,7 +4,7 @@
 #    process, against the same source compiled to a WASI core module and served as a meshwa CGI
 #    function (a fresh instance per request; the digests must match);
 #  - fresh-instance request latency of the Python and JavaScript hello functions against the
-#    Rust one.
+#    Rust one, where its time goes, and the memory one live instance of each holds.
 # Prints Markdown tables.
 #
 # Usage: bench/languages.sh [MIB=64] [RUNS=7]
@@ -22,6 +22,7 @@ RUST_LOG=warn target/release/meshwa-bench languages \
     --rust target/guests/wasm32-wasip2/release/hello.wasm \
     --python target/guests/polyglot/python_hello.wasm \
     --js target/guests/polyglot/js_hello.wasm \
+    --rust-echo target/guests/wasm32-wasip2/release/echo.wasm \
     --sha-wasm target/guests/c/c_sha256.wasm \
     --sha-native target/guests/c/c_sha256_native \
     --mib "$MIB" --runs "$RUNS" "${@:3}"

@@ -7,22 +7,13 @@
 //!   space (each memory slot is its reservation plus a guard) or `vm.max_map_count`.
 //! - **held live**: that many requests (up to `--instances`) made in-process to a function that
 //!   answers its head and then waits for a request body that never comes (`guests/echo`), so
-//!   every instance stays alive, exactly as slow in-flight requests hold them. RSS, PSS and
-//!   mappings are read from `/proc/self` before and while they are held.
+//!   every instance stays alive, exactly as slow in-flight requests hold them (`live`).
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
-use bytes::Bytes;
 use clap::Args;
-use hyper::body::{Body, Frame};
 use meshwa_manifest::parse_size;
-use meshwa_runtime::{
-    AllocatorChoice, BodyError, EngineSettings, Function, MpkChoice, Runtime, build_engine,
-    mpk_available,
-};
+use meshwa_runtime::{AllocatorChoice, EngineSettings, MpkChoice, build_engine, mpk_available};
 
 #[derive(Args)]
 pub struct DensityArgs {
@@ -117,14 +108,21 @@ fn density_in(args: &DensityArgs, data: &Path) -> anyhow::Result<()> {
             default_fit = Some(fit);
         }
         let target = fit.min(args.instances);
-        let held = hold(row, target, &args.component, data)?;
+        let held = crate::live::hold(
+            &row.settings,
+            target,
+            &args.component,
+            "16MiB",
+            data,
+            &data.join("cache"),
+        )?;
         println!(
             "| {} | {fit} | {} | {:.1} KiB | {:.1} KiB | {:.1} | {:.1} |",
             row.name,
             held.live,
-            held.rss_bytes as f64 / 1024.0 / f64::from(held.live.max(1)),
-            held.pss_bytes as f64 / 1024.0 / f64::from(held.live.max(1)),
-            held.mappings as f64 / f64::from(held.live.max(1)),
+            held.per_instance(held.rss_bytes) / 1024.0,
+            held.per_instance(held.pss_bytes) / 1024.0,
+            held.per_instance(held.mappings),
             held.make_micros
         );
     }
@@ -175,135 +173,6 @@ pub(crate) fn largest_pool(settings: &EngineSettings, ceiling: u32) -> u32 {
         }
     }
     fits_at
-}
-
-struct Held {
-    live: u32,
-    rss_bytes: u64,
-    pss_bytes: u64,
-    mappings: u64,
-    make_micros: f64,
-}
-
-/// Holds `target` instances live at once and measures what they cost.
-fn hold(row: &Row, target: u32, component: &Path, data: &Path) -> anyhow::Result<Held> {
-    if target == 0 {
-        return Ok(Held {
-            live: 0,
-            rss_bytes: 0,
-            pss_bytes: 0,
-            mappings: 0,
-            make_micros: 0.0,
-        });
-    }
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    tokio.block_on(async {
-        let runtime = Runtime::new(
-            EngineSettings {
-                max_instances: target,
-                tenant_max_instances: Some(target),
-                ..row.settings.clone()
-            },
-            data,
-        )?;
-        // A long timeout: the instances must outlive the measurement.
-        let function = crate::common::load_with(
-            &runtime,
-            component,
-            "http",
-            "max-memory = \"16MiB\", timeout = \"600s\"",
-        )?;
-        // One request first: the code is loaded and the first-use costs are not counted.
-        drop(start(&function).await?);
-        let (memory_before, maps_before) = (memory_now()?, mappings()?);
-        let started = Instant::now();
-        let mut held = Vec::with_capacity(target as usize);
-        for _ in 0..target {
-            held.push(start(&function).await?);
-        }
-        let make_micros = started.elapsed().as_secs_f64() * 1e6 / f64::from(target);
-        let live = runtime.stats().live_instances;
-        anyhow::ensure!(
-            live == u64::from(target),
-            "expected {target} live instances, the runtime counts {live}"
-        );
-        let (memory_after, maps_after) = (memory_now()?, mappings()?);
-        drop(held);
-        let after_drop = runtime.stats().live_instances;
-        anyhow::ensure!(
-            after_drop == 0,
-            "{after_drop} instances outlived their requests"
-        );
-        Ok(Held {
-            live: target,
-            rss_bytes: memory_after.0.saturating_sub(memory_before.0),
-            pss_bytes: memory_after.1.saturating_sub(memory_before.1),
-            mappings: maps_after.saturating_sub(maps_before),
-            make_micros,
-        })
-    })
-}
-
-/// Starts one request whose body never arrives; the instance lives as long as the response.
-async fn start(
-    function: &Function,
-) -> anyhow::Result<http::Response<meshwa_runtime::ResponseBody>> {
-    let request = http::Request::post("http://localhost/hold")
-        .body(NeverBody)
-        .map_err(|e| anyhow::anyhow!("request: {e}"))?;
-    let response = function
-        .handle(request, "density")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    anyhow::ensure!(
-        response.status() == 200,
-        "the holder answered {}",
-        response.status()
-    );
-    Ok(response)
-}
-
-/// A request body whose bytes never come: a client that sent its head and went quiet.
-struct NeverBody;
-
-impl Body for NeverBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Poll::Pending
-    }
-}
-
-/// Resident and proportional set size of this process (`/proc/self/smaps_rollup`), in bytes.
-/// RSS counts a page of the shared memory image once per instance that maps it; PSS divides it
-/// among them, which is what the instances cost the machine.
-fn memory_now() -> anyhow::Result<(u64, u64)> {
-    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup")?;
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/self/smaps_rollup"))
-    };
-    Ok((field("Rss:")?, field("Pss:")?))
-}
-
-fn mappings() -> anyhow::Result<u64> {
-    Ok(std::fs::read_to_string("/proc/self/maps")?.lines().count() as u64)
 }
 
 #[cfg(test)]

@@ -980,16 +980,17 @@ fn median(sorted: &[Duration]) -> Duration {
 /// The address ranges of this process's mappings (`/proc/self/maps`).
 fn mappings() -> anyhow::Result<Vec<(usize, usize)>> {
     let maps = std::fs::read_to_string("/proc/self/maps").context("reading /proc/self/maps")?;
-    Ok(maps
-        .lines()
-        .filter_map(|line| {
-            let (start, end) = line.split_whitespace().next()?.split_once('-')?;
-            Some((
-                usize::from_str_radix(start, 16).ok()?,
-                usize::from_str_radix(end, 16).ok()?,
-            ))
-        })
-        .collect())
+    Ok(maps.lines().filter_map(address_range).collect())
+}
+
+/// The address range that opens a mapping's line of `/proc/self/maps` or `smaps`
+/// (`7f0c3a000000-7f0c3b000000 rw-p ...`); `None` for any other line.
+fn address_range(line: &str) -> Option<(usize, usize)> {
+    let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+    Some((
+        usize::from_str_radix(start, 16).ok()?,
+        usize::from_str_radix(end, 16).ok()?,
+    ))
 }
 
 /// The address ranges of 1 GiB or more mapped since `before`: the memory pools of the runtimes
@@ -1063,17 +1064,7 @@ fn huge_pages_in(pools: &[(usize, usize)]) -> u64 {
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
             }
-        } else if let Some((start, end)) = line
-            .split_whitespace()
-            .next()
-            .and_then(|range| range.split_once('-'))
-            .and_then(|(start, end)| {
-                Some((
-                    usize::from_str_radix(start, 16).ok()?,
-                    usize::from_str_radix(end, 16).ok()?,
-                ))
-            })
-        {
+        } else if let Some((start, end)) = address_range(line) {
             inside = pools.iter().any(|&(s, e)| s <= start && end <= e);
         }
     }
@@ -1819,6 +1810,22 @@ mod tests {
         assert!(report.contains("**Computed, not measured**"), "{report}");
         assert!(report.contains("about **450000** slots"), "{report}");
         assert!(!report.contains("Measured on this machine"), "{report}");
+    }
+
+    #[test]
+    fn address_ranges_are_read_from_mapping_lines_only() {
+        assert_eq!(
+            address_range("7f0c3a000000-7f0c3b000000 rw-p 00000000 00:00 0 "),
+            Some((0x7f0c_3a00_0000, 0x7f0c_3b00_0000))
+        );
+        for other in [
+            "AnonHugePages:      2048 kB",
+            "VmFlags: rd wr mr",
+            "",
+            "zz-10 r--p",
+        ] {
+            assert_eq!(address_range(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! natively as a process against the same source as a meshwa CGI function (the digests must
 //! match); fresh-instance latency of the Python and JavaScript hello functions against the Rust
 //! one, then where each one's time goes (the `--explain` account, page faults and CPU per
-//! request) beside what its component asks of instantiation (`layout`).
+//! request) beside what its component asks of instantiation (`layout`), and what one live
+//! instance of each costs in memory (`live`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,6 +26,13 @@ pub struct LanguagesArgs {
     /// The JavaScript hello function (`guests/polyglot/js-hello`).
     #[arg(long)]
     js: PathBuf,
+    /// The Rust function that answers its head, then echoes the request body (`guests/echo`):
+    /// the Rust side of the memory per live instance (Python and JavaScript hello echo a POST).
+    #[arg(long)]
+    rust_echo: PathBuf,
+    /// Instances of each language held live at once for the memory per live instance.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    live: u32,
     /// The SHA-256 kernel as a WASI core module (`guests/c/sha256sum.c`).
     #[arg(long)]
     sha_wasm: PathBuf,
@@ -174,7 +182,47 @@ fn languages_in(args: &LanguagesArgs, data: &Path) -> anyhow::Result<()> {
     }
     drop(runtime);
     // The compile cache is warm now: the second runtime loads from it.
-    breakdown(args, &hellos, data, &tokio)
+    breakdown(args, &hellos, data, &tokio)?;
+    memory_per_live_instance(args, data)
+}
+
+/// What one live instance of each language costs the process in memory: `--live` requests held
+/// at once, each waiting for a body that never comes (see `live`). Each language gets a runtime
+/// of its own, with a pool of exactly that many slots and 64 MiB per instance.
+fn memory_per_live_instance(args: &LanguagesArgs, data: &Path) -> anyhow::Result<()> {
+    println!(
+        "\nmemory per live instance: {} instances of each held at once (requests whose body never comes)",
+        args.live
+    );
+    println!(
+        "| function | held live | RSS KiB per instance | PSS KiB per instance | \
+         mappings per instance | µs per instance made |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, path) in [
+        ("Rust (guests/echo)", &args.rust_echo),
+        ("Python (componentize-py)", &args.python),
+        ("JavaScript (componentize-js)", &args.js),
+    ] {
+        let held = crate::live::hold(
+            &settings(args, false),
+            args.live,
+            path,
+            "64MiB",
+            data,
+            &data.join("cache"),
+        )
+        .with_context(|| format!("holding {name} instances"))?;
+        println!(
+            "| {name} | {} | {:.0} | {:.0} | {:.1} | {:.0} |",
+            held.live,
+            held.per_instance(held.rss_bytes) / 1024.0,
+            held.per_instance(held.pss_bytes) / 1024.0,
+            held.per_instance(held.mappings),
+            held.make_micros
+        );
+    }
+    Ok(())
 }
 
 /// Where a fresh instance's time goes, per hello function: the runtime's `--explain` account

@@ -30,6 +30,7 @@ mod hops;
 mod kv;
 mod languages;
 mod layout;
+mod live;
 mod native_servers;
 mod soak;
 mod syscalls;

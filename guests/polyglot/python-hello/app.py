@@ -1,16 +1,22 @@
 """A wasi:http/proxy "hello" function in Python (built with componentize-py).
 
-Answers every request with 200, `content-type: text/plain` and
+Answers a request with 200, `content-type: text/plain` and
 `hello from python\n`, or `hello, X, from python\n` when the query has `name=X`.
+A POST or PUT is echoed instead: the head first, then its body streamed back as it
+arrives, so a request whose body never comes holds its instance (what
+`meshwa-bench languages` uses to measure memory per live instance).
 """
 
 from urllib.parse import parse_qs, urlsplit
 
-from componentize_py_types import Ok
+from componentize_py_types import Err, Ok
 from wit_world import exports
+from wit_world.imports.streams import StreamError_Closed
 from wit_world.imports.types import (
     Fields,
     IncomingRequest,
+    Method_Post,
+    Method_Put,
     OutgoingBody,
     OutgoingResponse,
     ResponseOutparam,
@@ -26,8 +32,30 @@ def greeting(path_with_query: str | None) -> str:
     return "hello from python\n"
 
 
+def echo(request: IncomingRequest, response_out: ResponseOutparam) -> None:
+    """Answers 200 at once, then streams the request body back chunk by chunk."""
+    response = OutgoingResponse(Fields.from_list([("content-type", b"application/octet-stream")]))
+    response.set_status_code(200)
+    body = response.body()
+    ResponseOutparam.set(response_out, Ok(response))
+    with request.consume() as incoming, incoming.stream() as source, body.write() as sink:
+        while True:
+            try:
+                chunk = source.blocking_read(16 * 1024)
+            except Err as e:
+                if isinstance(e.value, StreamError_Closed):
+                    break
+                raise  # the host ended the body (it went over its limit): fail the request
+            for i in range(0, len(chunk), 4096):
+                sink.blocking_write_and_flush(chunk[i : i + 4096])
+    OutgoingBody.finish(body, None)
+
+
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        if isinstance(request.method(), (Method_Post, Method_Put)):
+            echo(request, response_out)
+            return
         body_bytes = greeting(request.path_with_query()).encode("utf-8")
 
         headers = Fields.from_list([

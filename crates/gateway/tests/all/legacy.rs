@@ -336,6 +336,18 @@ limits = {{ max-memory = "64MiB", timeout = "10s" }}
             assert_eq!(answer.headers["content-type"], "text/plain");
         }
     }
+    // A POST is echoed, streamed back in pieces: more than one read and write of each guest.
+    let body: String = (0..8_000).map(|i| format!("{i:07}\n")).collect();
+    assert!(body.len() > 3 * 16 * 1024);
+    let client = client();
+    for path in ["/py/echo", "/js/echo"] {
+        let answer = send(&client, server.addr, "POST", path, body.as_bytes()).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        assert!(
+            answer.body == body,
+            "{path}: the echo differs from the body sent"
+        );
+    }
 }
 
 /// The Python and JavaScript example app (`examples/wonka-orders`): Python parses the order,
