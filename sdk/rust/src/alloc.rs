@@ -19,9 +19,26 @@
 //! #[global_allocator]
 //! static ALLOCATOR: meshwa_sdk::alloc::RequestArena = meshwa_sdk::alloc::RequestArena::new();
 //! ```
+//!
+//! **Reserved memory.** `RequestArena<N>` starts in `N` bytes of its own that are part of the
+//! module's initial memory (zeroes, so they cost the component image nothing), and grows memory
+//! only once those are used up. Give it what a request usually allocates: a request that fits
+//! never grows memory. That matters more than it seems, because each growth makes wasmtime
+//! open more of the instance's memory slot (`mprotect`), and the next instance in that slot has
+//! it closed again, which makes the kernel flush the TLB of every CPU running the process: in
+//! the checkout, growth and those flushes took 13.6 % of the server's CPU (`docs/benchmarks.md`).
+//! The price: the `N` bytes are part of the instance's memory from the start, so they count
+//! against its `max-memory` and its tenant's memory quota even when a request uses less of them
+//! (untouched, they cost no physical memory).
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOCATOR: meshwa_sdk::alloc::RequestArena<{ 1 << 20 }> =
+//!     meshwa_sdk::alloc::RequestArena::new();
+//! ```
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 
 /// The size of a WebAssembly page.
 const PAGE: usize = 64 * 1024;
@@ -30,8 +47,11 @@ const PAGE: usize = 64 * 1024;
 /// nothing.
 const CHUNK_PAGES: usize = 16;
 
-/// A bump allocator over memory grown for it alone; see the module docs.
-pub struct RequestArena {
+/// A bump allocator over `RESERVED` bytes of its own, then memory grown for it alone; see the
+/// module docs.
+pub struct RequestArena<const RESERVED: usize = 0> {
+    /// Where the arena starts: zeroes in the module's `.bss`, inside its initial memory.
+    reserved: UnsafeCell<[u8; RESERVED]>,
     /// The next free byte; 0 before the first allocation.
     next: Cell<usize>,
     /// The end of the memory the arena owns.
@@ -41,13 +61,23 @@ pub struct RequestArena {
 // SAFETY: WebAssembly without the threads proposal runs one thread per instance, so the cells
 // are never touched concurrently. The impl exists only there.
 #[cfg(not(target_feature = "atomics"))]
-unsafe impl Sync for RequestArena {}
+unsafe impl<const RESERVED: usize> Sync for RequestArena<RESERVED> {}
 
-impl RequestArena {
-    pub const fn new() -> RequestArena {
+impl<const RESERVED: usize> RequestArena<RESERVED> {
+    pub const fn new() -> RequestArena<RESERVED> {
         RequestArena {
+            reserved: UnsafeCell::new([0; RESERVED]),
             next: Cell::new(0),
             end: Cell::new(0),
+        }
+    }
+
+    /// Before the first allocation: the reserved bytes become the arena's first chunk.
+    fn start(&self) {
+        if self.next.get() == 0 && RESERVED > 0 {
+            let start = self.reserved.get() as usize;
+            self.next.set(start);
+            self.end.set(start + RESERVED);
         }
     }
 
@@ -76,7 +106,7 @@ impl RequestArena {
     }
 }
 
-impl Default for RequestArena {
+impl<const RESERVED: usize> Default for RequestArena<RESERVED> {
     fn default() -> Self {
         RequestArena::new()
     }
@@ -87,10 +117,12 @@ fn align_up(at: usize, align: usize) -> Option<usize> {
     Some(at.checked_add(align - 1)? & !(align - 1))
 }
 
-// SAFETY: every block handed out lies in memory the arena grew for itself and is never handed
-// out twice while live: `next` only moves back over the most recent block, when it is freed.
-unsafe impl GlobalAlloc for RequestArena {
+// SAFETY: every block handed out lies in the arena's reserved bytes or in memory it grew for
+// itself, and is never handed out twice while live: `next` only moves back over the most recent
+// block, when it is freed.
+unsafe impl<const RESERVED: usize> GlobalAlloc for RequestArena<RESERVED> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.start();
         let fits = |from: usize| {
             let start = align_up(from, layout.align())?;
             let end = start.checked_add(layout.size())?;

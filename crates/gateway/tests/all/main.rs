@@ -54,6 +54,7 @@ mod tested {
     pub(crate) use crate::preinit::a_pre_initialized_function_starts_every_request_from_its_snapshot as preinit;
     pub(crate) use crate::preinit::a_pre_initialized_function_starts_every_request_from_its_snapshot as preinit_random;
     pub(crate) use crate::programs::the_c_sha256_kernel_hashes_the_body as c_sha256;
+    pub(crate) use crate::programs::the_sdk_arena_grows_memory_only_past_its_reserved_bytes as arena;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_services;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_typed;

@@ -1,12 +1,13 @@
 //! Guest programs that exist for benchmarks, tested here so that each one is known to work before
 //! a benchmark relies on it: the checkout app of the infrastructure-tax benchmark, the caller and
-//! callee of the per-hop benchmark, and the C SHA-256 kernel.
+//! callee of the per-hop benchmark, the C SHA-256 kernel, and the SDK's request arena that the
+//! checkout allocates with.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{client, get, send, start};
+use crate::common::{client, get, manifest, send, start};
 use meshwa_test_programs as programs;
 
 /// Every way the checkout runs on meshwa (one instance, invoke with buffers in MessagePack or
@@ -133,4 +134,42 @@ pub(crate) async fn the_c_sha256_kernel_hashes_the_body() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(answer.body, format!("{expected}  0 MiB\n"));
+}
+
+/// `meshwa_sdk::alloc::RequestArena` (`guests/arena`, 256 KiB reserved): a request that fits in
+/// its reserved memory never grows linear memory (the point of reserving: no page-protection
+/// change and TLB flush per instance); a larger one grows it and finds every block intact; one
+/// past `max-memory` ends as out of memory, and the next request is served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn the_sdk_arena_grows_memory_only_past_its_reserved_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "t",
+        &[("arena", programs::ARENA, "/arena", "max-memory = \"16MiB\"")],
+    );
+    let server = start(&[m]).await;
+    let fits = get(server.addr, "/arena/?bytes=20000").await;
+    assert_eq!(fits.status, 200, "{}", fits.body);
+    assert!(
+        fits.body.starts_with("grew=false intact=true"),
+        "{}",
+        fits.body
+    );
+    let grows = get(server.addr, "/arena/?bytes=2000000").await;
+    assert_eq!(grows.status, 200, "{}", grows.body);
+    assert!(
+        grows.body.starts_with("grew=true intact=true"),
+        "{}",
+        grows.body
+    );
+    let too_much = get(server.addr, "/arena/?bytes=40000000").await;
+    assert_eq!(too_much.status, 503, "{}", too_much.body);
+    assert!(too_much.body.contains("out_of_memory"), "{}", too_much.body);
+    let again = get(server.addr, "/arena/?bytes=20000").await;
+    assert!(
+        again.body.starts_with("grew=false intact=true"),
+        "{}",
+        again.body
+    );
 }
