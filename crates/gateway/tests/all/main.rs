@@ -54,12 +54,12 @@ mod tested {
     pub(crate) use crate::preinit::a_pre_initialized_function_starts_every_request_from_its_snapshot as preinit;
     pub(crate) use crate::preinit::a_pre_initialized_function_starts_every_request_from_its_snapshot as preinit_random;
     pub(crate) use crate::programs::the_c_sha256_kernel_hashes_the_body as c_sha256;
-    pub(crate) use crate::programs::the_sdk_arena_grows_memory_only_past_its_reserved_bytes as arena;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_services;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_typed;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as hopper;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as sink;
+    pub(crate) use crate::programs::the_sdk_arena_grows_memory_only_past_its_reserved_bytes as arena;
     pub(crate) use crate::services::a_publishing_function_needs_its_grant_and_a_message_bus as publisher;
     pub(crate) use crate::services::key_value_operations_through_the_server as services;
     pub(crate) use crate::services::the_guestbook_example_keeps_state_and_reads_config as umbrella_guestbook;

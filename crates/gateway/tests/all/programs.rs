@@ -149,24 +149,25 @@ pub(crate) async fn the_sdk_arena_grows_memory_only_past_its_reserved_bytes() {
         &[("arena", programs::ARENA, "/arena", "max-memory = \"16MiB\"")],
     );
     let server = start(&[m]).await;
-    let fits = get(server.addr, "/arena/?bytes=20000").await;
-    assert_eq!(fits.status, 200, "{}", fits.body);
-    assert!(
-        fits.body.starts_with("grew=false intact=true"),
-        "{}",
-        fits.body
-    );
-    let grows = get(server.addr, "/arena/?bytes=2000000").await;
-    assert_eq!(grows.status, 200, "{}", grows.body);
-    assert!(
-        grows.body.starts_with("grew=true intact=true"),
-        "{}",
-        grows.body
-    );
-    let too_much = get(server.addr, "/arena/?bytes=40000000").await;
+    // What the guest says about a request that allocates about `bytes`.
+    let addr = server.addr;
+    let allocate = |bytes: u64| async move { get(addr, &format!("/arena/?bytes={bytes}")).await };
+    for (bytes, expected) in [
+        (20_000, "grew=false intact=true"),
+        (2_000_000, "grew=true intact=true"),
+    ] {
+        let answer = allocate(bytes).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(
+            answer.body.starts_with(expected),
+            "{bytes}: {}",
+            answer.body
+        );
+    }
+    let too_much = allocate(40_000_000).await;
     assert_eq!(too_much.status, 503, "{}", too_much.body);
     assert!(too_much.body.contains("out_of_memory"), "{}", too_much.body);
-    let again = get(server.addr, "/arena/?bytes=20000").await;
+    let again = allocate(20_000).await;
     assert!(
         again.body.starts_with("grew=false intact=true"),
         "{}",
