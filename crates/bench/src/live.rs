@@ -39,8 +39,9 @@ impl Held {
 
 /// Holds `target` instances of `component` live at once, under a runtime of `settings` (its
 /// pool sized to `target`, its data in `data`, compiled code cached in `cache`) with
-/// `max_memory` per instance (as a manifest writes it), and measures what they cost. The function must answer its head before reading a request body
-/// (`guests/echo`, or the Python and JavaScript hello functions on a POST).
+/// `max_memory` per instance (as a manifest writes it), and measures what they cost. The
+/// function must answer its head before reading a request body (`guests/echo`, or the Python
+/// and JavaScript hello functions on a POST).
 pub(crate) fn hold(
     settings: &EngineSettings,
     target: u32,
