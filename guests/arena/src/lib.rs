@@ -53,7 +53,7 @@ fn allocate(bytes: usize) -> (bool, u64) {
         let text = format!("block {block}");
         allocated += text.len() + core::mem::size_of::<String>() + core::mem::size_of::<u64>();
         small.push(text);
-        large.push(block.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        large.push(value_of(block));
         block += 1;
     }
     let intact = small
@@ -62,9 +62,15 @@ fn allocate(bytes: usize) -> (bool, u64) {
         .enumerate()
         .all(|(i, (text, value))| {
             let i = i as u64;
-            *text == format!("block {i}") && *value == i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            *text == format!("block {i}") && *value == value_of(i)
         });
     (intact, block)
+}
+
+/// What block `i` of the large vector holds: distinct for every block (an odd multiplier), so a
+/// block overwritten by another shows.
+fn value_of(i: u64) -> u64 {
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 wasi::http::proxy::export!(Arena);
