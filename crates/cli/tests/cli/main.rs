@@ -102,22 +102,36 @@ fn spawn_serve(
         }
     });
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // A server that did not print its addresses: say why, from its exit status and its log.
+    // (Killed first, in case it is still running: then its stderr ends and can be read whole.)
+    let mut failed_to_start = |which: &str, line: &str| -> ! {
+        let _ = child.kill();
+        let status = child.wait();
+        let log: Vec<String> = rx.iter().collect();
+        let tail = &log[log.len().saturating_sub(40)..];
+        panic!(
+            "unexpected {which} line {line:?} from meshwa serve ({status:?}); its stderr ends:\n{}",
+            tail.join("\n")
+        )
+    };
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let addr = line
+    let Some(addr) = line
         .trim()
         .strip_prefix("meshwa listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
+        .and_then(|a| a.parse().ok())
+    else {
+        failed_to_start("first", &line)
+    };
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let admin = line
+    let Some(admin) = line
         .trim()
         .strip_prefix("meshwa admin on http://")
-        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
-        .parse()
-        .unwrap();
+        .and_then(|a| a.parse().ok())
+    else {
+        failed_to_start("second", &line)
+    };
     Served {
         child,
         addr,
