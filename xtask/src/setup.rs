@@ -5,6 +5,10 @@
 //! are legible) is the browser the dashboard's test drives; Debian's `nats-server` (2.9, with
 //! JetStream) is the cluster the cluster tests start; Debian's QEMU boots the unikernel in its
 //! smoke test. Installing needs root: run as root, or with sudo.
+//!
+//! First of all, the Rust toolchain of `rust-toolchain.toml` with its targets: rustup installs a
+//! toolchain on first use, but not always its targets (a toolchain already present, or put there
+//! by an older rustup, lacks them), and without `wasm32-wasip2` no guest builds.
 
 use std::process::Command;
 
@@ -28,6 +32,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 ];
 
 pub fn run() -> anyhow::Result<()> {
+    rust_toolchain()?;
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()
@@ -41,6 +46,23 @@ pub fn run() -> anyhow::Result<()> {
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
     install.extend(&missing);
     apt_get(&install)
+}
+
+/// Installs the toolchain `rust-toolchain.toml` names with its components and targets, or what
+/// of them is missing (rustup reads the file; nothing is downloaded when all is there).
+fn rust_toolchain() -> anyhow::Result<()> {
+    let status = Command::new("rustup")
+        .args(["toolchain", "install", "--no-self-update"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // Set by rustup's cargo for the processes it starts; it would make rustup install the
+        // toolchain by name, without the file's targets.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .context("cannot run rustup (install it from https://rustup.rs)")?;
+    if !status.success() {
+        bail!("rustup could not install the toolchain and targets of rust-toolchain.toml");
+    }
+    Ok(())
 }
 
 fn installed(package: &str) -> bool {
