@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use meshwa_runtime::{AllocatorChoice, EngineSettings, Function, Runtime};
+use meshwa_runtime::{
+    AllocatorChoice, EngineSettings, Function, MpkChoice, Runtime, mpk_available,
+};
 
 use crate::common::{get, load, percentile_us};
 
@@ -35,6 +37,9 @@ struct Setting {
     allocator: AllocatorChoice,
     keep_resident: usize,
     pagemap_scan: bool,
+    /// Off in every row but the one that measures it, so that rows compare alike on machines
+    /// with and without `pku`.
+    mpk: MpkChoice,
 }
 
 const SETTINGS: &[Setting] = &[
@@ -43,36 +48,51 @@ const SETTINGS: &[Setting] = &[
         allocator: AllocatorChoice::OnDemand,
         keep_resident: 0,
         pagemap_scan: false,
+        mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 0",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 0,
         pagemap_scan: false,
+        mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 1 MiB",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 1 << 20,
         pagemap_scan: false,
+        mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 4 MiB",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 4 << 20,
         pagemap_scan: false,
+        mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 1 MiB, pagemap-scan (default)",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 1 << 20,
         pagemap_scan: true,
+        mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 16 MiB, pagemap-scan",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 16 << 20,
         pagemap_scan: true,
+        mpk: MpkChoice::Disable,
+    },
+    // What `--mpk auto` (the default) chooses where the CPU has `pku`: the pool striped over
+    // protection keys, for density (docs/benchmarks.md, "Density").
+    Setting {
+        name: "pooling, keep-resident 1 MiB, pagemap-scan, MPK",
+        allocator: AllocatorChoice::Pooling,
+        keep_resident: 1 << 20,
+        pagemap_scan: true,
+        mpk: MpkChoice::Enable,
     },
 ];
 
@@ -100,10 +120,18 @@ fn run_in(args: &FreshInstanceArgs, data: &std::path::Path) -> anyhow::Result<()
             .is_none_or(|only| s.name.contains(only))
     });
     for setting in chosen {
+        if setting.mpk == MpkChoice::Enable && !mpk_available() {
+            println!(
+                "| {} | - | not measured: no `pku` here | | | | |",
+                setting.name
+            );
+            continue;
+        }
         let settings = EngineSettings {
             allocator: setting.allocator,
             memory_keep_resident: setting.keep_resident,
             pagemap_scan: setting.pagemap_scan,
+            mpk: setting.mpk,
             max_instances: 1000,
             ..EngineSettings::default()
         };

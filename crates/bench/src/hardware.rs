@@ -350,6 +350,11 @@ impl Offload {
 }
 
 pub fn run(args: HardwareArgs) -> anyhow::Result<()> {
+    // The report's folder, before minutes of measuring rather than after them.
+    if let Some(folder) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
     let data = std::env::temp_dir().join(format!("meshwa-bench-hardware-{}", std::process::id()));
     let findings = measure(&args, &data);
     let _ = std::fs::remove_dir_all(&data);
