@@ -268,6 +268,9 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
         // Creating the engine reserves the whole pool: this is the probe.
         match Engine::new(&config) {
             Ok(engine) => {
+                if mpk {
+                    crate::pkeys::note_in_use();
+                }
                 check_map_count(settings.max_instances);
                 tracing::info!(
                     allocator = "pooling",

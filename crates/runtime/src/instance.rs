@@ -67,6 +67,14 @@ struct Held {
     _permit: Admitted,
 }
 
+impl Drop for Held {
+    /// Runs before the fields drop: resetting the store's memory needs its protection key, which
+    /// this thread's PKRU may deny (see `pkeys`).
+    fn drop(&mut self) {
+        crate::pkeys::allow_host_all_keys();
+    }
+}
+
 impl Instance {
     /// Steps 1 and 2: admits the invocation and makes its store.
     pub(crate) async fn start(

@@ -27,6 +27,7 @@ mod host_link;
 mod http;
 mod http_errors;
 mod instance;
+mod pkeys;
 mod platform;
 mod preinit;
 mod recent_traces;

@@ -98,6 +98,9 @@ pub(crate) fn snapshot(engine: &Engine, bytes: &[u8], max_memory: u64) -> Result
 }
 
 fn take_snapshot(engine: &Engine, bytes: &[u8], max_memory: u64) -> Result<Vec<u8>, String> {
+    // The snapshot reads the instance's memory and dropping the store resets it, from this
+    // thread, outside guest code; the guest's fiber puts this state back after each run.
+    crate::pkeys::allow_host_all_keys();
     let mut wizer = Wizer::new();
     // The component's lifted `wizer-initialize` still refers to the core function: keep it.
     wizer.keep_init_func(true);

@@ -7,4 +7,5 @@
 mod loading;
 mod platform_harness;
 mod platform_script;
+mod protection_keys;
 mod triggers;

@@ -1,0 +1,77 @@
+//! Memory protection keys (MPK) and the threads that serve: with `--mpk auto` on a CPU with
+//! `pku`, wasmtime colours each pooled memory with a key, and a thread may touch that memory only
+//! while its PKRU register allows the key. A server's worker threads exist before the engine
+//! does, and any of them may run a guest and tear its instance down. This test serves from such
+//! threads in the default configuration: on a machine with `pku` it runs with MPK (and says so by
+//! its assertion on the engine's facts); on one without, the same path without it.
+
+use std::convert::Infallible;
+use std::path::Path;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use meshwa_manifest::Manifest;
+use meshwa_runtime::{BodyError, EngineSettings, Runtime, Secrets, mpk_available};
+use meshwa_test_programs as programs;
+
+#[test]
+fn threads_made_before_the_engine_serve_and_tear_instances_down() {
+    // The workers first, as `meshwa serve` makes them: their PKRU is Linux's default, which
+    // denies every protection key but 0.
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Made on another thread than the test's, so that no thread the workers came from has seen it.
+    let runtime = {
+        let dir = data.path().to_owned();
+        std::thread::spawn(move || Runtime::new(EngineSettings::default(), &dir))
+            .join()
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        runtime.facts().mpk,
+        mpk_available(),
+        "the default engine uses MPK exactly where the machine has it"
+    );
+    let manifest = Manifest::parse(
+        &format!(
+            "tenant = \"t\"\napp = \"a\"\n[[functions]]\nname = \"f\"\ncomponent = {:?}\n",
+            programs::HELLO
+        ),
+        Path::new("m.toml"),
+        Path::new("/"),
+    )
+    .unwrap();
+    let function = runtime
+        .load_app(&manifest, &Secrets::default())
+        .unwrap()
+        .remove(0);
+    workers.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..8 {
+            let function = function.clone();
+            // Spawned: the requests run (and end) on the worker threads, not on this one.
+            tasks.spawn(async move {
+                for i in 0..25 {
+                    let request = http::Request::get(format!("http://localhost/{task}/{i}"))
+                        .body(
+                            Empty::<Bytes>::new()
+                                .map_err(|never: Infallible| -> BodyError { match never {} }),
+                        )
+                        .unwrap();
+                    let response = function.handle(request, "test").await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    let body = response.into_body().collect().await.unwrap().to_bytes();
+                    assert!(body.starts_with(b"hello"), "{body:?}");
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+}
