@@ -303,6 +303,10 @@ pub struct Steadiness {
     pub end_ms: f64,
 }
 
+/// How far apart the first and last probe may be before the report calls its run unsteady:
+/// steady runs here were 0–4 % apart, and one 27 % apart disagreed with a steady one by up to 2×.
+const UNSTEADY: f64 = 0.10;
+
 impl Steadiness {
     /// The larger median over the smaller, less one (0.1 = 10 % apart).
     pub fn apart(&self) -> f64 {
@@ -1229,7 +1233,7 @@ pub fn report(f: &Findings, chart: &str) -> String {
          (docs/benchmarks.md, \"The hardware report\"): read a difference smaller than \
          that between rows as noise. How steady this one was: the SHA-256 \
          request of section 1 (guard regions) took {:.3} ms at the start of this run and \
-         {:.3} ms at its end, {:.0} % apart; compare rows of other runs only within that.\n\n\
+         {:.3} ms at its end, {:.0} % apart; compare rows of other runs only within that.{}\n\n\
          | machine | |\n| --- | --- |\n| CPU | {} ({} cores) |\n| kernel | {} |\n\
          | memory protection keys (`pku`) | {} |\n| transparent huge pages | {} |\n\
          | `vm.max_map_count` | {} |\n",
@@ -1238,6 +1242,13 @@ pub fn report(f: &Findings, chart: &str) -> String {
         f.steadiness.start_ms,
         f.steadiness.end_ms,
         100.0 * f.steadiness.apart(),
+        if f.steadiness.apart() > UNSTEADY {
+            " **This run was not steady**: the machine's speed changed while it ran, so its \
+             rows may differ from another run's by more than the noise stated here; re-run it \
+             when the machine is quiet before comparing."
+        } else {
+            ""
+        },
         m.cpu,
         m.cores,
         m.kernel,
@@ -1787,6 +1798,7 @@ mod tests {
         for expected in [
             "Test CPU (2 cores)",
             "took 10.000 ms at the start of this run and 12.000 ms at its end, 20 % apart",
+            "**This run was not steady**",
             "| memory protection keys (`pku`) | yes |",
             "| SHA-256 | bounds checks | 12.500 | 1.25 | 900000 |",
             "| small | copy-on-write image, keep-resident 0 | 20.0 | 7.0 | 5.0 (1.0) | 3.0 (0.5) \
@@ -1807,6 +1819,18 @@ mod tests {
                 "missing {expected:?} in\n{report}"
             );
         }
+    }
+
+    #[test]
+    fn only_an_unsteady_run_is_said_to_be_one() {
+        let mut findings = recorded(true);
+        findings.steadiness = Steadiness {
+            start_ms: 10.0,
+            end_ms: 10.4,
+        };
+        let report = report(&findings, "chart.svg");
+        assert!(report.contains("4 % apart"), "{report}");
+        assert!(!report.contains("not steady"), "{report}");
     }
 
     #[test]
