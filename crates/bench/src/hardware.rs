@@ -1662,15 +1662,14 @@ mod tests {
         }
         assert!(findings.offload.requests > 1 && findings.offload.server_cpu_us > 0.0);
         assert!(findings.steadiness.start_ms > 0.0 && findings.steadiness.end_ms > 0.0);
-        // Under the `madvise` mode, only the advised pools hold huge pages, and the large image
-        // copied into one does.
+        // Under the `madvise` mode, only the advised pools may hold huge pages. Whether they
+        // get any is the kernel's best effort (a free 2 MiB block at fault time): the VMs of
+        // 2026-12-05 gave the advised pool none in most runs, and even a plain advised heap
+        // mapping only sometimes, so the report measures it and the test does not require it.
         if findings.machine.thp.contains("[madvise]") {
             for row in &findings.resets {
                 let advised = row.reset.contains("huge pages");
                 assert!(advised || row.huge_mib == 0.0, "{row:?}");
-                if row.reset == MEMSET_HUGE && row.image.starts_with("large") {
-                    assert!(row.huge_mib > 0.0, "{row:?}");
-                }
             }
         }
         assert_eq!(findings.copies.len(), 3 * COPY_SIZES.len());
