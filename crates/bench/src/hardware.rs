@@ -304,7 +304,7 @@ pub struct Steadiness {
 }
 
 /// How far apart the first and last probe may be before the report calls its run unsteady:
-/// steady runs here were 0–4 % apart, and one 27 % apart disagreed with a steady one by up to 2×.
+/// steady runs here were 0–4 % apart, and one 27 % apart disagreed with a steady one by up to 2.5×.
 const UNSTEADY: f64 = 0.10;
 
 impl Steadiness {
