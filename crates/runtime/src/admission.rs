@@ -49,6 +49,9 @@ pub(crate) struct Admission {
     tenant_max_queue: u32,
     tenants: Mutex<HashMap<Name, Arc<TenantGate>>>,
     cpu: Arc<CpuShare>,
+    /// The pool's memories are striped with protection keys (see `engine`): a slot may then be
+    /// free in another stripe than the one a new store was given.
+    striped_pool: bool,
 }
 
 /// One tenant's share of the pool.
@@ -178,6 +181,7 @@ impl Admission {
         tenant_memory_ceiling: Option<u64>,
         tenant_cpu_lanes: u32,
         max_buffered_bodies: u64,
+        striped_pool: bool,
     ) -> Self {
         Admission {
             pool: Arc::new(Semaphore::new(max_instances as usize)),
@@ -187,7 +191,12 @@ impl Admission {
             tenant_max_queue,
             tenants: Mutex::new(HashMap::new()),
             cpu: CpuShare::new(tenant_cpu_lanes),
+            striped_pool,
         }
+    }
+
+    pub(crate) fn pool_is_striped(&self) -> bool {
+        self.striped_pool
     }
 
     /// The gate of `tenant`, whose manifests ask for at most `requested` slots (if they say).

@@ -377,15 +377,13 @@ where
     };
     let instance = Instance::start(function, call, entry, Some(stdio)).await?;
 
-    let pre = pre.clone();
     let id = function.id().clone();
     let guest_invocation = invocation.clone();
     // The program's stdout closes with its instance: the response body ends there.
     let status = instance.run(
-        move |store| {
+        pre.clone(),
+        move |store, command| {
             Box::pin(async move {
-                let command = pre.instantiate_async(&mut *store).await?;
-                store.data_mut().instantiated();
                 match command.wasi_cli_run().call_run(&mut *store).await {
                     Ok(Ok(())) => Ok(0),
                     Ok(Err(())) => Ok(1),

@@ -4,7 +4,8 @@
 //! - **Base:** component model, epoch interruption, copy-on-write memory images, parallel
 //!   compilation, and the operator's `memory_reservation` if one was set.
 //! - **Pool** (unless `OnDemand`), sized from `max_instances` (n): n component instances and
-//!   stacks; up to 16 core instances, 2 memories and 4 tables per component; memories of at most
+//!   stacks; 64 core instances, 2 memories and 4 tables per instance slot (a component may use
+//!   up to 64, 8 and 32 of them: see the constants below); memories of at most
 //!   `max_instance_memory`. Up to `memory_keep_resident` bytes (1 MiB) of each memory and
 //!   64 KiB of each table stay resident between instances and are reset with memset or a copy
 //!   of the image, not released with madvise: without Linux's `PAGEMAP_SCAN` (6.7+) the first
@@ -17,7 +18,11 @@
 //!   names the `sysctl` to run when `vm.max_map_count` is too low for `max_instances` (a live
 //!   instance takes about 4 mappings, an idle pool none).
 //! - **MPK** applies to the pool only: `Auto` uses it when the CPU and kernel offer it, `Enable`
-//!   refuses to start without it; the on-demand engine reports `mpk = false`.
+//!   refuses to start without it; the on-demand engine reports `mpk = false`. wasmtime then
+//!   divides the memories into stripes, one per key (at most [`MPK_STRIPES_AT_MOST`]), and gives
+//!   each new store the next stripe in turn, full or not. So the pool gets room for one more
+//!   component of the largest kind in every stripe, and an instantiation that finds its stripe
+//!   full tries the next (see `instance`): every admitted request then finds a slot.
 //! - **Epoch:** the thread `meshwa-epoch` advances the epoch every [`EPOCH_TICK`] (1 ms), holding
 //!   only a weak reference to the engine. A guest yields at every tick and is ended at its
 //!   deadline (see `instance`), so deadlines are precise to about a millisecond and a spinning
@@ -195,7 +200,7 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-        .total_memories(n.saturating_mul(2))
+        .total_memories(total_memories(n, mpk))
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .total_tables(n.saturating_mul(4))
         .max_tables_per_component(TABLES_PER_COMPONENT)
@@ -210,6 +215,22 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
             Enabled::No
         });
     pool
+}
+
+/// Stripes wasmtime makes of an MPK pool at most: x86 has 16 protection keys, and key 0 is every
+/// thread's own.
+pub(crate) const MPK_STRIPES_AT_MOST: u32 = 15;
+
+/// Memories of a pool of `n` slots: two per slot; with MPK also room for a component of the
+/// largest kind in every stripe, so that the stripes (each `total / stripes` memories) together
+/// always have one with room while fewer than `n` instances live (see `instance`).
+fn total_memories(n: u32, mpk: bool) -> u32 {
+    let per_slot = n.saturating_mul(2);
+    if mpk {
+        per_slot.saturating_add(MPK_STRIPES_AT_MOST * MEMORIES_PER_COMPONENT)
+    } else {
+        per_slot
+    }
 }
 
 /// Kernel mappings one live instance takes: 4.0 measured by `meshwa-bench density` (its memory

@@ -379,10 +379,9 @@ impl Function {
         let instance = Instance::start(self, call, Entry::Call, None).await?;
         instance
             .run(
-                move |store| {
+                pre,
+                move |store, instance| {
                     Box::pin(async move {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        store.data_mut().instantiated();
                         let func = instance.get_func(&mut *store, export).ok_or_else(|| {
                             wasmtime::format_err!(
                                 "the exporter lacks the function it was linked to"

@@ -49,7 +49,7 @@ where
 
     let (sender, mut receiver) = oneshot::channel();
     let (request, outparam) = {
-        let mut http = instance.store_mut().data_mut().http();
+        let mut http = instance.state_mut().http();
         let request = http
             .new_incoming_request(Scheme::Http, request)
             .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
@@ -63,13 +63,11 @@ where
     // it until the guest sets the response head, then the response body drives it while the
     // guest streams. No extra task, no cross-thread wake-ups, and the instance dies with the
     // request if the client goes away.
-    let pre = pre.clone();
     let guest_body_exceeded = body_exceeded.clone();
     let mut guest: GuestRun = Box::pin(instance.run(
-        move |store| {
+        pre.clone(),
+        move |store, proxy| {
             Box::pin(async move {
-                let proxy = pre.instantiate_async(&mut *store).await?;
-                store.data_mut().instantiated();
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut *store, request, outparam)

@@ -198,6 +198,7 @@ impl Runtime {
             settings.tenant_max_memory,
             settings.tenant_cpu_lanes,
             settings.max_buffered_bodies,
+            facts.mpk,
         ));
         Ok(Runtime {
             engine,

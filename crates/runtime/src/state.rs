@@ -217,6 +217,14 @@ impl InstanceLimiter {
     pub(crate) fn host_budget_left(&self) -> u64 {
         self.host_held.left()
     }
+
+    /// Releases what the memories of a dropped store charged to the tenant, so that a new
+    /// store with this state starts its account from nothing (see `instance`).
+    pub(crate) fn release_all(&mut self) {
+        self.tenant
+            .account
+            .release(std::mem::take(&mut self.charged));
+    }
 }
 
 impl Drop for InstanceLimiter {

@@ -75,3 +75,79 @@ fn threads_made_before_the_engine_serve_and_tear_instances_down() {
         }
     });
 }
+
+/// Keys x86 offers besides key 0 (which every thread may use): wasmtime stripes the pool with at
+/// most this many.
+const STRIPES_AT_MOST: usize = 15;
+
+/// With MPK, wasmtime divides the pool's memories into stripes, one per key, and gives each new
+/// store the next stripe in turn, whether or not that stripe has room. Requests that stay (here:
+/// streams the test keeps open) arriving in step with the stripes, between requests that come and
+/// go, all land in one stripe and fill it while the others are nearly empty. Every request the
+/// pool admitted must still get its instance; without MPK this is plain pool capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_stay_all_get_an_instance_however_they_fall_on_the_stripes() {
+    const STAYING: usize = 30;
+    let data = tempfile::tempdir().unwrap();
+    let settings = EngineSettings {
+        max_instances: 64,
+        tenant_max_instances: Some(64),
+        ..EngineSettings::default()
+    };
+    let runtime = Runtime::new(settings, data.path()).unwrap();
+    assert_eq!(runtime.facts().mpk, mpk_available());
+    let manifest = Manifest::parse(
+        &format!(
+            "tenant = \"t\"\napp = \"a\"\n\
+             [[functions]]\nname = \"echo\"\ncomponent = {:?}\n\
+             [[functions]]\nname = \"hello\"\ncomponent = {:?}\n",
+            programs::ECHO,
+            programs::HELLO
+        ),
+        Path::new("m.toml"),
+        Path::new("/"),
+    )
+    .unwrap();
+    let mut functions = runtime.load_app(&manifest, &Secrets::default()).unwrap();
+    let hello = functions.pop().unwrap();
+    let echo = functions.pop().unwrap();
+    assert_eq!(echo.id().function.as_str(), "echo");
+
+    let mut staying = Vec::new();
+    for stay in 0..STAYING {
+        // One request that stays: the echo guest answers at once and streams the body back for
+        // as long as the test keeps it open.
+        let (sender, body) = http_body_util::channel::Channel::<Bytes, BodyError>::new(1);
+        let request = http::Request::post("http://localhost/echo")
+            .body(body)
+            .unwrap();
+        let response = echo
+            .handle(request, "staying")
+            .await
+            .unwrap_or_else(|e| panic!("staying request {stay} got no instance: {e}"));
+        assert_eq!(response.status(), 200);
+        staying.push((sender, response));
+        // Then requests that come and go, one per other stripe.
+        for _ in 1..STRIPES_AT_MOST {
+            let response = hello.handle(empty_get(), "passing").await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        }
+    }
+    for (mut sender, response) in staying {
+        sender.send_data(Bytes::from_static(b"bye")).await.unwrap();
+        drop(sender);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"bye");
+    }
+}
+
+fn empty_get() -> http::Request<http_body_util::combinators::BoxBody<Bytes, BodyError>> {
+    http::Request::get("http://localhost/")
+        .body(
+            Empty::<Bytes>::new()
+                .map_err(|never: Infallible| -> BodyError { match never {} })
+                .boxed(),
+        )
+        .unwrap()
+}
