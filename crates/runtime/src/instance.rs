@@ -187,7 +187,8 @@ impl Instance {
             tracing::Instrument::instrument(cpu.metered(instantiation), span.clone());
         let (mut held, result) = match tokio::time::timeout_at(deadline, instantiation).await {
             Ok((mut held, Ok(instance))) => {
-                held.store.data_mut().instantiated();
+                // Its event belongs to the invocation's span, as the guest's do.
+                span.in_scope(|| held.store.data_mut().instantiated());
                 let run = tracing::Instrument::instrument(
                     cpu.metered(work(&mut held.store, instance)),
                     span.clone(),
