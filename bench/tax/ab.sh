@@ -24,6 +24,10 @@ MANIFEST=${MANIFEST:-meshwa.toml}
 LOAD=${LOAD:-/shop/load}
 PORT=${PORT:-18080}
 CLK=$(getconf CLK_TCK)
+# A server left behind (by a failed step, or by another run) would answer in place of the one
+# under test: stop ours on every exit, and refuse to start where the port is taken.
+server=
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi' EXIT
 for round in $(seq 1 "$ROUNDS"); do
     for variant in "$@"; do
         name=${variant%%=*}
@@ -32,6 +36,10 @@ for round in $(seq 1 "$ROUNDS"); do
         meshwa=$(realpath "${rest#*:}")
         work=$(mktemp -d)
         sed "s|\"../../target/guests/wasm32-wasip2/release/|\"$dir/|" "$REPO/bench/tax/$MANIFEST" >"$work/meshwa.toml"
+        if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
+            echo "ab.sh: something already listens on 127.0.0.1:$PORT (PORT= chooses another)" >&2
+            exit 1
+        fi
         timeout 120 "$meshwa" serve "$work/meshwa.toml" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$((PORT + 1))" \
             --data-dir "$work/data" 2>"$work/log" >/dev/null &
         wrapper=$!
@@ -50,6 +58,7 @@ cpu = (int(after) - int(before)) * 1e6 / int(clk) / d["requests"]
 print(f"{name:12s} round {rnd}: {d['throughput']:7.0f} req/s  p50 {d.get('p50_ms', 0):.2f} ms  CPU {cpu:6.0f} us/req  errors {d.get('errors')}")
 PY
         kill "$server"
+        server=
         wait "$wrapper" 2>/dev/null || true
         rm -rf "$work"
     done

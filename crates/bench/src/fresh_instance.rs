@@ -85,8 +85,8 @@ const SETTINGS: &[Setting] = &[
         pagemap_scan: true,
         mpk: MpkChoice::Disable,
     },
-    // What `--mpk auto` (the default) chooses where the CPU has `pku`: the pool striped over
-    // protection keys, for density (docs/benchmarks.md, "Density").
+    // The pool striped over protection keys, for density (docs/benchmarks.md, "Density"): what
+    // `--mpk enable` gives, and `--mpk auto` where the pool does not fit without it.
     Setting {
         name: "pooling, keep-resident 1 MiB, pagemap-scan, MPK",
         allocator: AllocatorChoice::Pooling,

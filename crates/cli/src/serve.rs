@@ -96,8 +96,9 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Allocator::Auto)]
     allocator: Allocator,
 
-    /// Memory protection keys (MPK) to pack more pooled sandboxes into the address space:
-    /// `auto` uses them when the CPU (`pku`) and kernel offer them. The choice is logged.
+    /// Memory protection keys (MPK) to pack more pooled sandboxes into the address space: `auto`
+    /// uses them only when the pool does not fit without them and the CPU (`pku`) and kernel
+    /// offer them (they cost every host call a key switch). The choice is logged.
     #[arg(long, value_enum, default_value_t = Mpk::Auto)]
     mpk: Mpk,
 

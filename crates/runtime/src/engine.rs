@@ -17,12 +17,17 @@
 //!   it is fatal. The `engine ready` log line names the allocator, MPK and the slot count. A warning
 //!   names the `sysctl` to run when `vm.max_map_count` is too low for `max_instances` (a live
 //!   instance takes about 4 mappings, an idle pool none).
-//! - **MPK** applies to the pool only: `Auto` uses it when the CPU and kernel offer it, `Enable`
-//!   refuses to start without it; the on-demand engine reports `mpk = false`. wasmtime then
-//!   divides the memories into stripes, one per key (at most [`MPK_STRIPES_AT_MOST`]), and gives
-//!   each new store the next stripe in turn, full or not. So the pool gets room for one more
-//!   component of the largest kind in every stripe, and an instantiation that finds its stripe
-//!   full tries the next (see `instance`): every admitted request then finds a slot.
+//! - **MPK** applies to the pool only. It buys density and costs time: with it, wasmtime switches
+//!   the thread's protection keys on every call between guest and host (two `wrpkru` and a call
+//!   into the allocator), which made the composed checkout 10 % slower (docs/benchmarks.md,
+//!   "What MPK costs per request"). So `Auto` first tries the pool without MPK and takes MPK only
+//!   when that pool cannot be reserved (`max_instances` beyond about 10,900 with the default
+//!   reservation) and the CPU and kernel offer it; `Enable` always takes it or refuses to start;
+//!   the on-demand engine reports `mpk = false`. wasmtime divides an MPK pool's memories into
+//!   stripes, one per key (at most [`MPK_STRIPES_AT_MOST`]), and gives each new store the next
+//!   stripe in turn, full or not. So the pool gets room for one more component of the largest
+//!   kind in every stripe, and an instantiation that finds its stripe full tries the next (see
+//!   `instance`): every admitted request then finds a slot.
 //! - **Epoch:** the thread `meshwa-epoch` advances the epoch every [`EPOCH_TICK`] (1 ms), holding
 //!   only a weak reference to the engine. A guest yields at every tick and is ended at its
 //!   deadline (see `instance`), so deadlines are precise to about a millisecond and a spinning
@@ -30,7 +35,7 @@
 //! - **Why 4 GiB of address space per memory by default:** compiled code then skips bounds
 //!   checks, but only about 11,000 instances fit without MPK (`meshwa-bench density`). A smaller
 //!   `--memory-reservation` trades bounds checks for density; MPK gives the density without the
-//!   checks, and is used whenever the CPU offers it.
+//!   checks, at the price of a key switch per host call.
 
 use std::time::Duration;
 
@@ -57,10 +62,13 @@ pub enum AllocatorChoice {
 /// Whether to use memory protection keys (MPK) to stripe pooled memories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MpkChoice {
-    /// Use MPK when the CPU and kernel offer it.
+    /// Use MPK only where the pool does not fit in the address space without it and the CPU
+    /// and kernel offer it: MPK buys density, and costs every host call a switch of keys.
     #[default]
     Auto,
+    /// Use MPK, or refuse to build the engine where it is unavailable.
     Enable,
+    /// Never use MPK.
     Disable,
 }
 
@@ -268,9 +276,12 @@ pub fn mpk_available() -> bool {
 /// Builds the engine, probing the pooling allocator and falling back as `settings` allow.
 pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), EngineError> {
     let engine_error = |e: wasmtime::Error| EngineError::Engine(format!("{e:#}"));
-    let mpk = match settings.mpk {
-        MpkChoice::Disable => false,
-        MpkChoice::Auto => mpk_available(),
+    // The pools to try, in order: MPK costs every host call a switch of the thread's keys, so
+    // `Auto` takes it only for a pool that does not fit in the address space without it.
+    let attempts: &[bool] = match settings.mpk {
+        MpkChoice::Disable => &[false],
+        MpkChoice::Auto if mpk_available() => &[false, true],
+        MpkChoice::Auto => &[false],
         MpkChoice::Enable => {
             if !mpk_available() {
                 return Err(EngineError::Engine(
@@ -278,37 +289,52 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
                         .into(),
                 ));
             }
-            true
+            &[true]
         }
     };
     if settings.allocator != AllocatorChoice::OnDemand {
-        let mut config = base_config(settings);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-            settings, mpk,
-        )));
-        // Creating the engine reserves the whole pool: this is the probe.
-        match Engine::new(&config) {
-            Ok(engine) => {
-                if mpk {
-                    crate::pkeys::note_in_use();
+        let mut last_error = None;
+        for &mpk in attempts {
+            let mut config = base_config(settings);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                settings, mpk,
+            )));
+            // Creating the engine reserves the whole pool: this is the probe.
+            match Engine::new(&config) {
+                Ok(engine) => {
+                    if mpk {
+                        crate::pkeys::note_in_use();
+                    }
+                    check_map_count(settings.max_instances);
+                    tracing::info!(
+                        allocator = "pooling",
+                        mpk,
+                        slots = settings.max_instances,
+                        max_instance_memory = settings.max_instance_memory,
+                        "engine ready"
+                    );
+                    return Ok((engine, EngineFacts { pooling: true, mpk }));
                 }
-                check_map_count(settings.max_instances);
-                tracing::info!(
-                    allocator = "pooling",
-                    mpk,
-                    slots = settings.max_instances,
-                    max_instance_memory = settings.max_instance_memory,
-                    "engine ready"
-                );
-                return Ok((engine, EngineFacts { pooling: true, mpk }));
+                Err(error) => {
+                    tracing::info!(
+                        mpk,
+                        slots = settings.max_instances,
+                        error = %format!("{error:#}"),
+                        "the pool cannot be reserved this way"
+                    );
+                    last_error = Some(error);
+                }
             }
-            Err(error) if settings.allocator == AllocatorChoice::Auto => {
-                tracing::warn!(
-                    error = %format!("{error:#}"),
-                    "cannot reserve the pooling allocator; falling back to on-demand allocation"
-                );
+        }
+        match last_error {
+            Some(error) if settings.allocator == AllocatorChoice::Pooling => {
+                return Err(engine_error(error));
             }
-            Err(error) => return Err(engine_error(error)),
+            Some(error) => tracing::warn!(
+                error = %format!("{error:#}"),
+                "cannot reserve the pooling allocator; falling back to on-demand allocation"
+            ),
+            None => {}
         }
     }
     let mut config = base_config(settings);

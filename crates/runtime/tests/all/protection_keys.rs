@@ -1,9 +1,10 @@
-//! Memory protection keys (MPK) and the threads that serve: with `--mpk auto` on a CPU with
-//! `pku`, wasmtime colours each pooled memory with a key, and a thread may touch that memory only
-//! while its PKRU register allows the key. A server's worker threads exist before the engine
-//! does, and any of them may run a guest and tear its instance down. This test serves from such
-//! threads in the default configuration: on a machine with `pku` it runs with MPK (and says so by
-//! its assertion on the engine's facts); on one without, the same path without it.
+//! Memory protection keys (MPK) and the threads that serve: with MPK on a CPU with `pku`,
+//! wasmtime colours each pooled memory with a key, and a thread may touch that memory only while
+//! its PKRU register allows the key. A server's worker threads exist before the engine does, and
+//! any of them may run a guest and tear its instance down. These tests ask for MPK where the
+//! machine has it (and say so by their assertions on the engine's facts); on a machine without,
+//! they run the same paths without it. `--mpk auto` takes MPK only for a pool too large for the
+//! address space without it: the last test checks that choice.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -11,7 +12,10 @@ use std::path::Path;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use meshwa_manifest::Manifest;
-use meshwa_runtime::{BodyError, EngineSettings, Runtime, Secrets, mpk_available};
+use meshwa_runtime::{
+    AllocatorChoice, BodyError, EngineSettings, MpkChoice, Runtime, Secrets, build_engine,
+    mpk_available,
+};
 use meshwa_test_programs as programs;
 
 #[test]
@@ -27,7 +31,7 @@ fn threads_made_before_the_engine_serve_and_tear_instances_down() {
     // Made on another thread than the test's, so that no thread the workers came from has seen it.
     let runtime = {
         let dir = data.path().to_owned();
-        std::thread::spawn(move || Runtime::new(EngineSettings::default(), &dir))
+        std::thread::spawn(move || Runtime::new(mpk_where_available(), &dir))
             .join()
             .unwrap()
             .unwrap()
@@ -35,7 +39,7 @@ fn threads_made_before_the_engine_serve_and_tear_instances_down() {
     assert_eq!(
         runtime.facts().mpk,
         mpk_available(),
-        "the default engine uses MPK exactly where the machine has it"
+        "the engine uses MPK exactly where the machine has it"
     );
     let manifest = Manifest::parse(
         &format!(
@@ -92,7 +96,7 @@ async fn requests_that_stay_all_get_an_instance_however_they_fall_on_the_stripes
     let settings = EngineSettings {
         max_instances: 64,
         tenant_max_instances: Some(64),
-        ..EngineSettings::default()
+        ..mpk_where_available()
     };
     let runtime = Runtime::new(settings, data.path()).unwrap();
     assert_eq!(runtime.facts().mpk, mpk_available());
@@ -150,4 +154,37 @@ fn empty_get() -> http::Request<http_body_util::combinators::BoxBody<Bytes, Body
                 .boxed(),
         )
         .unwrap()
+}
+
+/// `--mpk auto` (the default) leaves MPK off for a pool that fits in the address space without
+/// it (MPK costs every host call a key switch), and takes it for one that does not, where the
+/// machine has it; without `pku` such a pool falls back to on-demand allocation.
+#[test]
+fn auto_takes_protection_keys_only_for_a_pool_that_needs_them() {
+    let (_, facts) = build_engine(&EngineSettings::default()).unwrap();
+    assert!(facts.pooling, "the default pool fits: {facts:?}");
+    assert!(!facts.mpk, "a pool that fits needs no MPK: {facts:?}");
+
+    // Two 4 GiB memories per slot: 40,000 slots want 320 TiB, beyond the 128 TiB of user
+    // address space; striped over 15 keys they need about a fifteenth of that.
+    let (_, facts) = build_engine(&EngineSettings {
+        max_instances: 40_000,
+        ..EngineSettings::default()
+    })
+    .unwrap();
+    assert_eq!(facts.mpk, mpk_available(), "{facts:?}");
+    assert_eq!(facts.pooling, mpk_available(), "{facts:?}");
+}
+
+/// Settings that ask for MPK where the machine offers it, and for none where it does not.
+fn mpk_where_available() -> EngineSettings {
+    EngineSettings {
+        allocator: AllocatorChoice::Pooling,
+        mpk: if mpk_available() {
+            MpkChoice::Enable
+        } else {
+            MpkChoice::Disable
+        },
+        ..EngineSettings::default()
+    }
 }
