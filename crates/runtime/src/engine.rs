@@ -326,15 +326,14 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
                 }
             }
         }
-        match last_error {
-            Some(error) if settings.allocator == AllocatorChoice::Pooling => {
+        if let Some(error) = last_error {
+            if settings.allocator == AllocatorChoice::Pooling {
                 return Err(engine_error(error));
             }
-            Some(error) => tracing::warn!(
+            tracing::warn!(
                 error = %format!("{error:#}"),
                 "cannot reserve the pooling allocator; falling back to on-demand allocation"
-            ),
-            None => {}
+            );
         }
     }
     let mut config = base_config(settings);
