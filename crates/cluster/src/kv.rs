@@ -49,7 +49,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
-use meshwa_kv::{KeyPage, KeyValueBackend, KvError, LIST_PAGE, StoreId, StoreQuota, check_entry};
+use meshwa_kv::{
+    KeyPage, KeyValueBackend, KvError, LIST_PAGE, ReadBudget, StoreId, StoreQuota, check_entry,
+};
 use tokio::runtime::Handle;
 
 /// Prefix of every bucket meshwa creates; the rest is `<tenant>_<app>`.
@@ -58,6 +60,9 @@ pub const BUCKET_PREFIX: &str = "meshwa_";
 /// Most attempts of one compare-and-set before the write fails as the host's fault. Each
 /// attempt that fails lost to a write that succeeded, so this bounds starvation, not progress.
 const MAX_ATTEMPTS: usize = 500;
+
+/// Reads a `get_many` keeps in flight at once (see `ReadBudget`).
+const GET_MANY_AT_ONCE: usize = 32;
 
 /// The JetStream backend (see the module docs). Cheap to clone.
 #[derive(Clone)]
@@ -466,10 +471,28 @@ impl KeyValueBackend for JetStreamBackend {
         Ok(KeyPage { keys, cursor })
     }
 
-    fn get_many(&self, store: &StoreId, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+    fn get_many(
+        &self,
+        store: &StoreId,
+        keys: &[String],
+        budget: &mut ReadBudget,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         self.wait(async {
             let bucket = self.bucket(store).await?;
-            futures::future::try_join_all(keys.iter().map(|key| bucket.get_value(store, key))).await
+            let mut values = Vec::with_capacity(keys.len());
+            // A value's size is known only once it has arrived: a few reads at a time, so that a
+            // refused batch has fetched at most one group beyond the budget.
+            for group in keys.chunks(GET_MANY_AT_ONCE) {
+                let fetched = futures::future::try_join_all(
+                    group.iter().map(|key| bucket.get_value(store, key)),
+                )
+                .await?;
+                for value in fetched {
+                    budget.take(store, value.as_ref().map_or(0, Vec::len))?;
+                    values.push(value);
+                }
+            }
+            Ok(values)
         })
     }
 

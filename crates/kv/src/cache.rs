@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::{KeyPage, KeyValueBackend, KvError, StoreId, StoreQuota};
+use crate::{KeyPage, KeyValueBackend, KvError, ReadBudget, StoreId, StoreQuota};
 
 /// The backend, with hot values in memory.
 pub struct CachedBackend<B> {
@@ -181,7 +181,12 @@ impl<B: KeyValueBackend> KeyValueBackend for CachedBackend<B> {
         self.inner.list_keys(store, cursor)
     }
 
-    fn get_many(&self, store: &StoreId, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+    fn get_many(
+        &self,
+        store: &StoreId,
+        keys: &[String],
+        budget: &mut ReadBudget,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let mut values = Vec::with_capacity(keys.len());
         // Positions and keys of what the cache does not hold.
         let mut missing: Vec<(usize, String)> = Vec::new();
@@ -189,7 +194,10 @@ impl<B: KeyValueBackend> KeyValueBackend for CachedBackend<B> {
             let state = self.state();
             for (index, key) in keys.iter().enumerate() {
                 match state.cached(store, key) {
-                    Some(value) => values.push(value.clone()),
+                    Some(value) => {
+                        budget.take(store, value.as_ref().map_or(0, Vec::len))?;
+                        values.push(value.clone());
+                    }
                     None => {
                         missing.push((index, key.clone()));
                         values.push(None);
@@ -203,7 +211,7 @@ impl<B: KeyValueBackend> KeyValueBackend for CachedBackend<B> {
             return Ok(values);
         }
         let wanted: Vec<String> = missing.iter().map(|(_, key)| key.clone()).collect();
-        let loaded = self.inner.get_many(store, &wanted)?;
+        let loaded = self.inner.get_many(store, &wanted, budget)?;
         let mut state = self.state();
         let cache = generation.is_some_and(|generation| state.generation == generation);
         for ((index, key), value) in missing.into_iter().zip(loaded) {

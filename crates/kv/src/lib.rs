@@ -61,6 +61,13 @@ pub enum KvError {
     /// a value that is not a number, overflowing it): its fault.
     #[error("{store}: {what}")]
     Invalid { store: String, what: String },
+    /// A batch read would return more bytes than the caller may hold: its fault. Nothing was
+    /// returned; fewer keys at once would do.
+    #[error(
+        "{store}: get-many would return more than the {limit} bytes the function may still hold \
+         (its max-memory, less the buffers it holds); ask for fewer keys at once"
+    )]
+    ReadTooLarge { store: String, limit: u64 },
     /// The host's disk is full: nothing was written. The host's fault, and one the function may
     /// be told about (it can retry later), unlike the details of other backend failures.
     #[error("no space left on the host's disk; nothing was written")]
@@ -93,8 +100,14 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     /// Keys in order, at most [`LIST_PAGE`] of them, starting at position `cursor`.
     fn list_keys(&self, store: &StoreId, cursor: u64) -> Result<KeyPage, KvError>;
 
-    /// Values of `keys`, in order; `None` for a missing key.
-    fn get_many(&self, store: &StoreId, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError>;
+    /// Values of `keys`, in order; `None` for a missing key. Refuses with
+    /// [`KvError::ReadTooLarge`] once the values found pass `budget`, before copying more of them.
+    fn get_many(
+        &self,
+        store: &StoreId,
+        keys: &[String],
+        budget: &mut ReadBudget,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError>;
 
     /// Sets every entry or none (quota checked over all of them), durably.
     fn set_many(
@@ -134,6 +147,42 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     /// stores there were. For a tenant being deleted: a tenant created later under the same name
     /// starts empty.
     fn drop_tenant(&self, tenant: &str, keep: &[&str]) -> Result<usize, KvError>;
+}
+
+/// How many bytes of values a batch read may still return.
+///
+/// A guest names each key with a few bytes and may name the same key over and over, while every
+/// value found is copied out of the store before it is handed to the guest: without a bound a
+/// few kilobytes of keys could make the host copy gigabytes (and abort the server). The caller
+/// could not take more than its own memory anyway, so that is the bound the host passes.
+#[derive(Debug, Clone)]
+pub struct ReadBudget {
+    limit: u64,
+    used: u64,
+}
+
+impl ReadBudget {
+    pub fn new(limit: u64) -> ReadBudget {
+        ReadBudget { limit, used: 0 }
+    }
+
+    /// Takes `len` bytes of a value about to be returned from `store`, or refuses the read.
+    pub fn take(&mut self, store: &StoreId, len: usize) -> Result<(), KvError> {
+        let used = self.used.saturating_add(len as u64);
+        if used > self.limit {
+            return Err(KvError::ReadTooLarge {
+                store: store.to_string(),
+                limit: self.limit,
+            });
+        }
+        self.used = used;
+        Ok(())
+    }
+
+    /// Bytes taken so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
 }
 
 /// The quota checks shared by every backend, so that all of them refuse the same writes with the

@@ -10,7 +10,9 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
 
 use crate::reopening::{ReopeningDb, Unavailable, is_storage_full};
-use crate::{KeyPage, KeyValueBackend, KvError, LIST_PAGE, StoreId, StoreQuota, check_entry};
+use crate::{
+    KeyPage, KeyValueBackend, KvError, LIST_PAGE, ReadBudget, StoreId, StoreQuota, check_entry,
+};
 
 /// redb's cache of the file's pages. The values functions read again are cached in front of it
 /// (`CachedBackend`, `--kv-cache`), so this one needs to hold little more than the B-trees'
@@ -194,15 +196,23 @@ impl KeyValueBackend for RedbBackend {
         })
     }
 
-    fn get_many(&self, store: &StoreId, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+    fn get_many(
+        &self,
+        store: &StoreId,
+        keys: &[String],
+        budget: &mut ReadBudget,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         self.read(store, vec![None; keys.len()], |table| {
             keys.iter()
-                .map(|key| {
-                    Ok(table
-                        .get(key.as_str())
-                        .map_err(backend_error)?
-                        .map(|v| v.value().to_vec()))
-                })
+                .map(
+                    |key| match table.get(key.as_str()).map_err(backend_error)? {
+                        Some(value) => {
+                            budget.take(store, value.value().len())?;
+                            Ok(Some(value.value().to_vec()))
+                        }
+                        None => Ok(None),
+                    },
+                )
                 .collect()
         })
     }

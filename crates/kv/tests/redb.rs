@@ -3,7 +3,9 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use meshwa_kv::{KeyValueBackend, KvError, LIST_PAGE, RedbBackend, StoreId, StoreQuota};
+use meshwa_kv::{
+    KeyValueBackend, KvError, LIST_PAGE, ReadBudget, RedbBackend, StoreId, StoreQuota,
+};
 use meshwa_manifest::{Name, StoreName};
 
 fn store(tenant: &str, app: &str, name: &str) -> StoreId {
@@ -133,9 +135,60 @@ fn list_keys_pages_through_everything() {
     assert_eq!(second.cursor, None);
     assert_eq!(second.keys[4], format!("k{:05}", LIST_PAGE + 4));
     let many = kv
-        .get_many(&s, &["k00001".to_owned(), "nope".to_owned()])
+        .get_many(
+            &s,
+            &["k00001".to_owned(), "nope".to_owned()],
+            &mut unbounded(),
+        )
         .unwrap();
     assert_eq!(many, vec![Some(vec![]), None]);
+}
+
+fn unbounded() -> ReadBudget {
+    ReadBudget::new(u64::MAX)
+}
+
+/// A batch read stops at its byte budget, however its keys repeat, from the file and from the
+/// cache alike; within the budget it answers in full.
+#[test]
+fn a_batch_read_stops_at_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store("t", "a", "s");
+    let cached = meshwa_kv::CachedBackend::new(
+        RedbBackend::open(&dir.path().join("kv.redb")).unwrap(),
+        1024 * 1024,
+    );
+    let quota = StoreQuota {
+        max_value_size: 1000,
+        max_total_size: 2000,
+        ..QUOTA
+    };
+    cached
+        .set_many(&s, &[("big".into(), vec![7; 1000])], &quota)
+        .unwrap();
+    let keys = vec!["big".to_owned(); 1000];
+    // The first round reads the file (the read that fits fills the cache), the second the cache.
+    for round in ["file", "cache"] {
+        let mut budget = ReadBudget::new(10_000);
+        let refused = cached.get_many(&s, &keys, &mut budget).unwrap_err();
+        assert!(
+            matches!(refused, KvError::ReadTooLarge { limit: 10_000, .. }),
+            "{round}: {refused}"
+        );
+        assert!(refused.is_callers_fault());
+        assert!(budget.used() <= 10_000, "{round}: {}", budget.used());
+
+        let mut budget = ReadBudget::new(10_000);
+        let values = cached.get_many(&s, &keys[..10], &mut budget).unwrap();
+        assert_eq!(values, vec![Some(vec![7; 1000]); 10], "{round}");
+        assert_eq!(budget.used(), 10_000);
+    }
+    // Missing keys cost nothing.
+    let mut budget = ReadBudget::new(0);
+    let none = cached
+        .get_many(&s, &vec!["none".to_owned(); 1000], &mut budget)
+        .unwrap();
+    assert_eq!(none, vec![None; 1000]);
 }
 
 #[test]
@@ -174,7 +227,7 @@ fn the_read_cache_never_serves_a_value_older_than_an_acknowledged_write() {
     assert_eq!(backend.get(&store, "k").unwrap(), Some(b"5".to_vec()));
     assert_eq!(
         backend
-            .get_many(&store, &["k".into(), "none".into()])
+            .get_many(&store, &["k".into(), "none".into()], &mut unbounded())
             .unwrap(),
         vec![Some(b"5".to_vec()), None]
     );
@@ -205,7 +258,10 @@ fn the_read_cache_never_serves_a_value_older_than_an_acknowledged_write() {
                 for _ in 0..3000 {
                     let floor = acknowledged.load(Ordering::SeqCst);
                     let read = if reader == 0 {
-                        backend.get_many(&store, &["n".into()]).unwrap().remove(0)
+                        backend
+                            .get_many(&store, &["n".into()], &mut unbounded())
+                            .unwrap()
+                            .remove(0)
                     } else {
                         backend.get(&store, "n").unwrap()
                     };

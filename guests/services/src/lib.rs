@@ -14,6 +14,7 @@
 //! | `POST /incr/<store>/<key>?by=N`       | the new value                                         |
 //! | `PUT /batch/<store>` + `k=v` lines    | sets them all                                         |
 //! | `GET /batch/<store>?keys=a,b`         | `k=v` lines, `k!` for a missing key                    |
+//! | `GET /batch-repeat/<store>?key=k&times=N` | one get-many of `k` N times: `<N> values, <bytes> bytes` |
 //! | `GET /config/<key>`                   | the value (404 if not granted)                        |
 //! | `GET /config`                         | every granted `k=v`, one per line                     |
 //! | `POST /log` + body                    | the body to wasi:logging (info), stdout and stderr    |
@@ -143,6 +144,19 @@ fn handle(request: Request) -> Response {
                         })
                         .collect();
                     Response::new(200, lines.join("\n"))
+                }
+                Err(e) => kv_error(e),
+            }
+        }
+        // A few bytes of keys that ask the host for a large value many times over.
+        ("GET", ["batch-repeat", store]) => {
+            let key = query(q, "key").unwrap_or("");
+            let times = query(q, "times").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let keys = vec![key.to_string(); times];
+            match Store::open(store).and_then(|s| s.get_many(&keys)) {
+                Ok(values) => {
+                    let bytes: usize = values.iter().flatten().map(|(_, v)| v.len()).sum();
+                    Response::new(200, format!("{} values, {bytes} bytes", values.len()))
                 }
                 Err(e) => kv_error(e),
             }

@@ -62,7 +62,9 @@ impl Store {
         atomics::increment(&self.bucket, key, delta)
     }
 
-    /// Values of `keys`, in order.
+    /// Values of `keys`, in order. The host refuses (an error, nothing returned) a batch whose
+    /// values add up to more than this instance may hold: its `max-memory`, less the buffers
+    /// it holds.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(String, Vec<u8>)>>, Error> {
         batch::get_many(&self.bucket, keys)
     }

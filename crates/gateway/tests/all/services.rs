@@ -213,6 +213,60 @@ async fn quotas_are_error_values() {
     );
 }
 
+/// Bytes this process holds now (`VmRSS`) or has held at most (`VmHWM`), from /proc.
+fn resident(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// `get-many` takes a list of keys and gives their values back. A few kilobytes of keys, all the
+/// same, would ask for one large value thousands of times over (here 4,096 × 512 KiB = 2 GiB):
+/// the host refuses as soon as the values add up to more than the function may hold (its
+/// `max-memory`), before copying them, and tells the function why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_read_cannot_make_the_host_copy_more_than_the_function_may_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = "[key-value.large]\nmax-value-size = \"512KiB\"\nmax-total-size = \"1MiB\"\n";
+    let grants = ALL_GRANTS.replace(r#"["entries"]"#, r#"["entries", "large"]"#);
+    let manifest = app(dir.path(), "acme", &grants, large);
+    let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
+    let c = client();
+    let value = vec![b'x'; 512 * 1024];
+    let put = send(&c, server.addr, "PUT", "/acme/svc/kv/large/big", &value).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+
+    // What fits in the function's memory (64 MiB by default) is served.
+    let fits = get(server.addr, "/acme/svc/batch-repeat/large?key=big&times=8").await;
+    assert_eq!(
+        (fits.status, fits.body.as_str()),
+        (200, "8 values, 4194304 bytes")
+    );
+
+    // Resets the process's peak resident size, so that VmHWM shows what the flood cost.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = resident("VmRSS:");
+    let flood = get(
+        server.addr,
+        "/acme/svc/batch-repeat/large?key=big&times=4096",
+    )
+    .await;
+    let grown = resident("VmHWM:").saturating_sub(before);
+    // Other tests run in this process meanwhile; 2 GiB of copies would show far above this.
+    assert!(grown < 512 << 20, "the process grew by {grown} bytes");
+    assert_eq!(flood.status, 422, "{}", flood.body);
+    assert!(
+        flood.body.contains("get-many") && flood.body.contains("max-memory"),
+        "{}",
+        flood.body
+    );
+
+    // Nothing else was harmed: the function and the store still serve.
+    let again = get(server.addr, "/acme/svc/kv/large/big").await;
+    assert_eq!((again.status, again.body.len()), (200, value.len()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_serves_granted_values_and_secrets_only() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,9 +16,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use meshwa_kv::{KeyValueBackend, KvError, StoreId, StoreQuota};
+use meshwa_kv::{KeyValueBackend, KvError, ReadBudget, StoreId, StoreQuota};
 use wasmtime::component::Resource;
 
+use crate::admission::Refused;
 use crate::state::InstanceState;
 
 pub(crate) mod bindings {
@@ -233,7 +234,29 @@ impl batch::Host for InstanceState {
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
         let started = self.host_call_started();
         let (backend, store, _) = self.bucket(&bucket)?;
-        let values = backend.get_many(&store, &keys);
+        // Every value found is copied out of the store before wasmtime lowers it into the guest,
+        // and a guest may name one key any number of times: the copies stop at what the
+        // instance may still have the host hold for it (its max-memory), and are charged to the
+        // tenant's memory quota while they are held, as a buffer is.
+        let mut budget = ReadBudget::new(self.limiter.host_budget_left());
+        let values = backend.get_many(&store, &keys, &mut budget);
+        let _held = match values {
+            Ok(_) => match self.limiter.charge_host(budget.used()) {
+                Ok(charge) => Some(charge),
+                Err(refused) => {
+                    self.key_value_call_ended(started);
+                    return Ok(Err(store::Error::Other(format!(
+                        "{store}: get-many would return {} bytes, more than the {}",
+                        budget.used(),
+                        match refused {
+                            Refused::Budget => "function may hold (its max-memory)",
+                            Refused::Tenant => "tenant's memory quota has left",
+                        }
+                    ))));
+                }
+            },
+            Err(_) => None,
+        };
         Ok(self.kv_outcome(started, values).map(|values| {
             keys.into_iter()
                 .zip(values)
