@@ -29,12 +29,17 @@ pub struct CachedBackend<B> {
     state: Mutex<State>,
 }
 
+/// Maps keyed by store. A store's identity is three names from manifests the operator accepted,
+/// never a guest's input, so a fast hash will do (every read hashes it); keys within a store come
+/// from guests and keep the standard library's DoS-resistant hash.
+type ByStore<V> = HashMap<StoreId, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct State {
     /// Per store, per key: the value as the backend has it (`None`: absent).
-    values: HashMap<StoreId, HashMap<String, Option<Vec<u8>>>>,
+    values: ByStore<HashMap<String, Option<Vec<u8>>>>,
     /// Keys with a write in flight, and how many.
-    writing: HashMap<StoreId, HashMap<String, u32>>,
+    writing: ByStore<HashMap<String, u32>>,
     /// Counts writes started; a read caches its value only if this did not move meanwhile.
     generation: u64,
     bytes: u64,

@@ -191,8 +191,8 @@ impl key_value::HostStore for InstanceState {
 
     fn get(&mut self, store: Resource<SpinStore>, key: String) -> SpinResult<Option<Vec<u8>>> {
         let started = self.host_call_started();
-        let (backend, store, _) = self.bucket(&store)?;
-        Ok(self.spin_outcome(started, backend.get(&store, &key)))
+        let value = self.read_bucket(&store, |backend, store| backend.get(store, &key))?;
+        Ok(self.spin_outcome(started, value))
     }
 
     async fn set(
@@ -216,8 +216,8 @@ impl key_value::HostStore for InstanceState {
 
     fn exists(&mut self, store: Resource<SpinStore>, key: String) -> SpinResult<bool> {
         let started = self.host_call_started();
-        let (backend, store, _) = self.bucket(&store)?;
-        Ok(self.spin_outcome(started, backend.exists(&store, &key)))
+        let found = self.read_bucket(&store, |backend, store| backend.exists(store, &key))?;
+        Ok(self.spin_outcome(started, found))
     }
 
     /// Every key at once, as Spin's interface has it: gathered page by page, up to the
