@@ -290,16 +290,24 @@ impl Held {
     }
 }
 
-/// A store for `state`: its memory limiter, the hop clock's call hook (with `--explain`), and an
-/// epoch deadline that yields at every tick and ends the guest once `deadline` has passed.
+/// A store for `state`: its memory limiter, a bound on what one host call may copy out of it, the
+/// hop clock's call hook (with `--explain`), and an epoch deadline that yields at every tick and
+/// ends the guest once `deadline` has passed.
 fn configured_store(
     engine: &wasmtime::Engine,
     state: InstanceState,
     deadline: Instant,
 ) -> Store<InstanceState> {
     let accounted = state.clock.is_some();
+    let max_memory = state.limiter.max_memory();
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
+    // wasmtime copies a call's strings and lists into the host before the host function runs,
+    // at most its "hostcall fuel" of bytes (128 MiB by default). Entries of a list may all point
+    // at the same bytes, so a guest could hand over far more than it holds: one call takes at
+    // most what the function's memory may hold, which no honest call exceeds.
+    let fuel = store.hostcall_fuel().min(max_memory);
+    store.set_hostcall_fuel(fuel);
     if accounted {
         store.call_hook(|mut store, hook| {
             if let Some(clock) = store.data_mut().clock.as_mut() {

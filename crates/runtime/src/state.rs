@@ -190,6 +190,11 @@ impl InstanceLimiter {
         }
     }
 
+    /// The function's memory limit, in bytes.
+    pub(crate) fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
     pub(crate) fn denial(&self) -> MemoryDenial {
         self.denial.clone()
     }

@@ -15,6 +15,7 @@
 //! | `PUT /batch/<store>` + `k=v` lines    | sets them all                                         |
 //! | `GET /batch/<store>?keys=a,b`         | `k=v` lines, `k!` for a missing key                    |
 //! | `GET /batch-repeat/<store>?key=k&times=N` | one get-many of `k` N times: `<N> values, <bytes> bytes` |
+//! | `PUT /batch-alias/<store>?kib=K&times=N` | one set-many of N entries whose values are all the same K KiB of memory |
 //! | `GET /config/<key>`                   | the value (404 if not granted)                        |
 //! | `GET /config`                         | every granted `k=v`, one per line                     |
 //! | `POST /log` + body                    | the body to wasi:logging (info), stdout and stderr    |
@@ -73,6 +74,33 @@ fn count_event(request: &Request, trigger: &str) -> Response {
         .and_then(|()| events.increment(trigger, 1))
     {
         Ok(_) => Response::new(200, "counted"),
+        Err(e) => kv_error(e),
+    }
+}
+
+/// What a hostile guest can do with the canonical ABI and no safe language in the way: hand
+/// the host a list of `times` entries that all point at the same `len` bytes, so that the host
+/// is asked to take `times * len` bytes while the guest holds `len`.
+fn aliased_set_many(store: &str, len: usize, times: usize) -> Response {
+    let store = match Store::open(store) {
+        Ok(store) => store,
+        Err(e) => return kv_error(e),
+    };
+    let mut value = std::mem::ManuallyDrop::new(vec![b'x'; len]);
+    let (ptr, capacity) = (value.as_mut_ptr(), value.capacity());
+    let entries: Vec<(String, Vec<u8>)> = (0..times)
+        .map(|i| {
+            // SAFETY: every `Vec` built here shares `value`'s allocation and none is ever
+            // dropped (the list is forgotten below), so nothing is freed twice; the host only
+            // reads them.
+            let alias = unsafe { Vec::from_raw_parts(ptr, len, capacity) };
+            (format!("k{i}"), alias)
+        })
+        .collect();
+    let result = store.set_many(&entries);
+    std::mem::forget(entries);
+    match result {
+        Ok(()) => Response::new(200, "ok"),
         Err(e) => kv_error(e),
     }
 }
@@ -160,6 +188,11 @@ fn handle(request: Request) -> Response {
                 }
                 Err(e) => kv_error(e),
             }
+        }
+        ("PUT", ["batch-alias", store]) => {
+            let kib: usize = query(q, "kib").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let times: usize = query(q, "times").and_then(|v| v.parse().ok()).unwrap_or(1);
+            aliased_set_many(store, kib * 1024, times)
         }
         ("GET", ["config", key]) => match config::get(key) {
             Some(value) => Response::new(200, value),

@@ -267,6 +267,54 @@ async fn a_batch_read_cannot_make_the_host_copy_more_than_the_function_may_hold(
     assert_eq!((again.status, again.body.len()), (200, value.len()));
 }
 
+/// A guest's lists are copied into the host before a host function runs, and with the canonical
+/// ABI a guest can make every entry point at the same bytes: 15 entries of one 8 MiB value ask
+/// the host to take 120 MiB from a guest holding 8. The host takes at most the function's
+/// `max-memory` (here 16 MiB) in one call: beyond it the call ends the instance before anything
+/// is copied further, and the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_call_cannot_make_the_host_take_more_than_the_function_may_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = "[key-value.large]\nmax-value-size = \"512KiB\"\nmax-total-size = \"1MiB\"\n";
+    let grants = ALL_GRANTS.replace(r#"["entries"]"#, r#"["entries", "large"]"#);
+    let manifest = app(dir.path(), "acme", &grants, large);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace(
+        r#"timeout = "5s""#,
+        r#"timeout = "5s", max-memory = "16MiB""#,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
+    let c = client();
+
+    // Within the limit, aliases are only bytes: 15 entries of the same 64 KiB are stored.
+    let fits = send(
+        &c,
+        server.addr,
+        "PUT",
+        "/acme/svc/batch-alias/large?kib=64&times=15",
+        b"",
+    )
+    .await;
+    assert_eq!((fits.status, fits.body.as_str()), (200, "ok"));
+
+    let flood = send(
+        &c,
+        server.addr,
+        "PUT",
+        "/acme/svc/batch-alias/large?kib=8192&times=15",
+        b"",
+    )
+    .await;
+    // The guest broke the ABI's contract (not an error value): its instance ends, as a trap.
+    // Before the bound, the host took all 120 MiB and the store refused the value (422).
+    assert_eq!(flood.status, 500, "{}", flood.body);
+    assert!(flood.body.contains(r#""error":"trap""#), "{}", flood.body);
+
+    let again = get(server.addr, "/acme/svc/kv/large/k14").await;
+    assert_eq!((again.status, again.body.len()), (200, 64 * 1024));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_serves_granted_values_and_secrets_only() {
     let dir = tempfile::tempdir().unwrap();
