@@ -221,6 +221,18 @@ fn resident(field: &str) -> u64 {
     kib * 1024
 }
 
+/// The app of `acme` with one more store, `large` (values up to 512 KiB, 1 MiB in all), granted
+/// too; `limits` is added to the function's limits (TOML, starting with a comma).
+fn app_with_large_store(dir: &Path, limits: &str) -> PathBuf {
+    let large = "[key-value.large]\nmax-value-size = \"512KiB\"\nmax-total-size = \"1MiB\"\n";
+    let grants = ALL_GRANTS.replace(r#"["entries"]"#, r#"["entries", "large"]"#);
+    let manifest = app(dir, "acme", &grants, large);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace(r#"timeout = "5s""#, &format!(r#"timeout = "5s"{limits}"#));
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
 /// `get-many` takes a list of keys and gives their values back. A few kilobytes of keys, all the
 /// same, would ask for one large value thousands of times over (here 4,096 × 512 KiB = 2 GiB):
 /// the host refuses as soon as the values add up to more than the function may hold (its
@@ -228,9 +240,7 @@ fn resident(field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_read_cannot_make_the_host_copy_more_than_the_function_may_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let large = "[key-value.large]\nmax-value-size = \"512KiB\"\nmax-total-size = \"1MiB\"\n";
-    let grants = ALL_GRANTS.replace(r#"["entries"]"#, r#"["entries", "large"]"#);
-    let manifest = app(dir.path(), "acme", &grants, large);
+    let manifest = app_with_large_store(dir.path(), "");
     let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
     let c = client();
     let value = vec![b'x'; 512 * 1024];
@@ -275,15 +285,7 @@ async fn a_batch_read_cannot_make_the_host_copy_more_than_the_function_may_hold(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_host_call_cannot_make_the_host_take_more_than_the_function_may_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let large = "[key-value.large]\nmax-value-size = \"512KiB\"\nmax-total-size = \"1MiB\"\n";
-    let grants = ALL_GRANTS.replace(r#"["entries"]"#, r#"["entries", "large"]"#);
-    let manifest = app(dir.path(), "acme", &grants, large);
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    let text = text.replace(
-        r#"timeout = "5s""#,
-        r#"timeout = "5s", max-memory = "16MiB""#,
-    );
-    std::fs::write(&manifest, text).unwrap();
+    let manifest = app_with_large_store(dir.path(), r#", max-memory = "16MiB""#);
     let server = start_full(&[manifest], settings(), &secrets(&["acme"])).await;
     let c = client();
 
