@@ -26,8 +26,8 @@
 # Environment: RATE=200 (req/s), DURATION=10 (s per measurement), CONNECTIONS=16 (for max),
 #   CHECKED=32 (requests compared), REDIS=1 (0: no Redis rows), SMOKE=0 (1: a short run of
 #   (a)-(d), the bench smoke check run by hand: no Redis, no wasmtime, nothing written), EXPLAIN=0
-#   (1: then where each hop's time goes, from a server run with `--explain`), MESHWA_BIN (default: a
-#   release build), WASMTIME (default: wasmtime-cli 48.0.8, installed once into
+#   (1: then where each hop's time goes, from a server run with `--explain`), MESHWA_BIN and
+#   MESHWA_BENCH_BIN (default: release builds), WASMTIME (default: wasmtime-cli 48.0.8, installed once into
 #   ~/.cache/meshwa-bench like bench/http.sh does, about 15 minutes).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -63,7 +63,7 @@ BIN=${TAX_TARGET_DIR:-$REPO/target/tax}/release/tax-native
 # used is a copy of meshwa.toml pointing at that build.
 (cd "$REPO/guests" && cargo build --profile release-lto --quiet --target wasm32-wasip2 \
     --target-dir "$REPO/target/guests" --package tax-shop --package tax-shop-services \
-    --package tax-shop-typed)
+    --package tax-shop-typed --package tax-logic-cost)
 BUILT=$REPO/target/guests/wasm32-wasip2/release-lto
 SHOP_COMPONENT=$BUILT/tax_shop.wasm
 # For `wasmtime serve`, the same code without the invoke style (which imports meshwa:platform).
@@ -75,6 +75,12 @@ COMPONENT=$REPO/target/guests-wasi/wasm32-wasip2/release-lto/tax_shop.wasm
 if [ -z "${MESHWA_BIN:-}" ]; then
     (cd "$REPO" && cargo build --release --quiet --package meshwa)
     MESHWA_BIN=$REPO/target/release/meshwa
+fi
+# The logic alone in the sandbox (with and without the engine's epoch checks), beside the native
+# `logic-cost`.
+if [ -z "${MESHWA_BENCH_BIN:-}" ]; then
+    (cd "$REPO" && cargo build --release --quiet --package meshwa-bench)
+    MESHWA_BENCH_BIN=$REPO/target/release/meshwa-bench
 fi
 
 # Other work on the machine skews every number: say how busy it was.
@@ -309,6 +315,8 @@ label() {
 report() {
 echo "$(date -u +%Y-%m-%d), $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB;"
 "$BIN" logic-cost --iterations 2000 | sed 's/^/logic alone: /'
+RUST_LOG=warn "$MESHWA_BENCH_BIN" logic-cost --component "$BUILT/tax_logic_cost.wasm" --iterations 2000 |
+    sed 's/^/logic alone: /'
 echo "open loop at $RATE req/s for $DURATION s; max: closed loop, $CONNECTIONS connections, $DURATION s;"
 echo "CPU: user+system of the deployment's processes (Redis included) over the max run, per request;"
 echo "tax at p50 = 1 - p50(monolith with the same store) / p50(deployment); (a'), (c), (d), (e) compare"

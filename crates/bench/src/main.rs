@@ -16,6 +16,8 @@
 //! - `kv`: key-value get and durable set from inside a guest against a native client of a local
 //!   `redis-server` (started and stopped by the bench).
 //! - `density`: live instances one process can hold, with their RSS and mappings.
+//! - `logic-cost`: the checkout logic of `bench/tax` looped inside one sandbox, with and without
+//!   the engine's epoch checks (the native side is `bench/tax`'s own `logic-cost`).
 //! - `soak`: a long run of mixed traffic at a share of the peak against a `meshwa serve` child,
 //!   failing if memory, descriptors or latency drift upward or a good request fails.
 
@@ -31,6 +33,7 @@ mod kv;
 mod languages;
 mod layout;
 mod live;
+mod logic_cost;
 mod native_servers;
 mod soak;
 mod syscalls;
@@ -82,6 +85,9 @@ enum Command {
     /// A stand-in OpenTelemetry collector for the trace rows of `bench/http.sh`: accepts every
     /// OTLP/HTTP export.
     OtlpSink(native_servers::ListenArgs),
+    /// The checkout logic of `bench/tax` looped inside one sandbox (no host calls), with the
+    /// engine's epoch checks and without them: what the sandbox's code costs against native.
+    LogicCost(logic_cost::LogicCostArgs),
     /// Mixed traffic at a share of the measured peak for a long time, sampling the server's
     /// memory, descriptors, live instances and latency; fails on upward drift or a failed request.
     Soak(soak::SoakArgs),
@@ -113,6 +119,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => cluster::run(args),
         Command::Density(args) => density::run(args),
         Command::Hardware(args) => hardware::run(args),
+        Command::LogicCost(args) => logic_cost::run(args),
         Command::Soak(args) => soak::run(args),
         Command::OtlpSink(args) => native_servers::otlp_sink(args),
     };

@@ -31,7 +31,11 @@
 //! - **Epoch:** the thread `meshwa-epoch` advances the epoch every [`EPOCH_TICK`] (1 ms), holding
 //!   only a weak reference to the engine. A guest yields at every tick and is ended at its
 //!   deadline (see `instance`), so deadlines are precise to about a millisecond and a spinning
-//!   guest cannot keep a worker from other tenants.
+//!   guest cannot keep a worker from other tenants. The price is a check compiled into every
+//!   function entry and loop header: about a fifth of the checkout logic's time in wasm
+//!   (`meshwa-bench logic-cost`, docs/benchmarks.md). Nothing cheaper stops a guest in wasmtime
+//!   48 (fuel costs more; an MMU-based check is upstream work in progress), so the server always
+//!   compiles the checks; only benchmarks build an engine without them.
 //! - **Why 4 GiB of address space per memory by default:** compiled code then skips bounds
 //!   checks, but only about 11,000 instances fit without MPK (`meshwa-bench density`). A smaller
 //!   `--memory-reservation` trades bounds checks for density; MPK gives the density without the
@@ -102,6 +106,11 @@ pub struct EngineSettings {
     /// faults and becomes a trap). `false` makes every check explicit code: what a host without
     /// signal handling pays, measured by `meshwa-bench hardware`.
     pub signals_based_traps: bool,
+    /// Whether compiled code checks the epoch at every function entry and loop header, which is
+    /// how a deadline ends a guest and how a long-running guest yields its worker. Always `true`
+    /// in the server: without it nothing stops a guest that never returns. Only benchmarks turn
+    /// it off, to measure what the checks cost (`meshwa-bench logic-cost`, `hardware`).
+    pub epoch_interruption: bool,
     /// Initialize linear memories by mapping copy-on-write images (`false`: copy the data in,
     /// and clear with memset), as `meshwa-bench hardware` compares.
     pub memory_init_cow: bool,
@@ -142,6 +151,7 @@ impl Default for EngineSettings {
             memory_reservation: None,
             memory_guard_size: None,
             signals_based_traps: true,
+            epoch_interruption: true,
             memory_init_cow: true,
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
@@ -193,7 +203,7 @@ fn base_config(settings: &EngineSettings) -> Config {
     }
     config.signals_based_traps(settings.signals_based_traps);
     config.wasm_component_model(true);
-    config.epoch_interruption(true);
+    config.epoch_interruption(settings.epoch_interruption);
     config.memory_init_cow(settings.memory_init_cow);
     config.parallel_compilation(true);
     if settings.perf_map {

@@ -57,6 +57,7 @@ mod tested {
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_services;
     pub(crate) use crate::programs::the_checkout_app_answers_what_the_native_monolith_answers as tax_shop_typed;
+    pub(crate) use crate::programs::the_checkout_logic_loop_runs_the_checkout_in_the_sandbox as tax_logic_cost;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as hopper;
     pub(crate) use crate::programs::the_hop_benchmark_programs_call_each_other as sink;
     pub(crate) use crate::programs::the_sdk_arena_grows_memory_only_past_its_reserved_bytes as arena;

@@ -136,6 +136,55 @@ pub(crate) async fn the_c_sha256_kernel_hashes_the_body() {
     assert_eq!(answer.body, format!("{expected}  0 MiB\n"));
 }
 
+/// `guests/tax-logic-cost` (`meshwa-bench logic-cost`) runs the checkout logic in its loop: as a
+/// CGI function it answers one timing line whose average receipt size is the native logic's for
+/// the same sample orders (its 256 warm-up checkouts and the timed ones), so it really did the
+/// work it timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub(crate) async fn the_checkout_logic_loop_runs_the_checkout_in_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("logic.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "tenant = \"t\"\napp = \"logic\"\n\
+             [[functions]]\nname = \"cost\"\nkind = \"cgi\"\ncomponent = \"{}\"\n\
+             route = \"/logic-cost\"\nlimits = {{ max-memory = \"128MiB\", timeout = \"60s\" }}\n",
+            programs::TAX_LOGIC_COST
+        ),
+    )
+    .unwrap();
+    let server = start(&[manifest]).await;
+    let answer = send(
+        &client(),
+        server.addr,
+        "GET",
+        "/logic-cost?iterations=3",
+        b"",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    let store = tax_logic::MemoryKv::with_dataset();
+    let receipt = |i: u32| {
+        tax_logic::checkout_monolith(&tax_logic::sample_request(i), &store)
+            .unwrap()
+            .len()
+    };
+    let receipts: usize = (0..256).map(receipt).sum::<usize>() + (0..3).map(receipt).sum::<usize>();
+    let suffix = format!(
+        " µs per checkout in the sandbox (3 iterations; receipts {} B on average)\n",
+        receipts / 259
+    );
+    let micros = answer.body.strip_suffix(&suffix).unwrap_or_else(|| {
+        panic!(
+            "expected a timing line ending {suffix:?}, got {:?}",
+            answer.body
+        )
+    });
+    assert!(micros.parse::<f64>().unwrap() > 0.0, "{}", answer.body);
+}
+
 /// `meshwa_sdk::alloc::RequestArena` (`guests/arena`, 256 KiB reserved): a request that fits in
 /// its reserved memory never grows linear memory (the point of reserving: no page-protection
 /// change and TLB flush per instance); a larger one grows it and finds every block intact; one
