@@ -5,10 +5,11 @@
 //! 1. **Bounds checks against guard regions**: the same guests under wasmtime's default (a 4 GiB
 //!    reservation and a 32 MiB guard per memory: compiled code checks nothing, the MMU does), with
 //!    the reservation cut to the memory's size and no guard (every access checked in code), and
-//!    with signal-based traps off as well: a C SHA-256 kernel, Rust kernels that write 1.6 MB,
-//!    sort 200,000 numbers and fill a hash map with them, and the checkout of `bench/tax` in one
-//!    instance; the time of each, and how many memory
-//!    slots fit in the address space with each (measured by reserving the pool).
+//!    with signal-based traps off as well, and with guard regions but without the epoch checks
+//!    that let a deadline stop a guest (what preemption costs): a C SHA-256 kernel, Rust kernels
+//!    that write 1.6 MB, sort 200,000 numbers and fill a hash map with them, and the checkout of
+//!    `bench/tax` in one instance; the time of each, and how many memory slots fit in the
+//!    address space with each (measured by reserving the pool).
 //! 2. **The page-table work of a fresh instance**: per request, minor page faults of the thread
 //!    that ran it and time, the same split into instantiation and teardown (the runtime's
 //!    `--explain` accounting), and the memory-management system calls of each (`strace`, see
@@ -133,11 +134,24 @@ fn isolations() -> Vec<Isolation> {
                 memory_reservation: Some(MAX_MEMORY),
                 memory_guard_size: Some(0),
                 signals_based_traps: false,
+                ..base.clone()
+            },
+        },
+        Isolation {
+            name: NO_EPOCH_CHECKS,
+            settings: EngineSettings {
+                epoch_interruption: false,
                 ..base
             },
         },
     ]
 }
+
+/// The isolation of section 1 without the epoch checks compiled into every function entry and
+/// loop header, which is how a deadline ends a guest: what preemption costs in software. Never
+/// how meshwa serves.
+const NO_EPOCH_CHECKS: &str =
+    "guard regions, no epoch checks (no deadline could stop a guest: measured, never served)";
 
 /// One engine configuration of section 2.
 struct Reset {
@@ -1270,7 +1284,10 @@ pub fn report(f: &Findings, chart: &str) -> String {
          reserve, two memories per instance. With guard regions, the 128 TiB of user address \
          space binds; without them, each slot takes about two kernel mappings, so a \
          `vm.max_map_count` below about 1,100,000 binds first (Linux's default, 65,530, stops \
-         near 32,700; `bench/hardware.sh` raises it when run as root).\n\n\
+         near 32,700; `bench/hardware.sh` raises it when run as root). The last isolation \
+         keeps the guard regions and drops the epoch checks wasmtime compiles into every \
+         function entry and loop header, which let a deadline end a guest and a long-running \
+         guest yield its worker: what that preemption costs in software.\n\n\
          ![time relative to guard regions]({chart})\n\n\
          | kernel | isolation | median ms | × guard regions | 64 MiB memory slots that fit (pool reserved) |\n\
          | --- | --- | ---: | ---: | ---: |"
@@ -1347,6 +1364,31 @@ pub fn report(f: &Findings, chart: &str) -> String {
     }
 
     let _ = writeln!(out, "\n## 3. Protection keys\n");
+    let epoch_costs: Vec<String> = f
+        .bounds
+        .iter()
+        .filter(|row| row.isolation == NO_EPOCH_CHECKS && row.median_ms > 0.0)
+        .filter_map(|row| {
+            let checked = f.bounds.iter().find(|r| r.kernel == row.kernel)?;
+            Some(format!(
+                "`{}` {:.2}×",
+                row.kernel,
+                checked.median_ms / row.median_ms
+            ))
+        })
+        .collect();
+    if !epoch_costs.is_empty() {
+        let _ = writeln!(
+            out,
+            "- **Interrupting a guest without checks in its code**: with the epoch checks that \
+             end a guest at its deadline, each kernel takes this many times its time without \
+             them (section 1, guard regions in both): {}. An interrupt delivered by the MMU (the engine unmaps a \
+             page that each check only loads from; upstream work in wasmtime) would give most \
+             of that back, and no setting can today: without the checks nothing stops a guest \
+             that never returns.",
+            epoch_costs.join(", ")
+        );
+    }
     match &f.keys {
         Keys::Measured {
             plain_slots,
