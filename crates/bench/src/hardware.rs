@@ -1364,31 +1364,6 @@ pub fn report(f: &Findings, chart: &str) -> String {
     }
 
     let _ = writeln!(out, "\n## 3. Protection keys\n");
-    let epoch_costs: Vec<String> = f
-        .bounds
-        .iter()
-        .filter(|row| row.isolation == NO_EPOCH_CHECKS && row.median_ms > 0.0)
-        .filter_map(|row| {
-            let checked = f.bounds.iter().find(|r| r.kernel == row.kernel)?;
-            Some(format!(
-                "`{}` {:.2}×",
-                row.kernel,
-                checked.median_ms / row.median_ms
-            ))
-        })
-        .collect();
-    if !epoch_costs.is_empty() {
-        let _ = writeln!(
-            out,
-            "- **Interrupting a guest without checks in its code**: with the epoch checks that \
-             end a guest at its deadline, each kernel takes this many times its time without \
-             them (section 1, guard regions in both): {}. An interrupt delivered by the MMU (the engine unmaps a \
-             page that each check only loads from; upstream work in wasmtime) would give most \
-             of that back, and no setting can today: without the checks nothing stops a guest \
-             that never returns.",
-            epoch_costs.join(", ")
-        );
-    }
     match &f.keys {
         Keys::Measured {
             plain_slots,
@@ -1534,6 +1509,31 @@ fn on_paper(f: &Findings) -> String {
              at the speed of the guarded ones, and make the 32 MiB guards and most of the \
              reservation unnecessary.",
             row.kernel, ratio, row.isolation
+        );
+    }
+    let epoch_costs: Vec<String> = f
+        .bounds
+        .iter()
+        .filter(|row| row.isolation == NO_EPOCH_CHECKS && row.median_ms > 0.0)
+        .filter_map(|row| {
+            let checked = f.bounds.iter().find(|r| r.kernel == row.kernel)?;
+            Some(format!(
+                "`{}` {:.2}×",
+                row.kernel,
+                checked.median_ms / row.median_ms
+            ))
+        })
+        .collect();
+    if !epoch_costs.is_empty() {
+        let _ = writeln!(
+            out,
+            "- **Interrupting a guest without checks in its code**: with the epoch checks that \
+             end a guest at its deadline, each kernel takes this many times its time without \
+             them (section 1, guard regions in both): {}. An interrupt delivered by the MMU \
+             (the engine unmaps a page that each check only loads from; upstream work in \
+             wasmtime) would give most of that back, and no setting can today: without the \
+             checks nothing stops a guest that never returns.",
+            epoch_costs.join(", ")
         );
     }
     match &f.keys {
