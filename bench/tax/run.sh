@@ -25,7 +25,7 @@
 # Usage: bench/tax/run.sh
 # Environment: RATE=200 (req/s), DURATION=10 (s per measurement), CONNECTIONS=16 (for max),
 #   CHECKED=32 (requests compared), REDIS=1 (0: no Redis rows), SMOKE=0 (1: a short run of
-#   (a)-(d), the bench smoke check run by hand: no Redis, no wasmtime, nothing written), EXPLAIN=0
+#   every deployment but Redis and wasmtime, the bench smoke check run by hand: nothing written), EXPLAIN=0
 #   (1: then where each hop's time goes, from a server run with `--explain`), MESHWA_BIN and
 #   MESHWA_BENCH_BIN (default: release builds), WASMTIME (default: wasmtime-cli 48.0.8,
 #   installed once into ~/.cache/meshwa-bench like bench/http.sh does, about 15 minutes).
