@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use meshwa_runtime::{
-    AllocatorChoice, EngineSettings, Function, MpkChoice, Runtime, mpk_available,
+    AllocatorChoice, EngineSettings, Function, MpkChoice, PagemapScanChoice, Runtime, mpk_available,
 };
 
 use crate::common::{get, load, percentile_us};
@@ -36,7 +36,7 @@ struct Setting {
     name: &'static str,
     allocator: AllocatorChoice,
     keep_resident: usize,
-    pagemap_scan: bool,
+    pagemap_scan: PagemapScanChoice,
     /// Off in every row but the one that measures it, so that rows compare alike on machines
     /// with and without `pku`.
     mpk: MpkChoice,
@@ -47,42 +47,42 @@ const SETTINGS: &[Setting] = &[
         name: "on-demand",
         allocator: AllocatorChoice::OnDemand,
         keep_resident: 0,
-        pagemap_scan: false,
+        pagemap_scan: PagemapScanChoice::Disable,
         mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 0",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 0,
-        pagemap_scan: false,
+        pagemap_scan: PagemapScanChoice::Disable,
         mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 1 MiB",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 1 << 20,
-        pagemap_scan: false,
+        pagemap_scan: PagemapScanChoice::Disable,
         mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 4 MiB",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 4 << 20,
-        pagemap_scan: false,
+        pagemap_scan: PagemapScanChoice::Disable,
         mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 1 MiB, pagemap-scan (default)",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 1 << 20,
-        pagemap_scan: true,
+        pagemap_scan: PagemapScanChoice::Enable,
         mpk: MpkChoice::Disable,
     },
     Setting {
         name: "pooling, keep-resident 16 MiB, pagemap-scan",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 16 << 20,
-        pagemap_scan: true,
+        pagemap_scan: PagemapScanChoice::Enable,
         mpk: MpkChoice::Disable,
     },
     // The pool striped over protection keys, for density (docs/benchmarks.md, "Density"): what
@@ -91,7 +91,7 @@ const SETTINGS: &[Setting] = &[
         name: "pooling, keep-resident 1 MiB, pagemap-scan, MPK",
         allocator: AllocatorChoice::Pooling,
         keep_resident: 1 << 20,
-        pagemap_scan: true,
+        pagemap_scan: PagemapScanChoice::Enable,
         mpk: MpkChoice::Enable,
     },
 ];

@@ -13,7 +13,7 @@ use meshwa_manifest::{
     Manifest, ManifestError, Policy, check_route_collisions, parse_duration, parse_size,
 };
 use meshwa_runtime::{
-    AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, Runtime, Secrets,
+    AllocatorChoice, CacheOutcome, EngineSettings, MpkChoice, PagemapScanChoice, Runtime, Secrets,
     default_tenant_cpu_lanes,
 };
 
@@ -101,6 +101,14 @@ pub struct ServeArgs {
     /// offer them (they cost every host call a key switch). The choice is logged.
     #[arg(long, value_enum, default_value_t = Mpk::Auto)]
     mpk: Mpk,
+
+    /// Reset pool slots with Linux's PAGEMAP_SCAN (6.7+), only the pages the last instance
+    /// dirtied: `auto` where the kernel offers it and swap cannot reach the server's memory (no
+    /// swap active, or `memory.swap.max` 0 for its cgroup), since that reset misses pages that
+    /// are swapped out; `enable` wherever the kernel offers it (keep the server out of swap by
+    /// other means). The choice is logged.
+    #[arg(long, value_enum, default_value_t = PagemapScan::Auto)]
+    pagemap_scan: PagemapScan,
 
     /// Most instances live at once (the pool's size); more requests wait for a slot.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -234,6 +242,13 @@ enum Mpk {
     Disable,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum PagemapScan {
+    Auto,
+    Enable,
+    Disable,
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.worker_threads {
@@ -285,6 +300,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Mpk::Auto => MpkChoice::Auto,
             Mpk::Enable => MpkChoice::Enable,
             Mpk::Disable => MpkChoice::Disable,
+        },
+        pagemap_scan: match args.pagemap_scan {
+            PagemapScan::Auto => PagemapScanChoice::Auto,
+            PagemapScan::Enable => PagemapScanChoice::Enable,
+            PagemapScan::Disable => PagemapScanChoice::Disable,
         },
         max_instances: args.max_instances,
         tenant_max_instances: args.tenant_max_instances,

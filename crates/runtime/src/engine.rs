@@ -12,6 +12,16 @@
 //!   bytes of the memory; with it, the pages the instance dirtied, found from the start of the
 //!   memory up to that budget or to wasmtime's limit of 32 runs of dirty pages, whichever comes
 //!   first (a guest that dirties pages all over its image, as CPython does, keeps few).
+//! - **`PAGEMAP_SCAN` only where swap cannot reach the pool.** That reset finds the dirty pages
+//!   that are *present*: a page the kernel swapped out while its instance lived is neither reset
+//!   nor released, and the next instance in the slot reads it back (the CLI test
+//!   `swap::memory_swapped_out_during_a_request_does_not_reach_the_next_one` swaps one out and
+//!   found 252 KiB of the last request's memory in the next one). So under `Auto` the engine uses
+//!   it only when no swap is active (`/proc/swaps`) or the process's cgroup forbids it swap
+//!   (`memory.swap.max` of 0 in the cgroup or an ancestor, systemd's `MemorySwapMax=0`); without
+//!   it every slot is reset with memset and madvise, which reach swapped pages too. Swap switched
+//!   on later cannot change an engine: a thread looks every [`SWAP_WATCH_PERIOD`] and logs an
+//!   error that says to restart. The fix belongs in wasmtime (scan for swapped pages too).
 //! - **Probe and fallback:** creating the pooling engine reserves the whole pool, so creating it is
 //!   the probe. Under `Auto` a failure is logged and an on-demand engine is built; under `Pooling`
 //!   it is fatal. The `engine ready` log line names the allocator, MPK and the slot count. A warning
@@ -41,6 +51,7 @@
 //!   `--memory-reservation` trades bounds checks for density; MPK gives the density without the
 //!   checks, at the price of a key switch per host call.
 
+use std::path::Path;
 use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -75,6 +86,24 @@ pub enum MpkChoice {
     /// Never use MPK.
     Disable,
 }
+
+/// Whether pool slots are reset with Linux's `PAGEMAP_SCAN` (6.7+), which resets only the pages
+/// an instance dirtied, instead of the first kept-resident bytes (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PagemapScanChoice {
+    /// Where the kernel offers it and swap cannot reach this process's memory.
+    #[default]
+    Auto,
+    /// Wherever the kernel offers it, swap or not: for an operator who keeps the server's memory
+    /// out of swap by other means, and for benchmarks.
+    Enable,
+    /// Never.
+    Disable,
+}
+
+/// How often the engine looks whether swap has become able to reach a pool it resets with
+/// `PAGEMAP_SCAN`.
+pub const SWAP_WATCH_PERIOD: Duration = Duration::from_secs(10);
 
 /// Engine settings chosen by the operator (server flags), not by tenants.
 #[derive(Debug, Clone)]
@@ -123,8 +152,8 @@ pub struct EngineSettings {
     /// none.
     pub key_value_cache: u64,
     /// Reset only the pages an instance dirtied, found with Linux's `PAGEMAP_SCAN` (6.7+), instead
-    /// of clearing the whole kept-resident region. Used when the kernel offers it.
-    pub pagemap_scan: bool,
+    /// of clearing the whole kept-resident region (see [`PagemapScanChoice`]).
+    pub pagemap_scan: PagemapScanChoice,
     /// Account for where each invocation's time goes (see `explain`); off by default.
     pub explain: bool,
     /// Name guests' compiled functions for `perf` in `/tmp/perf-PID.map`, so that a profile of
@@ -156,7 +185,7 @@ impl Default for EngineSettings {
             max_instance_memory: 256 * 1024 * 1024,
             memory_keep_resident: 1024 * 1024,
             key_value_cache: 64 * 1024 * 1024,
-            pagemap_scan: true,
+            pagemap_scan: PagemapScanChoice::Auto,
             explain: false,
             perf_map: false,
             compile_cache_max_size: 4 * 1024 * 1024 * 1024,
@@ -179,6 +208,8 @@ pub fn default_tenant_cpu_lanes(workers: Option<usize>) -> u32 {
 pub struct EngineFacts {
     pub pooling: bool,
     pub mpk: bool,
+    /// Whether pool slots are reset with `PAGEMAP_SCAN`.
+    pub pagemap_scan: bool,
 }
 
 /// Core wasm instances a component may hold. A Rust `wasm32-wasip2` component has a handful (the
@@ -212,7 +243,11 @@ fn base_config(settings: &EngineSettings) -> Config {
     config
 }
 
-fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConfig {
+fn pooling_config(
+    settings: &EngineSettings,
+    mpk: bool,
+    pagemap_scan: bool,
+) -> PoolingAllocationConfig {
     let n = settings.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
@@ -227,8 +262,8 @@ fn pooling_config(settings: &EngineSettings, mpk: bool) -> PoolingAllocationConf
         .linear_memory_keep_resident(settings.memory_keep_resident)
         .table_keep_resident(64 * 1024)
         .memory_protection_keys(if mpk { Enabled::Yes } else { Enabled::No })
-        .pagemap_scan(if settings.pagemap_scan {
-            Enabled::Auto
+        .pagemap_scan(if pagemap_scan {
+            Enabled::Yes
         } else {
             Enabled::No
         });
@@ -278,6 +313,106 @@ fn check_map_count(max_instances: u32) {
     }
 }
 
+/// Whether the pool is to be reset with `PAGEMAP_SCAN`; logs why not where the operator did not
+/// turn it off.
+fn decide_pagemap_scan(choice: PagemapScanChoice) -> bool {
+    let why_not = match choice {
+        PagemapScanChoice::Disable => return false,
+        _ if !PoolingAllocationConfig::is_pagemap_scan_available() => {
+            "the kernel does not offer it (Linux 6.7+)"
+        }
+        PagemapScanChoice::Auto if swap_can_reach_this_process() => {
+            "swap is active and may hold this process's memory, which that reset would miss"
+        }
+        _ => return true,
+    };
+    tracing::info!(
+        why_not,
+        "instance slots are reset in full, without PAGEMAP_SCAN"
+    );
+    false
+}
+
+/// Can the kernel swap out this process's memory? Yes when any swap is active (`/proc/swaps`)
+/// unless this process's cgroup (v2) or one of its ancestors has `memory.swap.max` set to 0.
+/// What cannot be read counts as yes: this answer decides whether a request's memory is certain
+/// to be reset.
+pub fn swap_can_reach_this_process() -> bool {
+    let read = |path: &Path| std::fs::read_to_string(path).ok();
+    swap_reachable(
+        read(Path::new("/proc/swaps")).as_deref(),
+        read(Path::new("/proc/self/cgroup")).as_deref(),
+        read,
+    )
+}
+
+/// [`swap_can_reach_this_process`] on given file contents: `swaps` of `/proc/swaps`, `cgroup` of
+/// `/proc/self/cgroup`, and `read` for the cgroup's files.
+fn swap_reachable(
+    swaps: Option<&str>,
+    cgroup: Option<&str>,
+    read: impl Fn(&Path) -> Option<String>,
+) -> bool {
+    let Some(swaps) = swaps else {
+        return true;
+    };
+    // A header line, then one line per active swap area.
+    if swaps.lines().skip(1).all(|line| line.trim().is_empty()) {
+        return false;
+    }
+    // cgroup v2 has one line, `0::/path`; v1 (or none) leaves swap to the kernel.
+    let Some(path) = cgroup.and_then(|text| text.lines().find_map(|l| l.strip_prefix("0::")))
+    else {
+        return true;
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dir = root.join(path.trim().trim_start_matches('/'));
+    // From the process's cgroup up to the root: a limit anywhere above applies too.
+    while dir.starts_with(root) {
+        if read(&dir.join("memory.swap.max")).is_some_and(|max| max.trim() == "0") {
+            return false;
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    true
+}
+
+/// While the engine lives and resets its pool with `PAGEMAP_SCAN` because swap could not reach
+/// it at start, looks every [`SWAP_WATCH_PERIOD`] whether it now can, and logs an error when it
+/// starts to (again after it stopped): an engine's reset cannot change, a restart can.
+pub(crate) fn spawn_swap_watch(engine: &Engine) -> std::io::Result<()> {
+    const STEP: Duration = Duration::from_secs(1);
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("meshwa-swap-watch".into())
+        .spawn(move || {
+            let mut reported = false;
+            let mut waited = Duration::ZERO;
+            // Wakes every second to stop soon after the engine is gone.
+            while weak.upgrade().is_some() {
+                std::thread::sleep(STEP);
+                waited += STEP;
+                if waited < SWAP_WATCH_PERIOD {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                let reachable = swap_can_reach_this_process();
+                if reachable && !reported {
+                    tracing::error!(
+                        "swap was switched on after the server started, and this server resets \
+                         instance memory with PAGEMAP_SCAN, which misses swapped-out pages: a \
+                         request may see memory of an earlier one; restart the server (it then \
+                         resets every page) or set memory.swap.max=0 for its cgroup"
+                    );
+                }
+                reported = reachable;
+            }
+        })?;
+    Ok(())
+}
+
 /// Is MPK usable here (CPU `pku` and kernel support)?
 pub fn mpk_available() -> bool {
     PoolingAllocationConfig::are_memory_protection_keys_available()
@@ -303,11 +438,14 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
         }
     };
     if settings.allocator != AllocatorChoice::OnDemand {
+        let pagemap_scan = decide_pagemap_scan(settings.pagemap_scan);
         let mut last_error = None;
         for &mpk in attempts {
             let mut config = base_config(settings);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
-                settings, mpk,
+                settings,
+                mpk,
+                pagemap_scan,
             )));
             // Creating the engine reserves the whole pool: this is the probe.
             match Engine::new(&config) {
@@ -319,11 +457,27 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
                     tracing::info!(
                         allocator = "pooling",
                         mpk,
+                        pagemap_scan,
                         slots = settings.max_instances,
                         max_instance_memory = settings.max_instance_memory,
                         "engine ready"
                     );
-                    return Ok((engine, EngineFacts { pooling: true, mpk }));
+                    if pagemap_scan
+                        && settings.pagemap_scan == PagemapScanChoice::Enable
+                        && swap_can_reach_this_process()
+                    {
+                        tracing::warn!(
+                            "PAGEMAP_SCAN resets were required while swap may hold this \
+                             process's memory: a page swapped out during a request is not reset \
+                             for the next"
+                        );
+                    }
+                    let facts = EngineFacts {
+                        pooling: true,
+                        mpk,
+                        pagemap_scan,
+                    };
+                    return Ok((engine, facts));
                 }
                 Err(error) => {
                     tracing::info!(
@@ -355,6 +509,7 @@ pub fn build_engine(settings: &EngineSettings) -> Result<(Engine, EngineFacts), 
         EngineFacts {
             pooling: false,
             mpk: false,
+            pagemap_scan: false,
         },
     ))
 }
@@ -372,4 +527,68 @@ pub(crate) fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::swap_reachable;
+
+    const NO_SWAP: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+    const SWAP: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+                        /swapfile                               file\t\t524284\t\t0\t\t-2\n";
+
+    /// A cgroup tree where `limited` (if any) has `memory.swap.max` 0 and every other cgroup
+    /// "max".
+    fn tree(limited: Option<&'static str>) -> impl Fn(&Path) -> Option<String> {
+        move |path: &Path| {
+            let dir = path.parent()?.to_str()?;
+            (path.file_name()? == "memory.swap.max" && dir != "/sys/fs/cgroup").then(|| {
+                if Some(dir) == limited {
+                    "0\n".to_string()
+                } else {
+                    "max\n".to_string()
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn without_swap_areas_swap_cannot_reach_the_process() {
+        assert!(!swap_reachable(Some(NO_SWAP), Some("0::/a\n"), tree(None)));
+        assert!(!swap_reachable(Some(NO_SWAP), None, tree(None)));
+    }
+
+    #[test]
+    fn with_a_swap_area_swap_reaches_the_process_unless_its_cgroup_forbids_it() {
+        let cgroup = Some("0::/system.slice/meshwa.service\n");
+        assert!(swap_reachable(Some(SWAP), cgroup, tree(None)));
+        // The process's own cgroup, or any ancestor of it, with `memory.swap.max` 0.
+        for limited in [
+            "/sys/fs/cgroup/system.slice/meshwa.service",
+            "/sys/fs/cgroup/system.slice",
+        ] {
+            assert!(!swap_reachable(Some(SWAP), cgroup, tree(Some(limited))));
+        }
+        // A sibling's limit is not this process's.
+        let sibling = "/sys/fs/cgroup/system.slice/other.service";
+        assert!(swap_reachable(Some(SWAP), cgroup, tree(Some(sibling))));
+    }
+
+    #[test]
+    fn what_cannot_be_read_counts_as_swap_that_reaches() {
+        // No /proc/swaps; a cgroup v1 process (no `0::` line); no cgroup file.
+        assert!(swap_reachable(
+            None,
+            Some("0::/a\n"),
+            tree(Some("/sys/fs/cgroup/a"))
+        ));
+        assert!(swap_reachable(
+            Some(SWAP),
+            Some("4:memory:/a\n"),
+            tree(None)
+        ));
+        assert!(swap_reachable(Some(SWAP), None, tree(None)));
+    }
 }

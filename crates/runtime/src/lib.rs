@@ -53,8 +53,9 @@ use crate::function::Handler;
 pub use cache::{CacheOutcome, CompiledComponent};
 pub use calls::{Directory, INTERNAL_DOMAIN, MAX_CALL_DEPTH, MAX_CONCURRENT_CALLS};
 pub use engine::{
-    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, build_engine,
-    default_tenant_cpu_lanes, mpk_available,
+    AllocatorChoice, EPOCH_TICK, EngineFacts, EngineSettings, MpkChoice, PagemapScanChoice,
+    SWAP_WATCH_PERIOD, build_engine, default_tenant_cpu_lanes, mpk_available,
+    swap_can_reach_this_process,
 };
 pub use error::{EngineError, Fault, InvokeError, LoadError, TypedImportRefused};
 pub use explain::PhaseTotals;
@@ -187,6 +188,11 @@ impl Runtime {
             .map_err(|e| EngineError::Engine(format!("{e:#}")))?;
         engine::spawn_epoch_ticker(&engine)
             .map_err(|e| EngineError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        if facts.pagemap_scan && settings.pagemap_scan == PagemapScanChoice::Auto {
+            engine::spawn_swap_watch(&engine).map_err(|e| {
+                EngineError::Engine(format!("cannot start the swap watch thread: {e}"))
+            })?;
+        }
         let tenant_ceiling = settings
             .tenant_max_instances
             .unwrap_or(settings.max_instances / 2)

@@ -14,6 +14,7 @@ use meshwa_test_programs as programs;
 mod cluster;
 mod dashboard;
 mod exhaustion;
+mod swap;
 mod traces;
 mod triggers;
 

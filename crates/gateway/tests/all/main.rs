@@ -64,6 +64,7 @@ mod tested {
     pub(crate) use crate::services::a_publishing_function_needs_its_grant_and_a_message_bus as publisher;
     pub(crate) use crate::services::key_value_operations_through_the_server as services;
     pub(crate) use crate::services::the_guestbook_example_keeps_state_and_reads_config as umbrella_guestbook;
+    pub(crate) use crate::serving::a_request_never_finds_what_the_last_one_wrote_in_memory as residue;
     pub(crate) use crate::serving::both_example_tenants_answer_over_http1_and_http2 as acme_greeter;
     pub(crate) use crate::serving::both_example_tenants_answer_over_http1_and_http2 as globex_textkit;
     pub(crate) use crate::serving::components_from_third_party_sdks_run_unchanged as waki_hello;

@@ -70,6 +70,28 @@ pub(crate) async fn both_example_tenants_answer_over_http1_and_http2() {
     );
 }
 
+/// Every request of `guests/residue` counts what is left in a buffer the last request filled,
+/// through both kinds of request (a POST that holds its instance while its body arrives, a GET),
+/// on one slot, so that each request gets the slot the last one used. (With swap, see the CLI's
+/// `swap` test.)
+#[tokio::test]
+pub(crate) async fn a_request_never_finds_what_the_last_one_wrote_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let residue = manifest(
+        dir.path(),
+        "t",
+        &[("residue", programs::RESIDUE, "/residue", "")],
+    );
+    let server = start_with(&[residue], 1).await;
+    let client = client();
+    for i in 0..6 {
+        let method = if i % 2 == 0 { "POST" } else { "GET" };
+        let answer = send(&client, server.addr, method, "/residue", b"body").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, "residue=0\n", "request {i} ({method})");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 pub(crate) async fn two_tenants_interleave_concurrently_and_every_request_gets_a_fresh_instance() {
     let dir = tempfile::tempdir().unwrap();
