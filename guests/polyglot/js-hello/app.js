@@ -2,6 +2,9 @@
 //
 // Answers a request with 200, `content-type: text/plain` and
 // `hello from javascript\n`, or `hello, X, from javascript\n` when the query has `name=X`.
+// A path with `/random` answers what `Math.random()` and `crypto.getRandomValues` give this
+// request: the engine was initialized when the component was built (Wizer), so this shows
+// whether every request shares a seed from that snapshot.
 // It implements `wasi:http/incoming-handler` by hand (not StarlingMonkey's fetch event),
 // so what runs is the same contract as the Python and Rust guests.
 // A POST or PUT is echoed instead: the head first, then its body streamed back as it arrives,
@@ -19,6 +22,11 @@ const encoder = new TextEncoder();
 
 /** The body for a request to `pathWithQuery` (e.g. `/greet?name=Ada`). */
 export function greeting(pathWithQuery) {
+  if ((pathWithQuery || '').includes('/random')) {
+    const bytes = new Uint8Array(8);
+    crypto.getRandomValues(bytes);
+    return `random ${Math.random()} crypto ${Array.from(bytes).join('.')}\n`;
+  }
   const url = new URL(pathWithQuery || '/', 'http://localhost');
   const name = url.searchParams.get('name');
   return name ? `hello, ${name}, from javascript\n` : 'hello from javascript\n';

@@ -2,11 +2,16 @@
 
 Answers a request with 200, `content-type: text/plain` and
 `hello from python\n`, or `hello, X, from python\n` when the query has `name=X`.
+A path with `/random` answers what the interpreter's randomness gives this request
+(`random`, the string hash, `os.urandom`): the interpreter was initialized when the
+component was built, so this shows what of that snapshot every request shares.
 A POST or PUT is echoed instead: the head first, then its body streamed back as it
 arrives, so a request whose body never comes holds its instance (what
 `meshwa-bench languages` uses to measure memory per live instance).
 """
 
+import os
+import random
 from urllib.parse import parse_qs, urlsplit
 
 from componentize_py_types import Err, Ok
@@ -25,6 +30,8 @@ from wit_world.imports.types import (
 
 def greeting(path_with_query: str | None) -> str:
     """The body for a request to `path_with_query` (e.g. `/greet?name=Ada`)."""
+    if "/random" in (path_with_query or ""):
+        return f"random {random.random()} hash {hash('meshwa')} urandom {os.urandom(8).hex()}\n"
     query = urlsplit(path_with_query or "/").query
     names = parse_qs(query).get("name")
     if names and names[0]:

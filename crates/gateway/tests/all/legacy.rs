@@ -336,6 +336,25 @@ limits = {{ max-memory = "64MiB", timeout = "10s" }}
             assert_eq!(answer.headers["content-type"], "text/plain");
         }
     }
+    // Both interpreters were initialized when their components were built, and every request
+    // starts from that snapshot: its random generators must still give each request its own
+    // numbers. (Python's string hash seed is the one thing shared: drawn at build time, the
+    // same for every request of a build; docs/languages.md.)
+    let mut seen = std::collections::HashSet::new();
+    for path in ["/py/random", "/py/random", "/js/random", "/js/random"] {
+        let answer = get(server.addr, path).await;
+        assert_eq!(answer.status, 200, "{path}");
+        let fields: Vec<&str> = answer.body.split_whitespace().collect();
+        assert_eq!(fields[0], "random", "{path}: {}", answer.body);
+        // `random <Math.random() or random.random()> ... <urandom or crypto bytes>`
+        for value in [fields[1], fields[fields.len() - 1]] {
+            assert!(
+                seen.insert(value.to_owned()),
+                "{path}: {value} again, in {}",
+                answer.body
+            );
+        }
+    }
     // A POST is echoed, streamed back in pieces: more than one read and write of each guest.
     let body: String = (0..8_000).map(|i| format!("{i:07}\n")).collect();
     assert!(body.len() > 3 * 16 * 1024);
