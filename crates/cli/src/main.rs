@@ -6,6 +6,12 @@ mod telemetry;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees many small objects on two
+/// or more worker threads (the store, WASI's context, hyper's buffers), where glibc's arenas
+/// spent about a tenth of the server's CPU (docs/benchmarks.md, "HTTP").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// meshwa: many tenants' WebAssembly functions in one address space, each request in a fresh
 /// sandbox.
 #[derive(Parser)]
