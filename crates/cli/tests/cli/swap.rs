@@ -22,14 +22,20 @@ const PROBE_BYTES: u64 = 256 * 1024;
 /// file (which needs root), switched off and removed when dropped.
 struct Swap {
     temporary: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Swap {
-    fn ensure(dir: &Path) -> Swap {
+    fn ensure() -> Swap {
         if active_swap() {
-            return Swap { temporary: None };
+            return Swap {
+                temporary: None,
+                _dir: None,
+            };
         }
-        let file = dir.join("swapfile");
+        // Beside the build, not in /tmp, which may be a tmpfs (no swap files there).
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let file = dir.path().join("swapfile");
         let made = Command::new("fallocate")
             .args(["-l", "256M"])
             .arg(&file)
@@ -50,10 +56,11 @@ impl Swap {
             "this test needs swap: the machine has none active and a temporary swap file in {} \
              could not be switched on (fallocate, mkswap and swapon need root and a file system \
              that allows swap files, such as ext4)",
-            dir.display()
+            dir.path().display()
         );
         Swap {
             temporary: Some(file),
+            _dir: Some(dir),
         }
     }
 }
@@ -202,7 +209,7 @@ fn residue_after_swap(dir: &Path, flags: &[&str]) -> (u64, String) {
 #[test]
 fn memory_swapped_out_during_a_request_does_not_reach_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
-    let _swap = Swap::ensure(dir.path());
+    let _swap = Swap::ensure();
 
     // The default: with swap active, every slot is reset in full.
     let (found, log) = residue_after_swap(&dir.path().join("auto"), &[]);
