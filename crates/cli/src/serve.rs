@@ -138,8 +138,8 @@ pub struct ServeArgs {
 
     /// Bytes of each pooled linear memory that stay mapped between instances and are reset by
     /// memset instead of being released (a fresh instance then takes no page faults there): the
-    /// first bytes, or on Linux 6.7+ the pages the last instance dirtied (in at most 32 runs of
-    /// pages). More suits functions that touch more memory per request; see
+    /// first bytes, or with --pagemap-scan the pages the last instance dirtied (in at most 32
+    /// runs of pages). More suits functions that touch more memory per request; see
     /// docs/benchmarks.md.
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     memory_keep_resident: u64,
