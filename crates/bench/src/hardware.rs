@@ -1293,11 +1293,7 @@ pub fn report(f: &Findings, chart: &str) -> String {
          | --- | --- | ---: | ---: | ---: |"
     );
     for row in &f.bounds {
-        let base = f
-            .bounds
-            .iter()
-            .find(|r| r.kernel == row.kernel)
-            .map_or(row.median_ms, |r| r.median_ms);
+        let base = guard_row(f, &row.kernel).map_or(row.median_ms, |r| r.median_ms);
         let _ = writeln!(
             out,
             "| {} | {} | {:.3} | {:.2} | {} |",
@@ -1481,6 +1477,12 @@ fn size_label(bytes: usize) -> String {
     }
 }
 
+/// `kernel`'s row under the first isolation of section 1 (guard regions), which every other
+/// row of that kernel is compared with: rows are measured isolation by isolation in order.
+fn guard_row<'a>(f: &'a Findings, kernel: &str) -> Option<&'a BoundsRow> {
+    f.bounds.iter().find(|r| r.kernel == kernel)
+}
+
 /// Section 6: each feature's effect, each resting on a measured (or computed) row.
 fn on_paper(f: &Findings) -> String {
     let mut out = String::new();
@@ -1488,7 +1490,7 @@ fn on_paper(f: &Findings) -> String {
         .bounds
         .iter()
         .filter_map(|row| {
-            let base = f.bounds.iter().find(|r| r.kernel == row.kernel)?;
+            let base = guard_row(f, &row.kernel)?;
             (base.median_ms > 0.0).then(|| (row.median_ms / base.median_ms, row))
         })
         .fold(None::<(f64, &BoundsRow)>, |best, (r, row)| match best {
@@ -1516,7 +1518,7 @@ fn on_paper(f: &Findings) -> String {
         .iter()
         .filter(|row| row.isolation == NO_EPOCH_CHECKS && row.median_ms > 0.0)
         .filter_map(|row| {
-            let checked = f.bounds.iter().find(|r| r.kernel == row.kernel)?;
+            let checked = guard_row(f, &row.kernel)?;
             Some(format!(
                 "`{}` {:.2}×",
                 row.kernel,
